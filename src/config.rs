@@ -1,0 +1,206 @@
+//! Configuration of the connection manager.
+
+use std::time::Duration;
+
+use libp2p_core::Multiaddr;
+use libp2p_identity::PeerId;
+
+use crate::core::Backoff;
+
+/// Configuration of the connection manager.
+///
+/// Start from [`Config::new`] (or `Default`), whose documented defaults suit most nodes, and change
+/// what you need with the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) goodbye_timeout: Duration,
+    pub(crate) duplicate_grace: Duration,
+    pub(crate) max_connections_per_peer: u32,
+    pub(crate) keep_alive: bool,
+    pub(crate) ping_interval: Duration,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) prompt_redial_delay: Duration,
+    pub(crate) timeout_backoff: Backoff,
+    pub(crate) violation_backoff: Backoff,
+    pub(crate) bootstrap_backoff: Backoff,
+    pub(crate) max_redial_attempts: Option<u32>,
+    pub(crate) max_rescue_dials: u32,
+    pub(crate) new_port_for_redials: bool,
+    pub(crate) max_addresses_per_peer: usize,
+    pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+}
+
+impl Config {
+    /// A configuration with these defaults:
+    ///
+    /// | setting | default |
+    /// |---|---|
+    /// | [`with_goodbye_timeout`](Self::with_goodbye_timeout) | 2 s |
+    /// | [`with_duplicate_grace`](Self::with_duplicate_grace) | 5 s |
+    /// | [`with_max_connections_per_peer`](Self::with_max_connections_per_peer) | 3 |
+    /// | [`with_keep_alive`](Self::with_keep_alive) | `true` |
+    /// | [`with_ping_interval`](Self::with_ping_interval) | 15 s |
+    /// | [`with_ping_timeout`](Self::with_ping_timeout) | 20 s |
+    /// | [`with_dial_timeout`](Self::with_dial_timeout) | 30 s |
+    /// | [`with_prompt_redial_delay`](Self::with_prompt_redial_delay) | 200 ms |
+    /// | [`with_timeout_backoff`](Self::with_timeout_backoff) | 1 s, x2, up to 2 min, +-20% |
+    /// | [`with_violation_backoff`](Self::with_violation_backoff) | 30 s, x2, up to 30 min, +-20% |
+    /// | [`with_bootstrap_backoff`](Self::with_bootstrap_backoff) | 1 s, x2, up to 1 min, +-20% |
+    /// | [`with_max_redial_attempts`](Self::with_max_redial_attempts) | `None` (no limit) |
+    /// | [`with_max_rescue_dials`](Self::with_max_rescue_dials) | 2 |
+    /// | [`with_new_port_for_redials`](Self::with_new_port_for_redials) | `true` |
+    /// | [`with_max_addresses_per_peer`](Self::with_max_addresses_per_peer) | 8 |
+    /// | [`with_bootstrap_peer`](Self::with_bootstrap_peer) | none |
+    pub fn new() -> Self {
+        Self {
+            goodbye_timeout: Duration::from_secs(2),
+            duplicate_grace: Duration::from_secs(5),
+            max_connections_per_peer: 3,
+            keep_alive: true,
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(20),
+            dial_timeout: Duration::from_secs(30),
+            prompt_redial_delay: Duration::from_millis(200),
+            timeout_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(120)),
+            violation_backoff: Backoff::new(
+                Duration::from_secs(30),
+                2.0,
+                Duration::from_secs(30 * 60),
+            ),
+            bootstrap_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)),
+            max_redial_attempts: None,
+            max_rescue_dials: 2,
+            new_port_for_redials: true,
+            max_addresses_per_peer: 8,
+            bootstrap_peers: Vec::new(),
+        }
+    }
+
+    /// How long sending a goodbye may take before the connection is closed anyway.
+    pub fn with_goodbye_timeout(mut self, timeout: Duration) -> Self {
+        self.goodbye_timeout = timeout;
+        self
+    }
+
+    /// How long the listening side tolerates a second connection that the same remote dialed
+    /// before closing the newer one itself. A remote running this crate closes it at once; the
+    /// grace only matters for remotes that do not.
+    pub fn with_duplicate_grace(mut self, grace: Duration) -> Self {
+        self.duplicate_grace = grace;
+        self
+    }
+
+    /// Hard cap on established connections to one peer, duplicates included (at least 1).
+    /// Bounds what a misbehaving remote can open while duplicates settle.
+    pub fn with_max_connections_per_peer(mut self, max: u32) -> Self {
+        self.max_connections_per_peer = max.max(1);
+        self
+    }
+
+    /// Whether the manager keeps the connections it manages alive. With `true` (the default)
+    /// closing is the manager's decision (disconnect, limits, health) and idle connections do
+    /// not die of the swarm's idle timeout. With `false`, idle closing is left to the swarm.
+    pub fn with_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Interval between pings on every connection.
+    pub fn with_ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long one ping may take before it counts as failed.
+    pub fn with_ping_timeout(mut self, timeout: Duration) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// How long the manager waits for a dial to a known peer to succeed before it reports the
+    /// dial as timed out and plans the next attempt.
+    pub fn with_dial_timeout(mut self, timeout: Duration) -> Self {
+        self.dial_timeout = timeout;
+        self
+    }
+
+    /// The delay of a "prompt" redial (after a duplicate was closed and none remains, after the
+    /// remote said goodbye `Normal`, or to rescue a failed dial). Short, but not zero, so that a
+    /// connection still completing its handshake can land first. Jittered by +-50%.
+    pub fn with_prompt_redial_delay(mut self, delay: Duration) -> Self {
+        self.prompt_redial_delay = delay;
+        self
+    }
+
+    /// Backoff between redials after timeouts and transport failures.
+    pub fn with_timeout_backoff(mut self, backoff: Backoff) -> Self {
+        self.timeout_backoff = backoff;
+        self
+    }
+
+    /// Backoff between redials after a protocol violation.
+    pub fn with_violation_backoff(mut self, backoff: Backoff) -> Self {
+        self.violation_backoff = backoff;
+        self
+    }
+
+    /// Backoff between bootstrap rounds while the node has no connection at all.
+    pub fn with_bootstrap_backoff(mut self, backoff: Backoff) -> Self {
+        self.bootstrap_backoff = backoff;
+        self
+    }
+
+    /// Gives up redialing a wanted peer after this many failed attempts in a row (`None`: never).
+    pub fn with_max_redial_attempts(mut self, max: Option<u32>) -> Self {
+        self.max_redial_attempts = max;
+        self
+    }
+
+    /// How many prompt retries the manager makes for a failed dial to a peer it was not asked
+    /// to keep (a dial from `Swarm::dial` or another behaviour). These rescue the dials that fail
+    /// when two peers dial each other at the same moment (the TCP simultaneous open that breaks
+    /// both handshakes). `0` disables the rescue.
+    pub fn with_max_rescue_dials(mut self, max: u32) -> Self {
+        self.max_rescue_dials = max;
+        self
+    }
+
+    /// Whether the manager's own dials (redials, rescues, bootstrap) use a fresh local port
+    /// instead of the listening port. The default, `true`, avoids the TCP simultaneous open in
+    /// which two dials between the same two ports both fail.
+    pub fn with_new_port_for_redials(mut self, new_port: bool) -> Self {
+        self.new_port_for_redials = new_port;
+        self
+    }
+
+    /// How many dial addresses the manager remembers per peer (at least 1).
+    pub fn with_max_addresses_per_peer(mut self, max: usize) -> Self {
+        self.max_addresses_per_peer = max.max(1);
+        self
+    }
+
+    /// Adds a bootstrap peer: dialed when the node starts, and again (with
+    /// [`with_bootstrap_backoff`](Self::with_bootstrap_backoff)) whenever the node has lost
+    /// every connection.
+    pub fn with_bootstrap_peer(mut self, peer: PeerId, address: Multiaddr) -> Self {
+        self.bootstrap_peers.push((peer, address));
+        self
+    }
+
+    /// The goodbye timeout.
+    pub fn goodbye_timeout(&self) -> Duration {
+        self.goodbye_timeout
+    }
+
+    /// The per-peer connection cap.
+    pub fn max_connections_per_peer(&self) -> u32 {
+        self.max_connections_per_peer
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

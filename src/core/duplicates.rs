@@ -1,0 +1,166 @@
+//! The one-connection-per-peer rule, as pure functions.
+//!
+//! Both peers reach the same verdict without talking, from facts both see: the two peer ids
+//! and which side (effectively) dialed each connection.
+//!
+//! - Opposite directions: the connection dialed by the smaller [`PeerId`] survives, on both sides.
+//! - Same direction: the dialer keeps the older connection and closes the newer at once; the
+//!   listener closes the newer only after a grace period (the dialer may not run this crate).
+
+use libp2p_identity::PeerId;
+use libp2p_swarm::ConnectionId;
+use web_time::Instant;
+
+/// Which side dialed a connection, by its *effective* role: a hole-punched connection where
+/// the local node overrode its role to listener counts as dialed by the remote, so both sides
+/// agree even when both dialed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Initiator {
+    /// The local node dialed.
+    Local,
+    /// The remote dialed.
+    Remote,
+}
+
+/// One established connection to a peer, as the rule sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The connection.
+    pub id: ConnectionId,
+    /// Who dialed it.
+    pub initiator: Initiator,
+    /// When it was established.
+    pub established_at: Instant,
+}
+
+/// When the local node closes a losing connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseTiming {
+    /// At once: the remote, if it runs this crate, reaches the same verdict.
+    Now,
+    /// After the duplicate grace period: we are the listener of two connections the remote
+    /// dialed; the remote (the dialer) decides first.
+    AfterGrace,
+}
+
+/// The initiator whose connections win a tie-break between opposite directions: the side
+/// with the smaller peer id.
+pub fn preferred_initiator(local: &PeerId, remote: &PeerId) -> Initiator {
+    if local < remote {
+        Initiator::Local
+    } else {
+        Initiator::Remote
+    }
+}
+
+/// The connection that survives among `candidates` (all to the same remote): dialed by the
+/// preferred initiator if any is, then the oldest, then the lowest id.
+pub fn survivor(local: &PeerId, remote: &PeerId, candidates: &[Candidate]) -> Option<Candidate> {
+    let preferred = preferred_initiator(local, remote);
+    candidates
+        .iter()
+        .min_by_key(|c| (c.initiator != preferred, c.established_at, c.id))
+        .copied()
+}
+
+/// When the local node closes `loser`, given that `winner` survives.
+pub fn close_timing(winner: &Candidate, loser: &Candidate) -> CloseTiming {
+    if loser.initiator != winner.initiator || loser.initiator == Initiator::Local {
+        CloseTiming::Now
+    } else {
+        CloseTiming::AfterGrace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ids() -> (PeerId, PeerId) {
+        let a = PeerId::random();
+        let b = PeerId::random();
+        if a < b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    fn candidate(id: usize, initiator: Initiator, at: Instant) -> Candidate {
+        Candidate {
+            id: ConnectionId::new_unchecked(id),
+            initiator,
+            established_at: at,
+        }
+    }
+
+    #[test]
+    fn opposite_directions_both_sides_keep_the_one_dialed_by_the_smaller_peer() {
+        let (small, large) = ids();
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(5);
+
+        // Connection X dialed by `small`, Y dialed by `large`, seen from both sides, with the
+        // establishment order reversed on each side.
+        let on_small = [
+            candidate(1, Initiator::Local, later),
+            candidate(2, Initiator::Remote, t0),
+        ];
+        let on_large = [
+            candidate(11, Initiator::Remote, t0),
+            candidate(12, Initiator::Local, later),
+        ];
+        let kept_on_small = survivor(&small, &large, &on_small).unwrap();
+        let kept_on_large = survivor(&large, &small, &on_large).unwrap();
+        assert_eq!(kept_on_small.id, ConnectionId::new_unchecked(1));
+        assert_eq!(kept_on_large.id, ConnectionId::new_unchecked(11));
+        // Both close their loser at once: nobody waits on the other.
+        assert_eq!(close_timing(&kept_on_small, &on_small[1]), CloseTiming::Now);
+        assert_eq!(close_timing(&kept_on_large, &on_large[1]), CloseTiming::Now);
+    }
+
+    #[test]
+    fn same_direction_the_dialer_keeps_the_older_at_once() {
+        let (small, large) = ids();
+        let t0 = Instant::now();
+        for (local, remote) in [(small, large), (large, small)] {
+            let ours = [
+                candidate(2, Initiator::Local, t0 + Duration::from_millis(1)),
+                candidate(1, Initiator::Local, t0),
+            ];
+            let kept = survivor(&local, &remote, &ours).unwrap();
+            assert_eq!(kept.id, ConnectionId::new_unchecked(1));
+            assert_eq!(close_timing(&kept, &ours[0]), CloseTiming::Now);
+        }
+    }
+
+    #[test]
+    fn same_direction_the_listener_waits_for_the_grace_period() {
+        let (small, large) = ids();
+        let t0 = Instant::now();
+        let theirs = [
+            candidate(1, Initiator::Remote, t0),
+            candidate(2, Initiator::Remote, t0 + Duration::from_millis(1)),
+        ];
+        let kept = survivor(&small, &large, &theirs).unwrap();
+        assert_eq!(kept.id, ConnectionId::new_unchecked(1));
+        assert_eq!(close_timing(&kept, &theirs[1]), CloseTiming::AfterGrace);
+    }
+
+    #[test]
+    fn equal_times_fall_back_to_the_connection_id() {
+        let (small, large) = ids();
+        let t0 = Instant::now();
+        let both = [
+            candidate(9, Initiator::Local, t0),
+            candidate(3, Initiator::Local, t0),
+        ];
+        assert_eq!(
+            survivor(&small, &large, &both).unwrap().id,
+            ConnectionId::new_unchecked(3)
+        );
+        assert!(survivor(&small, &large, &[]).is_none());
+    }
+}

@@ -1,0 +1,150 @@
+//! What the manager reports to the application.
+
+use std::time::Duration;
+
+use libp2p_core::Multiaddr;
+use libp2p_identity::PeerId;
+use libp2p_swarm::ConnectionId;
+
+use super::{ClosedBy, Denial, Initiator, Phase};
+use crate::DisconnectReason;
+
+/// An event of the connection manager, emitted as the behaviour's `ToSwarm::GenerateEvent`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A connection became the one connection kept to its peer.
+    ConnectionKept {
+        /// The remote peer.
+        peer: PeerId,
+        /// The kept connection.
+        connection: ConnectionId,
+        /// Who dialed it (by effective role).
+        initiator: Initiator,
+    },
+    /// A duplicate connection to a peer is being closed (goodbye `Duplicate`), or was refused
+    /// before it was established.
+    DuplicateClosed {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection that is kept.
+        kept: ConnectionId,
+        /// The connection that is closed.
+        closed: ConnectionId,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The remote peer.
+        peer: PeerId,
+        /// The closed connection.
+        connection: ConnectionId,
+        /// Why, from our own decision, the remote's goodbye, or the transport.
+        reason: DisconnectReason,
+        /// Which side ended it.
+        closed_by: ClosedBy,
+        /// Connections to the peer that remain established.
+        remaining: usize,
+    },
+    /// The remote said goodbye on a connection, before closing it.
+    GoodbyeReceived {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection the goodbye came on.
+        connection: ConnectionId,
+        /// The remote's reason.
+        reason: DisconnectReason,
+        /// How long the remote asks us to wait before dialing it again.
+        retry_after: Option<Duration>,
+    },
+    /// A connection was refused by the manager.
+    Denied {
+        /// The remote peer, when known.
+        peer: Option<PeerId>,
+        /// The refused connection.
+        connection: ConnectionId,
+        /// Why.
+        denial: Denial,
+    },
+    /// A dial to a peer failed or timed out.
+    DialFailed {
+        /// The peer, when the dial named one.
+        peer: Option<PeerId>,
+        /// The failed connection attempt.
+        connection: ConnectionId,
+        /// Why.
+        cause: DialFailure,
+    },
+    /// The manager will dial a peer again.
+    RedialScheduled {
+        /// The peer.
+        peer: PeerId,
+        /// In how long.
+        delay: Duration,
+        /// The number of this attempt since the peer was last connected (1 for the first).
+        attempt: u32,
+    },
+    /// The manager stopped redialing a wanted peer after too many failed attempts.
+    RedialGaveUp {
+        /// The peer.
+        peer: PeerId,
+        /// The attempts made.
+        attempts: u32,
+    },
+    /// The node changed phase.
+    PhaseChanged {
+        /// The phase before.
+        old: Phase,
+        /// The phase now.
+        new: Phase,
+    },
+}
+
+/// Why a dial failed, translated from the swarm's `DialError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialFailure {
+    /// The address led to ourselves.
+    #[error("the dialed address belongs to our own peer id")]
+    SelfConnection,
+    /// No address was known for the peer.
+    #[error("no address known for the peer")]
+    NoAddresses,
+    /// The dial condition was false (for example already connected).
+    #[error("the dial condition was not met")]
+    ConditionFalse,
+    /// The dial was aborted.
+    #[error("the dial was aborted")]
+    Aborted,
+    /// The remote turned out to be another peer.
+    #[error("the remote is {obtained}, not the dialed peer")]
+    WrongPeerId {
+        /// The peer actually reached.
+        obtained: PeerId,
+    },
+    /// This manager refused the connection.
+    #[error("refused by the connection manager: {0}")]
+    DeniedByManager(Denial),
+    /// Another behaviour refused the connection.
+    #[error("refused by another behaviour: {reason}")]
+    DeniedByOther {
+        /// What that behaviour said.
+        reason: String,
+    },
+    /// Every address failed at the transport (TCP, noise, yamux, ...).
+    #[error("transport failed on {} address(es)", errors.len())]
+    Transport {
+        /// Each address tried, with what went wrong there.
+        errors: Vec<(Multiaddr, String)>,
+    },
+    /// The dial did not complete within the dial timeout.
+    #[error("no connection within the dial timeout of {0:?}")]
+    TimedOut(Duration),
+}
+
+impl DialFailure {
+    /// Whether trying the same dial again soon can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport { .. } | Self::TimedOut(_) | Self::Aborted
+        )
+    }
+}

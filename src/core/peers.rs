@@ -1,0 +1,147 @@
+//! What the manager knows of each peer and each of its connections.
+
+use std::{collections::VecDeque, time::Duration};
+
+use libp2p_core::Multiaddr;
+use libp2p_swarm::ConnectionId;
+use web_time::Instant;
+
+use super::{duplicates::Candidate, Initiator};
+use crate::DisconnectReason;
+
+/// An established connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionRecord {
+    pub(crate) id: ConnectionId,
+    pub(crate) initiator: Initiator,
+    pub(crate) established_at: Instant,
+    pub(crate) remote_addr: Multiaddr,
+    /// Set once the manager decided to close it: the goodbye is on its way.
+    pub(crate) closing: Option<Closing>,
+    /// What the remote said in its goodbye, if it said one.
+    pub(crate) remote_goodbye: Option<(DisconnectReason, Option<Duration>)>,
+    /// When the listener-side duplicate grace of this connection ends.
+    pub(crate) grace_deadline: Option<Instant>,
+    pub(crate) rtt: Option<Duration>,
+}
+
+/// A connection the manager is closing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closing {
+    pub(crate) reason: DisconnectReason,
+    pub(crate) deadline: Instant,
+}
+
+impl ConnectionRecord {
+    pub(crate) fn is_open(&self) -> bool {
+        self.closing.is_none()
+    }
+
+    pub(crate) fn candidate(&self) -> Candidate {
+        Candidate {
+            id: self.id,
+            initiator: self.initiator,
+            established_at: self.established_at,
+        }
+    }
+
+    pub(crate) fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            id: self.id,
+            initiator: self.initiator,
+            since: self.established_at,
+            remote_addr: self.remote_addr.clone(),
+            rtt: self.rtt,
+            closing: self.closing.map(|c| c.reason),
+        }
+    }
+}
+
+/// Everything about one peer.
+#[derive(Debug, Default)]
+pub(crate) struct PeerRecord {
+    pub(crate) connections: Vec<ConnectionRecord>,
+    /// Addresses to dial, newest first, bounded by the config.
+    pub(crate) addresses: VecDeque<Multiaddr>,
+    /// The application asked for this peer (`dial`); it is redialed when lost.
+    pub(crate) wanted: bool,
+    /// Redials since the peer was last connected.
+    pub(crate) redial_attempts: u32,
+    /// When the next redial is due.
+    pub(crate) redial_at: Option<Instant>,
+    /// Prompt retries of failed dials the application did not ask the manager for.
+    pub(crate) rescue_dials: u32,
+    /// Outbound connection attempts in flight.
+    pub(crate) pending_outbound: u32,
+}
+
+impl PeerRecord {
+    pub(crate) fn open(&self) -> impl Iterator<Item = &ConnectionRecord> {
+        self.connections.iter().filter(|c| c.is_open())
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.open().next().is_some()
+    }
+
+    pub(crate) fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut ConnectionRecord> {
+        self.connections.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Whether the record holds nothing worth keeping.
+    pub(crate) fn is_forgettable(&self) -> bool {
+        self.connections.is_empty()
+            && !self.wanted
+            && self.redial_at.is_none()
+            && self.pending_outbound == 0
+    }
+
+    /// Remembers `address` as the most recent one, keeping at most `max`.
+    pub(crate) fn add_address(&mut self, address: Multiaddr, max: usize) {
+        self.addresses.retain(|a| a != &address);
+        self.addresses.push_front(address);
+        self.addresses.truncate(max);
+    }
+
+    pub(crate) fn info(&self) -> PeerInfo {
+        PeerInfo {
+            connections: self.connections.iter().map(|c| c.info()).collect(),
+            addresses: self.addresses.iter().cloned().collect(),
+            wanted: self.wanted,
+            next_redial: self.redial_at,
+            redial_attempts: self.redial_attempts,
+        }
+    }
+}
+
+/// A snapshot of what the manager knows of a peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    /// Its established connections (normally one).
+    pub connections: Vec<ConnectionInfo>,
+    /// Addresses the manager dials it on, newest first.
+    pub addresses: Vec<Multiaddr>,
+    /// Whether the application asked for it (it is redialed when lost).
+    pub wanted: bool,
+    /// When the next redial is due, if one is scheduled.
+    pub next_redial: Option<Instant>,
+    /// Redials since it was last connected.
+    pub redial_attempts: u32,
+}
+
+/// A snapshot of one established connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub id: ConnectionId,
+    /// Who dialed it (by effective role).
+    pub initiator: Initiator,
+    /// When it was established.
+    pub since: Instant,
+    /// The remote's address on it.
+    pub remote_addr: Multiaddr,
+    /// The last ping round-trip time.
+    pub rtt: Option<Duration>,
+    /// Why it is being closed, if the manager is closing it.
+    pub closing: Option<DisconnectReason>,
+}

@@ -1,0 +1,631 @@
+//! Rule-by-rule tests of the sans-IO core, with a simulated clock.
+
+use std::time::Duration;
+
+use libp2p_core::Multiaddr;
+use libp2p_identity::PeerId;
+use libp2p_swarm::ConnectionId;
+use web_time::Instant;
+
+use super::*;
+
+/// One manager with its own simulated clock.
+struct Node {
+    id: PeerId,
+    manager: Manager,
+    now: Instant,
+}
+
+impl Node {
+    fn new(id: PeerId, config: Config, start: Instant) -> Self {
+        Self {
+            id,
+            manager: Manager::new(id, config, start, 42),
+            now: start,
+        }
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.manager.poll_action()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        self.actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.manager.handle_timeout(self.now);
+    }
+
+    /// Runs an established connection through the manager as the swarm would: the check,
+    /// then (if accepted) the establishment.
+    fn establish(
+        &mut self,
+        c: ConnectionId,
+        peer: PeerId,
+        initiator: Initiator,
+    ) -> Result<(), Denial> {
+        self.manager
+            .check_established(self.now, c, peer, initiator)?;
+        self.manager
+            .on_established(self.now, c, peer, initiator, addr(1));
+        Ok(())
+    }
+
+    fn closes(&mut self) -> Vec<(ConnectionId, DisconnectReason)> {
+        self.actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::SendGoodbye {
+                    connection, reason, ..
+                } => Some((connection, reason)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn addr(port: u16) -> Multiaddr {
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
+fn cid(n: usize) -> ConnectionId {
+    ConnectionId::new_unchecked(n)
+}
+
+/// Two peer ids, smaller first.
+fn ordered_ids() -> (PeerId, PeerId) {
+    let a = PeerId::random();
+    let b = PeerId::random();
+    if a < b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+fn pair(config: Config) -> (Node, Node) {
+    let (small, large) = ordered_ids();
+    let start = Instant::now();
+    (
+        Node::new(small, config.clone(), start),
+        Node::new(large, config, start),
+    )
+}
+
+#[test]
+fn simultaneous_dials_keep_the_same_connection_on_both_sides_in_every_order() {
+    // Logical connection X is dialed by the smaller peer (ids 1 on the small side, 11 on the
+    // large side), Y by the larger (2 and 12).
+    for small_sees_x_first in [true, false] {
+        for large_sees_x_first in [true, false] {
+            let (mut small, mut large) = pair(Config::default());
+            let (s, l) = (small.id, large.id);
+            let small_order = if small_sees_x_first {
+                [(cid(1), Initiator::Local), (cid(2), Initiator::Remote)]
+            } else {
+                [(cid(2), Initiator::Remote), (cid(1), Initiator::Local)]
+            };
+            let large_order = if large_sees_x_first {
+                [(cid(11), Initiator::Remote), (cid(12), Initiator::Local)]
+            } else {
+                [(cid(12), Initiator::Local), (cid(11), Initiator::Remote)]
+            };
+            let mut small_outcome = Vec::new();
+            for (c, i) in small_order {
+                small_outcome.push((c, small.establish(c, l, i).is_ok()));
+            }
+            let mut large_outcome = Vec::new();
+            for (c, i) in large_order {
+                large_outcome.push((c, large.establish(c, s, i).is_ok()));
+            }
+            // Whatever the order, Y is the loser on both sides: refused, or closed as Duplicate.
+            let small_closes = small.closes();
+            let large_closes = large.closes();
+            let y_gone_on_small = small_outcome.contains(&(cid(2), false))
+                || small_closes == vec![(cid(2), DisconnectReason::Duplicate)];
+            let y_gone_on_large = large_outcome.contains(&(cid(12), false))
+                || large_closes == vec![(cid(12), DisconnectReason::Duplicate)];
+            assert!(y_gone_on_small, "{small_outcome:?} {small_closes:?}");
+            assert!(y_gone_on_large, "{large_outcome:?} {large_closes:?}");
+            assert!(small_outcome.contains(&(cid(1), true)));
+            assert!(large_outcome.contains(&(cid(11), true)));
+        }
+    }
+}
+
+#[test]
+fn winner_already_established_refuses_the_loser_with_a_typed_denial() {
+    let (mut small, large) = pair(Config::default());
+    small.establish(cid(1), large.id, Initiator::Local).unwrap();
+    let denial = small
+        .establish(cid(2), large.id, Initiator::Remote)
+        .unwrap_err();
+    assert_eq!(
+        denial,
+        Denial::Duplicate {
+            peer: large.id,
+            kept: cid(1)
+        }
+    );
+    assert!(small.events().contains(&Event::DuplicateClosed {
+        peer: large.id,
+        kept: cid(1),
+        closed: cid(2)
+    }));
+    assert_eq!(small.manager.established_connections(), 1);
+}
+
+#[test]
+fn same_direction_dialer_closes_newer_at_once_listener_after_grace() {
+    let grace = Duration::from_secs(5);
+    let (mut dialer, mut listener) = pair(Config::default().with_duplicate_grace(grace));
+    let (d, l) = (dialer.id, listener.id);
+
+    // The listener sees both connections established before the dialer closes one.
+    listener.establish(cid(11), d, Initiator::Remote).unwrap();
+    listener.establish(cid(12), d, Initiator::Remote).unwrap();
+    assert!(listener.closes().is_empty(), "listener waits for the grace");
+
+    dialer.establish(cid(1), l, Initiator::Local).unwrap();
+    assert!(
+        dialer.establish(cid(2), l, Initiator::Local).is_err(),
+        "the dialer refuses its newer connection once the older is established"
+    );
+
+    // A remote without this crate never closes it: after the grace, the listener does.
+    listener.advance(grace);
+    assert_eq!(
+        listener.closes(),
+        vec![(cid(12), DisconnectReason::Duplicate)]
+    );
+}
+
+#[test]
+fn grace_timer_is_cancelled_when_the_dialer_closes_first() {
+    let (dialer, mut listener) = pair(Config::default());
+    let d = dialer.id;
+    listener.establish(cid(11), d, Initiator::Remote).unwrap();
+    listener.establish(cid(12), d, Initiator::Remote).unwrap();
+    let _ = listener.actions();
+    listener
+        .manager
+        .on_goodbye_received(cid(12), DisconnectReason::Duplicate, None);
+    listener
+        .manager
+        .on_closed(listener.now, cid(12), d, CloseCause::Transport);
+    assert_eq!(listener.manager.scheduled_timers(), 0);
+    listener.advance(Duration::from_secs(60));
+    assert!(listener.closes().is_empty());
+}
+
+#[test]
+fn self_connections_are_refused() {
+    let (mut node, _) = pair(Config::default());
+    let me = node.id;
+    assert_eq!(
+        node.establish(cid(1), me, Initiator::Local),
+        Err(Denial::SelfConnection { peer: me })
+    );
+    assert_eq!(
+        node.manager.on_pending_outbound(node.now, cid(2), Some(me)),
+        Err(Denial::SelfConnection { peer: me })
+    );
+    assert_eq!(
+        node.manager.dial(node.now, me, vec![]),
+        Err(Denial::SelfConnection { peer: me })
+    );
+    assert_eq!(node.manager.tracked_peers(), 0);
+}
+
+#[test]
+fn per_peer_cap_counts_connections_being_closed() {
+    let (mut listener, dialer) = pair(Config::default().with_max_connections_per_peer(2));
+    let d = dialer.id;
+    listener.establish(cid(1), d, Initiator::Remote).unwrap();
+    listener.establish(cid(2), d, Initiator::Remote).unwrap();
+    assert_eq!(
+        listener.establish(cid(3), d, Initiator::Remote),
+        Err(Denial::PerPeerLimit {
+            peer: d,
+            limit: 2,
+            current: 2
+        })
+    );
+}
+
+#[test]
+fn disconnect_says_goodbye_then_closes_and_never_redials() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    assert!(matches!(a.actions()[..], [Action::Dial { .. }]));
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    let _ = a.actions();
+
+    assert!(a.manager.disconnect(a.now, b.id));
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Normal)]);
+    a.manager.on_goodbye_finished(cid(1));
+    assert_eq!(
+        a.actions(),
+        vec![Action::Close {
+            peer: b.id,
+            connection: cid(1)
+        }]
+    );
+    a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
+    let events = a.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::Normal,
+            closed_by: ClosedBy::Local,
+            ..
+        }
+    )));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::RedialScheduled { .. })));
+    assert_eq!(
+        a.manager.tracked_peers(),
+        0,
+        "nothing left for an unwanted peer"
+    );
+    assert_eq!(a.manager.scheduled_timers(), 0);
+}
+
+#[test]
+fn a_goodbye_that_never_finishes_is_cut_off() {
+    let timeout = Duration::from_secs(2);
+    let (mut a, b) = pair(Config::default().with_goodbye_timeout(timeout));
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    a.manager.disconnect(a.now, b.id);
+    let _ = a.actions();
+    a.advance(timeout);
+    assert!(a.actions().is_empty(), "still within the goodbye timeout");
+    a.advance(Duration::from_secs(1));
+    assert_eq!(
+        a.actions(),
+        vec![Action::Close {
+            peer: b.id,
+            connection: cid(1)
+        }]
+    );
+}
+
+#[test]
+fn only_the_initiator_redials_a_wanted_peer() {
+    let (mut a, mut b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    b.manager.dial(b.now, a.id, vec![addr(1)]).unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    b.establish(cid(11), a.id, Initiator::Remote).unwrap();
+    let _ = (a.actions(), b.actions());
+
+    a.manager
+        .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+    b.manager
+        .on_closed(b.now, cid(11), a.id, CloseCause::Transport);
+    let redialed = |events: Vec<Event>| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RedialScheduled { .. }))
+    };
+    assert!(redialed(a.events()), "the initiator redials");
+    assert!(!redialed(b.events()), "the listener cleans up");
+
+    a.advance(Duration::from_secs(3));
+    assert!(matches!(a.actions()[..], [Action::Dial { peer, .. }] if peer == b.id));
+}
+
+#[test]
+fn remote_goodbye_reasons_drive_the_redial() {
+    let cases = [
+        (DisconnectReason::Banned, None, None),
+        (
+            DisconnectReason::Normal,
+            None,
+            Some(Duration::from_millis(300)),
+        ),
+        (
+            DisconnectReason::ResourceConstraint,
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(30)),
+        ),
+        (
+            DisconnectReason::Timeout,
+            None,
+            Some(Duration::from_millis(1200)),
+        ),
+    ];
+    for (reason, retry_after, expected_max_delay) in cases {
+        let (mut a, b) = pair(Config::default());
+        a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+        a.establish(cid(1), b.id, Initiator::Local).unwrap();
+        let _ = a.actions();
+        a.manager.on_goodbye_received(cid(1), reason, retry_after);
+        a.manager
+            .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+        let delay = a.events().into_iter().find_map(|e| match e {
+            Event::RedialScheduled { delay, .. } => Some(delay),
+            _ => None,
+        });
+        match expected_max_delay {
+            None => assert_eq!(delay, None, "{reason:?}"),
+            Some(max) => {
+                let delay = delay.unwrap_or_else(|| panic!("{reason:?}: no redial"));
+                assert!(delay <= max, "{reason:?}: {delay:?} > {max:?}");
+                if let Some(hint) = retry_after {
+                    assert!(delay >= hint, "{reason:?}: retry-after ignored");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lost_duplicate_tie_break_with_nothing_left_is_redialed_promptly_even_unwanted() {
+    // We (larger id) dialed, the remote closed our connection as a duplicate, and its winner
+    // never reached us: we must not end with zero connections.
+    let (small, mut large) = pair(Config::default());
+    large
+        .establish(cid(12), small.id, Initiator::Local)
+        .unwrap();
+    let _ = large.actions();
+    large
+        .manager
+        .on_goodbye_received(cid(12), DisconnectReason::Duplicate, None);
+    large
+        .manager
+        .on_closed(large.now, cid(12), small.id, CloseCause::Transport);
+    let delay = large.events().into_iter().find_map(|e| match e {
+        Event::RedialScheduled { delay, .. } => Some(delay),
+        _ => None,
+    });
+    assert!(delay.is_some_and(|d| d <= Duration::from_millis(300)));
+    large.advance(Duration::from_millis(300));
+    assert!(matches!(
+        large.actions()[..],
+        [Action::Dial { new_port: true, .. }]
+    ));
+}
+
+#[test]
+fn failed_dials_of_others_are_rescued_a_bounded_number_of_times() {
+    let (mut a, b) = pair(Config::default().with_max_rescue_dials(2));
+    let failure = DialFailure::Transport {
+        errors: vec![(addr(2), "input error".into())],
+    };
+    // One dial by someone else (`Swarm::dial`), then every rescue the manager makes fails too.
+    let mut rescues = 0;
+    for n in 0..10 {
+        a.manager
+            .on_pending_outbound(a.now, cid(n), Some(b.id))
+            .unwrap();
+        a.manager
+            .on_dial_failure(a.now, cid(n), Some(b.id), failure.clone());
+        a.advance(Duration::from_secs(1));
+        let dials = a
+            .actions()
+            .iter()
+            .filter(|a| matches!(a, Action::Dial { new_port: true, .. }))
+            .count();
+        if dials == 0 {
+            break;
+        }
+        rescues += dials;
+    }
+    assert_eq!(rescues, 2);
+    assert_eq!(
+        a.manager.tracked_peers(),
+        0,
+        "nothing left once the rescues are spent"
+    );
+}
+
+#[test]
+fn a_rescue_is_skipped_when_the_peer_connected_meanwhile() {
+    let (mut a, b) = pair(Config::default());
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .unwrap();
+    a.manager.on_dial_failure(
+        a.now,
+        cid(1),
+        Some(b.id),
+        DialFailure::Transport { errors: vec![] },
+    );
+    a.establish(cid(2), b.id, Initiator::Remote).unwrap();
+    let _ = a.actions();
+    a.advance(Duration::from_secs(1));
+    assert!(a.actions().is_empty());
+}
+
+#[test]
+fn wanted_peer_backs_off_and_gives_up_after_max_attempts() {
+    let backoff =
+        Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let (mut a, b) = pair(
+        Config::default()
+            .with_timeout_backoff(backoff)
+            .with_max_redial_attempts(Some(3)),
+    );
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    let mut delays = Vec::new();
+    let mut gave_up = false;
+    for n in 0..10 {
+        let actions = a.actions();
+        if !actions.iter().any(|x| matches!(x, Action::Dial { .. })) {
+            break;
+        }
+        a.manager
+            .on_pending_outbound(a.now, cid(n), Some(b.id))
+            .unwrap();
+        a.manager.on_dial_failure(
+            a.now,
+            cid(n),
+            Some(b.id),
+            DialFailure::Transport { errors: vec![] },
+        );
+        for e in a.events() {
+            match e {
+                Event::RedialScheduled { delay, .. } => delays.push(delay),
+                Event::RedialGaveUp { attempts, .. } => {
+                    assert_eq!(attempts, 3);
+                    gave_up = true;
+                }
+                _ => {}
+            }
+        }
+        a.advance(Duration::from_secs(120));
+    }
+    assert!(gave_up);
+    assert_eq!(delays.len(), 3);
+    assert!(
+        delays[0] <= Duration::from_millis(300),
+        "first retry is prompt"
+    );
+    assert_eq!(delays[1], Duration::from_secs(1));
+    assert_eq!(delays[2], Duration::from_secs(2));
+}
+
+#[test]
+fn dials_time_out_and_are_reported() {
+    let timeout = Duration::from_secs(10);
+    let (mut a, b) = pair(Config::default().with_dial_timeout(timeout));
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    let _ = a.actions();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .unwrap();
+    a.advance(timeout);
+    let events = a.events();
+    assert!(events.contains(&Event::DialFailed {
+        peer: Some(b.id),
+        connection: cid(1),
+        cause: DialFailure::TimedOut(timeout)
+    }));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::RedialScheduled { .. })));
+    // The swarm's own failure report for the same dial arrives later: not reported twice.
+    a.manager
+        .on_dial_failure(a.now, cid(1), Some(b.id), DialFailure::Aborted);
+    assert!(a.events().is_empty());
+    assert_eq!(a.manager.pending_connections(), 0);
+}
+
+#[test]
+fn phases_bootstrap_connect_lose_and_rebootstrap() {
+    let (small, large) = ordered_ids();
+    let start = Instant::now();
+    let backoff =
+        Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let config = Config::default()
+        .with_bootstrap_peer(large, addr(2))
+        .with_bootstrap_backoff(backoff);
+    let mut a = Node::new(small, config, start);
+    assert_eq!(a.manager.phase(), Phase::Disconnected);
+
+    a.advance(Duration::ZERO);
+    let actions = a.actions();
+    assert!(actions
+        .iter()
+        .any(|x| matches!(x, Action::Dial { peer, .. } if *peer == large)));
+    assert!(actions.contains(&Action::Event(Event::PhaseChanged {
+        old: Phase::Disconnected,
+        new: Phase::Bootstrapping
+    })));
+
+    // The round fails: back to Disconnected, next round after the backoff.
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(large))
+        .unwrap();
+    a.manager
+        .on_dial_failure(a.now, cid(1), Some(large), DialFailure::NoAddresses);
+    assert_eq!(a.manager.phase(), Phase::Disconnected);
+    let _ = a.actions();
+    a.advance(Duration::from_millis(1900));
+    assert!(a.actions().is_empty());
+    a.advance(Duration::from_millis(100));
+    assert!(a.actions().iter().any(|x| matches!(x, Action::Dial { .. })));
+    assert_eq!(a.manager.phase(), Phase::Bootstrapping);
+
+    a.manager
+        .on_pending_outbound(a.now, cid(2), Some(large))
+        .unwrap();
+    a.establish(cid(2), large, Initiator::Local).unwrap();
+    assert_eq!(a.manager.phase(), Phase::Connected);
+
+    // Losing the last connection re-bootstraps after the backoff.
+    a.manager
+        .on_closed(a.now, cid(2), large, CloseCause::Transport);
+    assert_eq!(a.manager.phase(), Phase::Disconnected);
+    let _ = a.actions();
+    a.advance(Duration::from_secs(2));
+    assert!(a.actions().iter().any(|x| matches!(x, Action::Dial { .. })));
+}
+
+#[test]
+fn shutdown_says_goodbye_to_all_and_refuses_everything() {
+    let (mut a, b) = pair(Config::default());
+    let c = PeerId::random();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    a.establish(cid(2), c, Initiator::Remote).unwrap();
+    let _ = a.actions();
+    a.manager.shutdown(a.now);
+    let mut closes = a.closes();
+    closes.sort_by_key(|(c, _)| *c);
+    assert_eq!(
+        closes,
+        vec![
+            (cid(1), DisconnectReason::Normal),
+            (cid(2), DisconnectReason::Normal)
+        ]
+    );
+    assert_eq!(a.manager.phase(), Phase::Terminated);
+    assert_eq!(
+        a.manager.on_pending_inbound(a.now, cid(3)),
+        Err(Denial::Terminated)
+    );
+    assert_eq!(a.manager.dial(a.now, b.id, vec![]), Err(Denial::Terminated));
+    a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
+    a.manager.on_closed(a.now, cid(2), c, CloseCause::Local);
+    assert!(!a
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::RedialScheduled { .. })));
+    assert_eq!(a.manager.phase(), Phase::Terminated);
+    assert_eq!(a.manager.tracked_peers(), 0);
+}
+
+#[test]
+fn refused_connections_leave_no_state() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.on_pending_inbound(a.now, cid(1)).unwrap();
+    a.manager.on_listen_failure(cid(1));
+    a.manager
+        .on_pending_outbound(a.now, cid(2), Some(b.id))
+        .unwrap();
+    a.manager.on_dial_failure(
+        a.now,
+        cid(2),
+        Some(b.id),
+        DialFailure::DeniedByOther {
+            reason: "connection limit".into(),
+        },
+    );
+    assert_eq!(a.manager.pending_connections(), 0);
+    assert_eq!(a.manager.tracked_peers(), 0);
+    assert_eq!(a.manager.scheduled_timers(), 0);
+    assert_eq!(a.manager.established_connections(), 0);
+}
