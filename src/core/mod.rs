@@ -266,13 +266,14 @@ impl Manager {
         Ok(())
     }
 
-    /// An outbound connection is being dialed, by the manager or anyone else. Returns the
-    /// addresses the manager knows for the peer.
+    /// An outbound connection is being dialed, by the manager or anyone else, on `addresses`
+    /// (remembered for redials). Returns the other addresses the manager knows for the peer.
     pub fn on_pending_outbound(
         &mut self,
         now: Instant,
         connection: ConnectionId,
         peer: Option<PeerId>,
+        addresses: &[Multiaddr],
     ) -> Result<Vec<Multiaddr>, Denial> {
         if self.terminated {
             return Err(self.deny(peer, connection, Denial::Terminated));
@@ -300,9 +301,19 @@ impl Manager {
         let Some(peer) = peer else {
             return Ok(Vec::new());
         };
+        let max = self.config.max_addresses_per_peer;
         let record = self.peers.entry(peer).or_default();
         record.pending_outbound += 1;
-        Ok(record.addresses.iter().cloned().collect())
+        let known = record
+            .addresses
+            .iter()
+            .filter(|a| !addresses.contains(a))
+            .cloned()
+            .collect();
+        for address in addresses.iter().rev() {
+            record.add_address(address.clone(), max);
+        }
+        Ok(known)
     }
 
     /// A connection finished its handshake: may it be established? Refuses self-connections,

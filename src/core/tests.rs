@@ -215,7 +215,8 @@ fn self_connections_are_refused() {
         Err(Denial::SelfConnection { peer: me })
     );
     assert_eq!(
-        node.manager.on_pending_outbound(node.now, cid(2), Some(me)),
+        node.manager
+            .on_pending_outbound(node.now, cid(2), Some(me), &[]),
         Err(Denial::SelfConnection { peer: me })
     );
     assert_eq!(
@@ -247,7 +248,7 @@ fn disconnect_says_goodbye_then_closes_and_never_redials() {
     a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
     assert!(matches!(a.actions()[..], [Action::Dial { .. }]));
     a.manager
-        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
         .unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     let _ = a.actions();
@@ -409,7 +410,7 @@ fn failed_dials_of_others_are_rescued_a_bounded_number_of_times() {
     let mut rescues = 0;
     for n in 0..10 {
         a.manager
-            .on_pending_outbound(a.now, cid(n), Some(b.id))
+            .on_pending_outbound(a.now, cid(n), Some(b.id), &[])
             .unwrap();
         a.manager
             .on_dial_failure(a.now, cid(n), Some(b.id), failure.clone());
@@ -436,7 +437,7 @@ fn failed_dials_of_others_are_rescued_a_bounded_number_of_times() {
 fn a_rescue_is_skipped_when_the_peer_connected_meanwhile() {
     let (mut a, b) = pair(Config::default());
     a.manager
-        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
         .unwrap();
     a.manager.on_dial_failure(
         a.now,
@@ -468,7 +469,7 @@ fn wanted_peer_backs_off_and_gives_up_after_max_attempts() {
             break;
         }
         a.manager
-            .on_pending_outbound(a.now, cid(n), Some(b.id))
+            .on_pending_outbound(a.now, cid(n), Some(b.id), &[])
             .unwrap();
         a.manager.on_dial_failure(
             a.now,
@@ -505,7 +506,7 @@ fn dials_time_out_and_are_reported() {
     a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
     let _ = a.actions();
     a.manager
-        .on_pending_outbound(a.now, cid(1), Some(b.id))
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
         .unwrap();
     a.advance(timeout);
     let events = a.events();
@@ -548,7 +549,7 @@ fn phases_bootstrap_connect_lose_and_rebootstrap() {
 
     // The round fails: back to Disconnected, next round after the backoff.
     a.manager
-        .on_pending_outbound(a.now, cid(1), Some(large))
+        .on_pending_outbound(a.now, cid(1), Some(large), &[])
         .unwrap();
     a.manager
         .on_dial_failure(a.now, cid(1), Some(large), DialFailure::NoAddresses);
@@ -561,7 +562,7 @@ fn phases_bootstrap_connect_lose_and_rebootstrap() {
     assert_eq!(a.manager.phase(), Phase::Bootstrapping);
 
     a.manager
-        .on_pending_outbound(a.now, cid(2), Some(large))
+        .on_pending_outbound(a.now, cid(2), Some(large), &[])
         .unwrap();
     a.establish(cid(2), large, Initiator::Local).unwrap();
     assert_eq!(a.manager.phase(), Phase::Connected);
@@ -614,7 +615,7 @@ fn refused_connections_leave_no_state() {
     a.manager.on_pending_inbound(a.now, cid(1)).unwrap();
     a.manager.on_listen_failure(cid(1));
     a.manager
-        .on_pending_outbound(a.now, cid(2), Some(b.id))
+        .on_pending_outbound(a.now, cid(2), Some(b.id), &[])
         .unwrap();
     a.manager.on_dial_failure(
         a.now,

@@ -1,0 +1,422 @@
+//! The libp2p adapter: swarm callbacks in, core inputs; core actions in, `ToSwarm` out.
+//!
+//! No policy lives here. Every decision is the [`Manager`]'s; this file reads the clock, keeps
+//! the one timer the manager asks for, and translates between libp2p's types and the core's.
+
+use std::{
+    convert::Infallible,
+    task::{Context, Poll, Waker},
+};
+
+use either::Either;
+use futures::FutureExt;
+use futures_timer::Delay;
+use libp2p_core::{connection::ConnectedPoint, transport::PortUse, Endpoint, Multiaddr};
+use libp2p_identity::PeerId;
+use libp2p_swarm::{
+    behaviour::{
+        ConnectionClosed, ConnectionEstablished, DialFailure as SwarmDialFailure, FromSwarm,
+    },
+    dial_opts::{DialOpts, PeerCondition},
+    CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionId, DialError,
+    NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use web_time::Instant;
+
+use crate::{
+    core::{Action, CloseCause, Denial, DialFailure, Event, Initiator, Manager, PeerInfo, Phase},
+    handler::{self, GoodbyeOutcome, Handler},
+    protocol::Goodbye,
+    Config,
+};
+
+type PingHandler = THandler<libp2p_ping::Behaviour>;
+
+/// The connection manager as a [`NetworkBehaviour`].
+///
+/// Compose it first in your `#[derive(NetworkBehaviour)]` struct so that its refusals (self
+/// connections, duplicates, limits) run before other behaviours spend work on a connection.
+/// It runs libp2p-ping on every connection itself: do not add a second `ping::Behaviour` unless
+/// you want its events too.
+pub struct Behaviour {
+    manager: Manager,
+    ping: libp2p_ping::Behaviour,
+    /// The manager's next deadline and the timer armed for it.
+    timer: Option<(Instant, Delay)>,
+    waker: Option<Waker>,
+}
+
+impl Behaviour {
+    /// A connection manager for the node `local_peer_id`.
+    pub fn new(local_peer_id: PeerId, config: Config) -> Self {
+        let ping = libp2p_ping::Behaviour::new(
+            libp2p_ping::Config::new()
+                .with_interval(config.ping_interval)
+                .with_timeout(config.ping_timeout),
+        );
+        Self {
+            manager: Manager::new(local_peer_id, config, Instant::now(), rand::random()),
+            ping,
+            timer: None,
+            waker: None,
+        }
+    }
+
+    /// Dials `peer` (on `addresses`, and on any address the manager or other behaviours know)
+    /// and keeps it connected: it is redialed when lost, by the reason it was lost.
+    pub fn dial(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) -> Result<(), Denial> {
+        let result = self.manager.dial(Instant::now(), peer, addresses);
+        self.wake();
+        result
+    }
+
+    /// Remembers a dial address for `peer`.
+    pub fn add_address(&mut self, peer: PeerId, address: Multiaddr) {
+        self.manager.add_address(peer, address);
+    }
+
+    /// Stops keeping `peer`: says goodbye `Normal` on its connections and closes them; it is
+    /// not redialed. Returns whether it had connections.
+    pub fn disconnect(&mut self, peer: PeerId) -> bool {
+        let had = self.manager.disconnect(Instant::now(), peer);
+        self.wake();
+        had
+    }
+
+    /// Says goodbye `Normal` to every peer, closes every connection, refuses new ones and
+    /// enters [`Phase::Terminated`]. Keep polling the swarm until the connections are closed
+    /// (at most the goodbye timeout).
+    pub fn shutdown(&mut self) {
+        self.manager.shutdown(Instant::now());
+        self.wake();
+    }
+
+    /// The node's phase.
+    pub fn phase(&self) -> Phase {
+        self.manager.phase()
+    }
+
+    /// Peers with at least one established connection.
+    pub fn connected_peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.manager.connected_peers()
+    }
+
+    /// Whether `peer` has an established connection that is not being closed.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.manager.is_connected(peer)
+    }
+
+    /// What the manager knows of `peer`: connections (direction, initiator, since, RTT),
+    /// addresses, redial state.
+    pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
+        self.manager.peer_info(peer)
+    }
+
+    /// The sans-IO core, for queries.
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn new_handler(&self) -> Handler {
+        let config = self.manager.config();
+        Handler::new(config.keep_alive, config.goodbye_timeout)
+    }
+
+    fn to_swarm(&self, action: Action) -> ToSwarm<Event, THandlerInEvent<Self>> {
+        match action {
+            Action::Dial {
+                peer,
+                addresses,
+                new_port,
+            } => {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addresses)
+                    .extend_addresses_through_behaviour()
+                    .condition(PeerCondition::Always);
+                let opts = if new_port {
+                    opts.allocate_new_port()
+                } else {
+                    opts
+                };
+                ToSwarm::Dial { opts: opts.build() }
+            }
+            Action::SendGoodbye {
+                peer,
+                connection,
+                reason,
+                retry_after,
+            } => {
+                let goodbye = Goodbye {
+                    reason,
+                    retry_after,
+                };
+                ToSwarm::NotifyHandler {
+                    peer_id: peer,
+                    handler: NotifyHandler::One(connection),
+                    event: Either::Left(handler::FromBehaviour::SendGoodbye(goodbye)),
+                }
+            }
+            Action::Close { peer, connection } => ToSwarm::CloseConnection {
+                peer_id: peer,
+                connection: CloseConnection::One(connection),
+            },
+            Action::Event(event) => ToSwarm::GenerateEvent(event),
+        }
+    }
+
+    /// Arms the timer for the manager's next deadline; true if that deadline already passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(deadline) = self.manager.poll_timeout() else {
+            self.timer = None;
+            return false;
+        };
+        if deadline <= now {
+            return true;
+        }
+        match &mut self.timer {
+            Some((armed, _)) if *armed == deadline => {}
+            _ => self.timer = Some((deadline, Delay::new(deadline - now))),
+        }
+        match &mut self.timer {
+            Some((_, delay)) => delay.poll_unpin(cx).is_ready(),
+            None => false,
+        }
+    }
+}
+
+/// Who dialed, by effective role: a dial with the role overridden to listener (hole punching)
+/// counts as the remote's.
+fn initiator(endpoint: &ConnectedPoint) -> Initiator {
+    match endpoint {
+        ConnectedPoint::Dialer {
+            role_override: Endpoint::Dialer,
+            ..
+        } => Initiator::Local,
+        _ => Initiator::Remote,
+    }
+}
+
+fn dial_failure(error: &DialError) -> DialFailure {
+    match error {
+        DialError::LocalPeerId { .. } => DialFailure::SelfConnection,
+        DialError::NoAddresses => DialFailure::NoAddresses,
+        DialError::DialPeerConditionFalse(_) => DialFailure::ConditionFalse,
+        DialError::Aborted => DialFailure::Aborted,
+        DialError::WrongPeerId { obtained, .. } => DialFailure::WrongPeerId {
+            obtained: *obtained,
+        },
+        DialError::Denied { cause } => match cause.downcast_ref::<Denial>() {
+            Some(denial) => DialFailure::DeniedByManager(denial.clone()),
+            None => DialFailure::DeniedByOther {
+                reason: cause.to_string(),
+            },
+        },
+        DialError::Transport(errors) => DialFailure::Transport {
+            errors: errors
+                .iter()
+                .map(|(address, error)| (address.clone(), error_chain(error)))
+                .collect(),
+        },
+    }
+}
+
+/// An error with its sources, `outer: inner: innermost`: transport errors often say nothing
+/// at the top level.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !inner_text.is_empty() && !text.contains(&inner_text) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = libp2p_swarm::ConnectionHandlerSelect<Handler, PingHandler>;
+    type ToSwarm = Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.manager
+            .on_pending_inbound(Instant::now(), connection_id)
+            .map_err(ConnectionDenied::new)?;
+        self.ping
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.manager
+            .check_established(Instant::now(), connection_id, peer, Initiator::Remote)
+            .map_err(ConnectionDenied::new)?;
+        let ping = self.ping.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )?;
+        Ok(self.new_handler().select(ping))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        _effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.manager
+            .on_pending_outbound(Instant::now(), connection_id, maybe_peer, addresses)
+            .map_err(ConnectionDenied::new)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let initiator = match role_override {
+            Endpoint::Dialer => Initiator::Local,
+            Endpoint::Listener => Initiator::Remote,
+        };
+        self.manager
+            .check_established(Instant::now(), connection_id, peer, initiator)
+            .map_err(ConnectionDenied::new)?;
+        let ping = self.ping.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )?;
+        Ok(self.new_handler().select(ping))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.ping.on_swarm_event(event);
+        let now = Instant::now();
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            }) => self.manager.on_established(
+                now,
+                connection_id,
+                peer_id,
+                initiator(endpoint),
+                endpoint.get_remote_address().clone(),
+            ),
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
+                ..
+            }) => {
+                let cause = match cause {
+                    None => CloseCause::Local,
+                    Some(libp2p_swarm::ConnectionError::KeepAliveTimeout) => CloseCause::Idle,
+                    Some(libp2p_swarm::ConnectionError::IO(_)) => CloseCause::Transport,
+                };
+                self.manager.on_closed(now, connection_id, peer_id, cause);
+            }
+            FromSwarm::DialFailure(SwarmDialFailure {
+                peer_id,
+                error,
+                connection_id,
+            }) => self
+                .manager
+                .on_dial_failure(now, connection_id, peer_id, dial_failure(error)),
+            FromSwarm::ListenFailure(failure) => {
+                self.manager.on_listen_failure(failure.connection_id)
+            }
+            _ => {}
+        }
+        self.wake();
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            Either::Left(handler::ToBehaviour::GoodbyeReceived(goodbye)) => self
+                .manager
+                .on_goodbye_received(connection_id, goodbye.reason, goodbye.retry_after),
+            Either::Left(handler::ToBehaviour::GoodbyeFinished(outcome)) => {
+                if let GoodbyeOutcome::Failed(error) = &outcome {
+                    tracing::debug!(%peer_id, %connection_id, %error, "goodbye failed");
+                }
+                self.manager.on_goodbye_finished(connection_id);
+            }
+            Either::Left(handler::ToBehaviour::InvalidGoodbye(error)) => {
+                tracing::debug!(%peer_id, %connection_id, %error, "unreadable goodbye");
+            }
+            Either::Right(ping) => {
+                self.ping
+                    .on_connection_handler_event(peer_id, connection_id, ping)
+            }
+        }
+        self.wake();
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        self.waker = Some(cx.waker().clone());
+        loop {
+            if let Some(action) = self.manager.poll_action() {
+                return Poll::Ready(self.to_swarm(action));
+            }
+            if let Poll::Ready(event) = self.ping.poll(cx) {
+                match event {
+                    ToSwarm::GenerateEvent(libp2p_ping::Event {
+                        connection, result, ..
+                    }) => match result {
+                        Ok(rtt) => self.manager.on_ping_success(connection, rtt),
+                        Err(error) => tracing::debug!(%connection, %error, "ping failed"),
+                    },
+                    // ping::Behaviour only ever reports events.
+                    other => {
+                        let _: ToSwarm<libp2p_ping::Event, Infallible> = other;
+                    }
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if self.poll_timer(cx, now) {
+                self.manager
+                    .handle_timeout(now.max(self.timer.as_ref().map_or(now, |(at, _)| *at)));
+                self.timer = None;
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
