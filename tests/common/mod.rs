@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub manager_established: usize,
     /// Peers the manager keeps any state for.
     pub manager_tracked: usize,
+    /// Connections being negotiated according to the manager.
+    pub manager_pending: usize,
     /// Every event of the manager, in order.
     pub events: Vec<manager::Event>,
     pub phase: Option<manager::Phase>,
@@ -66,7 +68,7 @@ impl Snapshot {
 
     /// Nothing in flight: no handshake, no goodbye.
     pub fn is_quiet(&self) -> bool {
-        self.pending == 0 && self.closing == 0
+        self.pending == 0 && self.closing == 0 && self.manager_pending == 0
     }
 }
 
@@ -245,6 +247,7 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event]) -> Snapshot
         connections,
         manager_established: manager.established_connections(),
         manager_tracked: manager.tracked_peers(),
+        manager_pending: manager.pending_connections(),
         events: events.to_vec(),
         phase: Some(manager.phase()),
         closing,
