@@ -1,4 +1,91 @@
-//! libp2p connection manager (work in progress).
+//! A connection manager for rust-libp2p.
+//!
+//! [`Behaviour`] is a [`NetworkBehaviour`](libp2p_swarm::NetworkBehaviour) that you compose into
+//! your own `#[derive(NetworkBehaviour)]` struct. It manages every connection of the swarm,
+//! whoever dialed it (its own [`Behaviour::dial`], `Swarm::dial`, or another behaviour):
+//!
+//! - **Exactly one connection per peer**, also when two peers dial each other at the same
+//!   moment. Both sides reach the same verdict without talking: between connections dialed in
+//!   opposite directions, the one dialed by the smaller [`PeerId`](libp2p_identity::PeerId)
+//!   survives; between two dialed by the same side, that side keeps the older. Self-connections
+//!   are refused, and a hard per-peer cap bounds what a remote can open.
+//! - **Goodbye with a reason**: before the manager closes a connection it tells the remote why
+//!   ([`DisconnectReason`]), so the remote knows whether to come back and when.
+//! - **Redial by reason**, by the side that initiated the lost connection only: prompt after a
+//!   lost tie-break or a remote's orderly close, exponential backoff with jitter after timeouts,
+//!   a longer one after protocol violations, never after a ban or a local `disconnect`.
+//! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire).
+//! - A node-level [`Phase`] with bootstrap peers, re-bootstrapping when every connection is lost.
+//!
+//! The policy lives in a sans-IO state machine, [`core::Manager`], driven with time as an
+//! argument; [`Behaviour`] only translates between it and the swarm.
+//!
+//! # Composing it
+//!
+//! Put the manager **first** in your struct. Its refusals (self-connections, duplicates, the
+//! per-peer cap) then run before other behaviours spend work on a connection, and a connection
+//! it refuses is never shown to them.
+//!
+//! ```
+//! use libp2p::{identify, noise, swarm::NetworkBehaviour, tcp, yamux};
+//! use libp2p_connection_manager as connection_manager;
+//!
+//! #[derive(NetworkBehaviour)]
+//! struct MyBehaviour {
+//!     // First: decides which connections live before the others see them.
+//!     connections: connection_manager::Behaviour,
+//!     identify: identify::Behaviour,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+//!     .with_tokio()
+//!     .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!     .with_behaviour(|key| MyBehaviour {
+//!         connections: connection_manager::Behaviour::new(
+//!             key.public().to_peer_id(),
+//!             connection_manager::Config::default()
+//!                 .with_ping_interval(std::time::Duration::from_secs(10)),
+//!         ),
+//!         identify: identify::Behaviour::new(identify::Config::new(
+//!             "/my-app/1.0.0".into(),
+//!             key.public(),
+//!         )),
+//!     })?
+//!     .build();
+//!
+//! // Keep a peer connected (redialed when lost):
+//! let peer = libp2p::PeerId::random();
+//! let address = "/ip4/127.0.0.1/tcp/4001".parse()?;
+//! swarm.behaviour_mut().connections.dial(peer, vec![address])?;
+//! assert_eq!(
+//!     swarm.behaviour().connections.phase(),
+//!     connection_manager::Phase::Disconnected
+//! );
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it changes for the behaviours beside it
+//!
+//! - They may see a connection established and soon closed: the loser of a duplicate
+//!   tie-break, closed with reason [`DisconnectReason::Duplicate`] while the other connection to
+//!   the same peer lives on. A peer stays connected throughout.
+//! - The connections the manager keeps are kept alive by its handler, so they do not die of the
+//!   swarm's idle timeout; closing is the manager's decision (see
+//!   [`Config::with_keep_alive`] to leave idle closing to the swarm).
+//! - Dials to a peer the manager refused (itself, past the per-peer cap, after `shutdown`) fail
+//!   with a [`Denial`] inside `DialError::Denied`, which you can downcast.
+//! - Do not add `connection_limits` with `max_established_per_peer(1)` beside it: a per-peer
+//!   limit that refuses the second connection before the tie-break can run is what leaves two
+//!   peers dialing each other with no connection at all.
+//!
+//! # Events
+//!
+//! The behaviour emits [`Event`]s: a connection kept, a duplicate closed, a disconnect with its
+//! reason and which side ended it, a goodbye received, a dial that failed with its cause, a
+//! redial scheduled, a phase change.
 #![deny(missing_docs)]
 
 mod behaviour;

@@ -80,22 +80,12 @@ pub struct Node {
     task: tokio::task::JoinHandle<()>,
 }
 
+#[derive(Default)]
 pub struct NodeConfig {
     pub manager: manager::Config,
     pub limits: Option<connection_limits::ConnectionLimits>,
     pub keypair: Option<Keypair>,
     pub extra_listeners: usize,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        Self {
-            manager: manager::Config::default(),
-            limits: None,
-            keypair: None,
-            extra_listeners: 0,
-        }
-    }
 }
 
 impl Node {
