@@ -331,6 +331,7 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 peer_id,
                 initiator(endpoint),
+                endpoint.to_endpoint(),
                 endpoint.get_remote_address().clone(),
             ),
             FromSwarm::ConnectionClosed(ConnectionClosed {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use libp2p_core::Multiaddr;
+use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 
@@ -20,6 +20,8 @@ pub enum Event {
         connection: ConnectionId,
         /// Who dialed it (by effective role).
         initiator: Initiator,
+        /// Which side dialed it at the transport level.
+        direction: Endpoint,
     },
     /// A duplicate connection to a peer is being closed (goodbye `Duplicate`), or was refused
     /// before it was established.

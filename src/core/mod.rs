@@ -24,7 +24,7 @@ pub use backoff::Backoff;
 pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
-use libp2p_core::Multiaddr;
+use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 use peers::{Closing, ConnectionRecord, PeerRecord};
@@ -378,6 +378,7 @@ impl Manager {
         connection: ConnectionId,
         peer: PeerId,
         initiator: Initiator,
+        direction: Endpoint,
         remote_addr: Multiaddr,
     ) {
         self.finish_pending(connection);
@@ -390,6 +391,7 @@ impl Manager {
         record.connections.push(ConnectionRecord {
             id: connection,
             initiator,
+            direction,
             established_at: now,
             remote_addr,
             closing: None,
@@ -646,11 +648,17 @@ impl Manager {
         let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
             return;
         };
-        if newcomer == Some(winner.id) {
+        let kept_direction = record
+            .connections
+            .iter()
+            .find(|c| c.id == winner.id)
+            .map(|c| c.direction);
+        if let (true, Some(direction)) = (newcomer == Some(winner.id), kept_direction) {
             self.push_event(Event::ConnectionKept {
                 peer,
                 connection: winner.id,
                 initiator: winner.initiator,
+                direction,
             });
         }
         for loser in candidates.iter().filter(|c| c.id != winner.id) {

@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use libp2p_core::Multiaddr;
+use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
 
@@ -14,6 +14,7 @@ use crate::DisconnectReason;
 pub(crate) struct ConnectionRecord {
     pub(crate) id: ConnectionId,
     pub(crate) initiator: Initiator,
+    pub(crate) direction: Endpoint,
     pub(crate) established_at: Instant,
     pub(crate) remote_addr: Multiaddr,
     /// Set once the manager decided to close it: the goodbye is on its way.
@@ -49,6 +50,7 @@ impl ConnectionRecord {
         ConnectionInfo {
             id: self.id,
             initiator: self.initiator,
+            direction: self.direction,
             since: self.established_at,
             remote_addr: self.remote_addr.clone(),
             rtt: self.rtt,
@@ -136,6 +138,9 @@ pub struct ConnectionInfo {
     pub id: ConnectionId,
     /// Who dialed it (by effective role).
     pub initiator: Initiator,
+    /// Which side dialed it at the transport level (differs from `initiator` only for
+    /// hole-punched connections).
+    pub direction: Endpoint,
     /// When it was established.
     pub since: Instant,
     /// The remote's address on it.

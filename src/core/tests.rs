@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use libp2p_core::Multiaddr;
+use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
@@ -54,8 +54,12 @@ impl Node {
     ) -> Result<(), Denial> {
         self.manager
             .check_established(self.now, c, peer, initiator)?;
+        let direction = match initiator {
+            Initiator::Local => Endpoint::Dialer,
+            Initiator::Remote => Endpoint::Listener,
+        };
         self.manager
-            .on_established(self.now, c, peer, initiator, addr(1));
+            .on_established(self.now, c, peer, initiator, direction, addr(1));
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub phase: Option<manager::Phase>,
     /// Connections the manager is closing.
     pub closing: usize,
+    /// Successful pings of the sibling `ping::Behaviour`.
+    pub pings: usize,
     /// Per peer, who initiated each of its open connections, as the manager sees them now.
     pub initiators: Vec<(PeerId, Vec<manager::Initiator>)>,
 }
@@ -86,6 +88,10 @@ pub struct NodeConfig {
     pub limits: Option<connection_limits::ConnectionLimits>,
     pub keypair: Option<Keypair>,
     pub extra_listeners: usize,
+    /// The swarm's idle connection timeout (default: 60 s).
+    pub idle_timeout: Option<Duration>,
+    /// The interval of the sibling `ping::Behaviour` (default: ping's own).
+    pub sibling_ping_interval: Option<Duration>,
 }
 
 impl Node {
@@ -112,21 +118,33 @@ impl Node {
                     "/test/1.0.0".into(),
                     key.public(),
                 )),
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    config
+                        .sibling_ping_interval
+                        .map_or_else(ping::Config::new, |i| ping::Config::new().with_interval(i)),
+                ),
                 limits: Toggle::from(limits.map(connection_limits::Behaviour::new)),
             })
             .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(
+                    config.idle_timeout.unwrap_or(Duration::from_secs(60)),
+                )
+            })
             .build();
         let peer = *swarm.local_peer_id();
         let mut addrs = Vec::new();
+        // Events of the manager from the very start (a bootstrap begins at once).
+        let mut events = Vec::new();
         for _ in 0..=config.extra_listeners {
             swarm
                 .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
                 .expect("listen");
             let addr = loop {
-                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                    break address;
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => break address,
+                    SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => events.push(event),
+                    _ => {}
                 }
             };
             addrs.push(addr);
@@ -134,7 +152,7 @@ impl Node {
         let (commands, mut command_rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(Snapshot::default());
         let task = tokio::spawn(async move {
-            let mut events = Vec::new();
+            let mut pings = 0;
             loop {
                 tokio::select! {
                     command = command_rx.recv() => match command {
@@ -142,12 +160,19 @@ impl Node {
                         None => return,
                     },
                     event = swarm.select_next_some() => {
-                        if let SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) = event {
-                            events.push(event);
+                        match event {
+                            SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => {
+                                events.push(event)
+                            }
+                            SwarmEvent::Behaviour(TestBehaviourEvent::Ping(ping::Event {
+                                result: Ok(_),
+                                ..
+                            })) => pings += 1,
+                            _ => {}
                         }
                     }
                 }
-                let _ = state_tx.send(snapshot(&swarm, &events));
+                let _ = state_tx.send(snapshot(&swarm, &events, pings));
             }
         });
         let node = Node {
@@ -200,7 +225,7 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
     }
 }
 
-fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event]) -> Snapshot {
+fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event], pings: usize) -> Snapshot {
     let info = swarm.network_info();
     let counters = info.connection_counters();
     let manager = swarm.behaviour().manager.manager();
@@ -231,6 +256,7 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event]) -> Snapshot
         })
         .collect();
     Snapshot {
+        pings,
         initiators,
         established: counters.num_established(),
         pending: counters.num_pending(),
