@@ -35,7 +35,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use libp2p::{
-    futures::StreamExt,
+    futures::{FutureExt, StreamExt},
     identify,
     multiaddr::Protocol,
     noise,
@@ -60,9 +60,12 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 
 /// A libp2p node with the connection manager: a local cluster demo, or one long-lived node.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
-    /// Run the cluster demo with N nodes (without any argument it runs with 8).
+    /// Run the cluster demo with N nodes, 2 to 32 (without any argument it runs with 8).
+    ///
+    /// Beyond about 20 nodes a debug build on a small machine is CPU-bound: handshakes can
+    /// exceed libp2p's 10 s upgrade timeout.
     #[arg(long, value_name = "N", conflicts_with_all = ["listen", "dial"],
           value_parser = clap::value_parser!(u16).range(2..=32))]
     cluster: Option<u16>,
@@ -186,11 +189,15 @@ fn dial_address(swarm: &mut Swarm<NodeBehaviour>, address: Multiaddr) {
     }
 }
 
-/// Polls the swarm until it has no connection left.
+/// Polls the swarm until it has no connection left, then prints the events already due (the
+/// manager reports the last `Disconnected` just after the swarm closed the connection).
 async fn drain_connections(swarm: &mut Swarm<NodeBehaviour>) {
     let local = *swarm.local_peer_id();
     while swarm.network_info().num_peers() > 0 {
         let event = swarm.select_next_some().await;
+        print_swarm_event(&local, event);
+    }
+    while let Some(event) = swarm.next().now_or_never().flatten() {
         print_swarm_event(&local, event);
     }
 }
@@ -594,24 +601,14 @@ async fn run_cluster_node(
                 Some(command) => run_command(&mut swarm, command),
                 None => return,
             },
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                    connections.insert(peer_id, num_established.get());
-                }
-                SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                    if num_established == 0 {
-                        connections.remove(&peer_id);
-                    } else {
-                        connections.insert(peer_id, num_established);
-                    }
-                }
-                SwarmEvent::Behaviour(NodeBehaviourEvent::Manager(event)) => {
+            event = swarm.select_next_some() => {
+                let manager_event = count_connections(&mut connections, event);
+                if let Some(event) = manager_event {
                     if reports.send(Report::Event { node: index, event }).is_err() {
                         return;
                     }
                 }
-                _ => {}
-            },
+            }
         }
         let status = cluster_node_status(&swarm, &connections);
         if last_status.as_ref() != Some(&status) {
@@ -626,6 +623,41 @@ async fn run_cluster_node(
                 return;
             }
         }
+    }
+}
+
+/// Keeps the per-peer connection counts of the swarm; returns the event if it is the manager's.
+fn count_connections(
+    connections: &mut HashMap<PeerId, u32>,
+    event: SwarmEvent<NodeBehaviourEvent>,
+) -> Option<Event> {
+    match event {
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            num_established,
+            ..
+        } => {
+            connections.insert(peer_id, num_established.get());
+            None
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } => {
+            connections.remove(&peer_id);
+            None
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established,
+            ..
+        } => {
+            connections.insert(peer_id, num_established);
+            None
+        }
+        SwarmEvent::Behaviour(NodeBehaviourEvent::Manager(event)) => Some(event),
+        _ => None,
     }
 }
 

@@ -163,4 +163,37 @@ mod tests {
         );
         assert!(survivor(&small, &large, &[]).is_none());
     }
+
+    proptest::proptest! {
+        /// One connection dialed by each side (the simultaneous-dial case), established in any
+        /// order and at any times on each side: both sides keep the same logical connection,
+        /// and both close the other at once.
+        #[test]
+        fn both_sides_agree_on_opposite_direction_pairs(
+            small_sees: (u64, u64),
+            large_sees: (u64, u64),
+            small_dialed_too in proptest::bool::ANY,
+        ) {
+            let (small, large) = ids();
+            let t0 = Instant::now();
+            let at = |ms: u64| t0 + Duration::from_millis(ms % 10_000);
+            // Logical connection 0 dialed by the large peer, 1 by the small peer.
+            let mut on_small = vec![candidate(0, Initiator::Remote, at(small_sees.0))];
+            let mut on_large = vec![candidate(0, Initiator::Local, at(large_sees.0))];
+            if small_dialed_too {
+                on_small.push(candidate(1, Initiator::Local, at(small_sees.1)));
+                on_large.push(candidate(1, Initiator::Remote, at(large_sees.1)));
+            }
+            let kept_small = survivor(&small, &large, &on_small).unwrap();
+            let kept_large = survivor(&large, &small, &on_large).unwrap();
+            proptest::prop_assert_eq!(kept_small.id, kept_large.id);
+            let expected = if small_dialed_too { 1 } else { 0 };
+            proptest::prop_assert_eq!(kept_small.id, ConnectionId::new_unchecked(expected));
+            for (kept, side) in [(kept_small, &on_small), (kept_large, &on_large)] {
+                for loser in side.iter().filter(|c| c.id != kept.id) {
+                    proptest::prop_assert_eq!(close_timing(&kept, loser), CloseTiming::Now);
+                }
+            }
+        }
+    }
 }
