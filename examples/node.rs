@@ -42,7 +42,7 @@ use libp2p::{
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
-use libp2p_connection_manager::{self as manager, ClosedBy, DialFailure, Event, Initiator};
+use libp2p_connection_manager::{self as manager, Event};
 use tokio::{
     sync::mpsc,
     time::{timeout, timeout_at, Instant},
@@ -226,10 +226,7 @@ fn describe(event: &Event) -> String {
             connection,
             initiator,
             ..
-        } => format!(
-            "kept connection {connection} with {peer} (dialed by {})",
-            initiator_name(*initiator)
-        ),
+        } => format!("kept connection {connection} with {peer} ({initiator})"),
         Event::DuplicateClosed { peer, kept, closed } => {
             format!("closed duplicate connection {closed} with {peer}; {kept} is kept")
         }
@@ -239,10 +236,9 @@ fn describe(event: &Event) -> String {
             reason,
             closed_by,
             remaining,
-        } => format!(
-            "connection {connection} with {peer} closed by {}: {reason} ({remaining} left)",
-            closer_name(*closed_by)
-        ),
+        } => {
+            format!("connection {connection} with {peer} {closed_by}: {reason} ({remaining} left)")
+        }
         Event::GoodbyeReceived {
             peer,
             connection,
@@ -268,10 +264,7 @@ fn describe(event: &Event) -> String {
             cause,
         } => {
             let target = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_string());
-            format!(
-                "dial {connection} to {target} failed: {}",
-                describe_dial_failure(cause)
-            )
+            format!("dial {connection} to {target} failed: {cause}")
         }
         Event::RedialScheduled {
             peer,
@@ -282,34 +275,7 @@ fn describe(event: &Event) -> String {
             format!("gave up redialing {peer} after {attempts} attempts")
         }
         Event::PhaseChanged { old, new } => format!("phase {old} -> {new}"),
-    }
-}
-
-/// The failure, with each address's transport error (the summary alone says little).
-fn describe_dial_failure(cause: &DialFailure) -> String {
-    match cause {
-        DialFailure::Transport { errors } => {
-            let details: Vec<String> = errors
-                .iter()
-                .map(|(address, error)| format!("{address}: {error}"))
-                .collect();
-            format!("{cause} ({})", details.join("; "))
-        }
-        other => other.to_string(),
-    }
-}
-
-fn initiator_name(initiator: Initiator) -> &'static str {
-    match initiator {
-        Initiator::Local => "us",
-        Initiator::Remote => "them",
-    }
-}
-
-fn closer_name(closed_by: ClosedBy) -> &'static str {
-    match closed_by {
-        ClosedBy::Local => "us",
-        ClosedBy::Remote => "them",
+        other => format!("{other:?}"),
     }
 }
 

@@ -369,9 +369,14 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            Either::Left(handler::ToBehaviour::GoodbyeReceived(goodbye)) => self
-                .manager
-                .on_goodbye_received(connection_id, goodbye.reason, goodbye.retry_after),
+            Either::Left(handler::ToBehaviour::GoodbyeReceived(goodbye)) => {
+                self.manager.on_goodbye_received(
+                    Instant::now(),
+                    connection_id,
+                    goodbye.reason,
+                    goodbye.retry_after,
+                )
+            }
             Either::Left(handler::ToBehaviour::GoodbyeFinished(outcome)) => {
                 if let GoodbyeOutcome::Failed(error) = &outcome {
                     tracing::debug!(%peer_id, %connection_id, %error, "goodbye failed");

@@ -22,6 +22,15 @@ pub enum Initiator {
     Remote,
 }
 
+impl std::fmt::Display for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Initiator::Local => "we dialed",
+            Initiator::Remote => "they dialed",
+        })
+    }
+}
+
 /// One established connection to a peer, as the rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {

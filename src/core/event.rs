@@ -10,7 +10,11 @@ use super::{ClosedBy, Denial, Initiator, Phase};
 use crate::DisconnectReason;
 
 /// An event of the connection manager, emitted as the behaviour's `ToSwarm::GenerateEvent`.
+///
+/// Each side reports what it did: a duplicate resolved between two managers usually shows up as
+/// a [`DuplicateClosed`](Event::DuplicateClosed) on both ends.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A connection became the one connection kept to its peer.
     ConnectionKept {
@@ -131,7 +135,7 @@ pub enum DialFailure {
         reason: String,
     },
     /// Every address failed at the transport (TCP, noise, yamux, ...).
-    #[error("transport failed on {} address(es)", errors.len())]
+    #[error("transport failed: {}", format_transport_errors(errors))]
     Transport {
         /// Each address tried, with what went wrong there.
         errors: Vec<(Multiaddr, String)>,
@@ -149,4 +153,15 @@ impl DialFailure {
             Self::Transport { .. } | Self::TimedOut(_) | Self::Aborted
         )
     }
+}
+
+fn format_transport_errors(errors: &[(Multiaddr, String)]) -> String {
+    if errors.is_empty() {
+        return "no address was tried".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(address, error)| format!("{address}: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

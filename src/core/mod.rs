@@ -363,6 +363,7 @@ impl Manager {
                 kept: winner.id,
                 closed: connection,
             });
+            self.mark_duplicate(now, peer);
             return Err(Denial::Duplicate {
                 peer,
                 kept: winner.id,
@@ -434,8 +435,13 @@ impl Manager {
         let remaining = record.connections.len();
         let still_connected = record.is_connected();
         let pending_outbound = record.pending_outbound;
-        let wanted = record.wanted;
-        let attempt = record.redial_attempts;
+        let context = redial::PeerContext {
+            wanted: record.wanted,
+            attempt: record.redial_attempts,
+            settling_duplicates: record
+                .last_duplicate_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= self.config.duplicate_grace),
+        };
         self.cancel_connection_timers(&closed);
 
         let (reason, closed_by, retry_after) = match (closed.closing, closed.remote_goodbye) {
@@ -466,7 +472,7 @@ impl Manager {
             && closed.initiator == Initiator::Local
             && !self.terminated
         {
-            let plan = redial::plan(reason, closed_by, wanted, attempt);
+            let plan = redial::plan(reason, closed_by, context);
             self.plan_redial(now, peer, plan, retry_after);
         }
         self.forget_if_idle(peer);
@@ -512,6 +518,7 @@ impl Manager {
     /// The remote said goodbye on `connection`.
     pub fn on_goodbye_received(
         &mut self,
+        now: Instant,
         connection: ConnectionId,
         reason: DisconnectReason,
         retry_after: Option<Duration>,
@@ -525,6 +532,9 @@ impl Manager {
             .and_then(|r| r.connection_mut(connection))
         {
             record.remote_goodbye = Some((reason, retry_after));
+        }
+        if reason == DisconnectReason::Duplicate {
+            self.mark_duplicate(now, peer);
         }
         tracing::debug!(%peer, %connection, %reason, "goodbye received");
         self.push_event(Event::GoodbyeReceived {
@@ -671,6 +681,7 @@ impl Manager {
                         closed: loser.id,
                     });
                     self.start_close(now, peer, loser.id, DisconnectReason::Duplicate, None);
+                    self.mark_duplicate(now, peer);
                 }
                 duplicates::CloseTiming::AfterGrace => {
                     let grace = self.config.duplicate_grace;
@@ -856,6 +867,7 @@ impl Manager {
                 closed: connection,
             });
             self.start_close(now, peer, connection, DisconnectReason::Duplicate, None);
+            self.mark_duplicate(now, peer);
         }
     }
 
@@ -980,6 +992,14 @@ impl Manager {
             }
         }
         Some(pending)
+    }
+
+    /// Remembers that a duplicate of `peer` was just resolved: if the survivor dies while the
+    /// two sides settle, its initiator redials (see [`redial::PeerContext`]).
+    fn mark_duplicate(&mut self, now: Instant, peer: PeerId) {
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.last_duplicate_at = Some(now);
+        }
     }
 
     fn cancel_redial(&mut self, peer: PeerId) {

@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use libp2p_core::{Endpoint, Multiaddr};
+use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
 
@@ -75,6 +75,8 @@ pub(crate) struct PeerRecord {
     pub(crate) rescue_dials: u32,
     /// Outbound connection attempts in flight.
     pub(crate) pending_outbound: u32,
+    /// When a duplicate of this peer was last closed or refused.
+    pub(crate) last_duplicate_at: Option<Instant>,
 }
 
 impl PeerRecord {
@@ -98,8 +100,15 @@ impl PeerRecord {
             && self.pending_outbound == 0
     }
 
-    /// Remembers `address` as the most recent one, keeping at most `max`.
-    pub(crate) fn add_address(&mut self, address: Multiaddr, max: usize) {
+    /// Remembers `address` as the most recent one, keeping at most `max`. A trailing
+    /// `/p2p/<peer>` is dropped so the same address is not kept (and dialed) twice.
+    pub(crate) fn add_address(&mut self, mut address: Multiaddr, max: usize) {
+        if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+            address.pop();
+        }
+        if address.is_empty() {
+            return;
+        }
         self.addresses.retain(|a| a != &address);
         self.addresses.push_front(address);
         self.addresses.truncate(max);

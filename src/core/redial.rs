@@ -13,6 +13,15 @@ pub enum ClosedBy {
     Remote,
 }
 
+impl std::fmt::Display for ClosedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClosedBy::Local => "closed by us",
+            ClosedBy::Remote => "closed by them",
+        })
+    }
+}
+
 /// How soon a peer is dialed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedialPlan {
@@ -26,27 +35,34 @@ pub enum RedialPlan {
     ViolationBackoff,
 }
 
-/// The redial table of DESIGN.md section 4, for the initiator of the last connection to a
-/// peer. `wanted` says whether the application asked for the peer; `attempt` counts redials
-/// since the peer was last connected.
+/// What the redial decision knows of the peer whose last connection was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerContext {
+    /// The application asked for the peer (`dial`): it is kept connected.
+    pub wanted: bool,
+    /// Redials since the peer was last connected.
+    pub attempt: u32,
+    /// A duplicate of this peer was closed or refused moments ago: the connection that was kept
+    /// may have died before the remote ever saw it.
+    pub settling_duplicates: bool,
+}
+
+/// The redial table of DESIGN.md section 4, for the initiator of the last connection to a peer.
 ///
-/// Peers nobody asked for are only redialed promptly after a lost duplicate tie-break, so a
-/// pair never ends with zero connections because both sides closed at once.
-pub fn plan(
-    reason: DisconnectReason,
-    closed_by: ClosedBy,
-    wanted: bool,
-    attempt: u32,
-) -> RedialPlan {
+/// Peers nobody asked for are only redialed promptly when a duplicate tie-break went wrong (the
+/// loser was closed and the survivor died while the two sides settled), so a pair never ends
+/// with zero connections because both sides closed at once.
+pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) -> RedialPlan {
     use DisconnectReason::*;
     match (reason, closed_by) {
         (Duplicate, _) => RedialPlan::Prompt,
-        _ if !wanted => RedialPlan::Never,
+        (Banned, _) => RedialPlan::Never,
         // A local Normal close is `disconnect`, `shutdown` or another behaviour's decision.
         (Normal, ClosedBy::Local) => RedialPlan::Never,
-        (Normal, ClosedBy::Remote) if attempt == 0 => RedialPlan::Prompt,
+        _ if peer.settling_duplicates => RedialPlan::Prompt,
+        _ if !peer.wanted => RedialPlan::Never,
+        (Normal, ClosedBy::Remote) if peer.attempt == 0 => RedialPlan::Prompt,
         (Normal, ClosedBy::Remote) => RedialPlan::TimeoutBackoff,
-        (Banned, _) => RedialPlan::Never,
         // Trimmed locally: the point was to have fewer connections.
         (NetworkRestructure, ClosedBy::Local) => RedialPlan::Never,
         (NetworkRestructure, ClosedBy::Remote) => RedialPlan::ViolationBackoff,
@@ -127,12 +143,33 @@ mod tests {
             (Normal, ClosedBy::Remote, false, 0, RedialPlan::Never),
         ];
         for (reason, by, wanted, attempt, expected) in cases {
+            let peer = PeerContext {
+                wanted,
+                attempt,
+                settling_duplicates: false,
+            };
             assert_eq!(
-                plan(reason, by, wanted, attempt),
+                plan(reason, by, peer),
                 expected,
                 "{reason:?} {by:?} wanted={wanted} attempt={attempt}"
             );
         }
+    }
+
+    #[test]
+    fn a_survivor_lost_while_duplicates_settle_is_redialed_promptly_unless_closed_on_purpose() {
+        let settling = PeerContext {
+            wanted: false,
+            attempt: 0,
+            settling_duplicates: true,
+        };
+        assert_eq!(
+            plan(Timeout, ClosedBy::Remote, settling),
+            RedialPlan::Prompt
+        );
+        assert_eq!(plan(Normal, ClosedBy::Remote, settling), RedialPlan::Prompt);
+        assert_eq!(plan(Normal, ClosedBy::Local, settling), RedialPlan::Never);
+        assert_eq!(plan(Banned, ClosedBy::Remote, settling), RedialPlan::Never);
     }
 
     #[test]

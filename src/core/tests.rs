@@ -201,7 +201,7 @@ fn grace_timer_is_cancelled_when_the_dialer_closes_first() {
     let _ = listener.actions();
     listener
         .manager
-        .on_goodbye_received(cid(12), DisconnectReason::Duplicate, None);
+        .on_goodbye_received(listener.now, cid(12), DisconnectReason::Duplicate, None);
     listener
         .manager
         .on_closed(listener.now, cid(12), d, CloseCause::Transport);
@@ -357,7 +357,8 @@ fn remote_goodbye_reasons_drive_the_redial() {
         a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
         a.establish(cid(1), b.id, Initiator::Local).unwrap();
         let _ = a.actions();
-        a.manager.on_goodbye_received(cid(1), reason, retry_after);
+        a.manager
+            .on_goodbye_received(a.now, cid(1), reason, retry_after);
         a.manager
             .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
         let delay = a.events().into_iter().find_map(|e| match e {
@@ -388,7 +389,7 @@ fn lost_duplicate_tie_break_with_nothing_left_is_redialed_promptly_even_unwanted
     let _ = large.actions();
     large
         .manager
-        .on_goodbye_received(cid(12), DisconnectReason::Duplicate, None);
+        .on_goodbye_received(large.now, cid(12), DisconnectReason::Duplicate, None);
     large
         .manager
         .on_closed(large.now, cid(12), small.id, CloseCause::Transport);
@@ -633,4 +634,42 @@ fn refused_connections_leave_no_state() {
     assert_eq!(a.manager.tracked_peers(), 0);
     assert_eq!(a.manager.scheduled_timers(), 0);
     assert_eq!(a.manager.established_connections(), 0);
+}
+
+#[test]
+fn a_survivor_that_dies_while_its_duplicate_closes_is_redialed_by_its_initiator() {
+    // Seen with 32 nodes: we kept our own connection and closed the remote's as a duplicate,
+    // but ours never completed on the remote's side and died. Nobody asked for the peer, yet
+    // the pair must not end with nothing.
+    let (mut small, remote) = pair(Config::default());
+    let r = remote.id;
+    // Remote-initiated connection first, then ours: ours wins (we are the smaller peer).
+    small.establish(cid(2), r, Initiator::Remote).unwrap();
+    small.establish(cid(1), r, Initiator::Local).unwrap();
+    assert_eq!(small.closes(), vec![(cid(2), DisconnectReason::Duplicate)]);
+    // Our survivor dies before the remote saw it; then the loser finishes closing.
+    small
+        .manager
+        .on_closed(small.now, cid(1), r, CloseCause::Transport);
+    small
+        .manager
+        .on_closed(small.now, cid(2), r, CloseCause::Local);
+    let events = small.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RedialScheduled { peer, .. } if *peer == r)),
+        "{events:?}"
+    );
+    small.advance(Duration::from_millis(300));
+    assert!(matches!(small.actions()[..], [Action::Dial { peer, .. }] if peer == r));
+}
+
+#[test]
+fn addresses_are_kept_once_with_or_without_the_peer_suffix() {
+    let (mut a, b) = pair(Config::default());
+    let with_suffix = addr(2).with(libp2p_core::multiaddr::Protocol::P2p(b.id));
+    a.manager.add_address(b.id, addr(2));
+    a.manager.add_address(b.id, with_suffix);
+    assert_eq!(a.manager.peer_info(&b.id).unwrap().addresses, vec![addr(2)]);
 }
