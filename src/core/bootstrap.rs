@@ -1,0 +1,63 @@
+//! The node phase and bootstrap rounds.
+
+use super::*;
+
+impl Manager {
+    /// Schedules the next bootstrap round after the backoff for the rounds tried so far.
+    pub(super) fn schedule_bootstrap(&mut self, now: Instant) {
+        let index = self.bootstrap.attempt.saturating_sub(1);
+        let at = now + self.config.bootstrap_backoff.delay(index, &mut self.rng);
+        self.schedule_bootstrap_at(at);
+    }
+
+    pub(super) fn schedule_bootstrap_at(&mut self, at: Instant) {
+        if self.bootstrap.due.is_some() || self.terminated {
+            return;
+        }
+        self.bootstrap.due = Some(at);
+        self.timers.schedule(at, Timer::Bootstrap);
+    }
+
+    pub(super) fn on_bootstrap_due(&mut self, now: Instant) {
+        self.bootstrap.due = None;
+        if self.terminated || self.connected_peers > 0 {
+            return;
+        }
+        self.bootstrap.attempt += 1;
+        let max = self.config.max_addresses_per_peer;
+        let peers = self.config.bootstrap_peers.clone();
+        for (peer, address) in peers {
+            if peer == self.local {
+                continue;
+            }
+            let record = self.peers.entry(peer).or_default();
+            record.add_address(address, max);
+            if record.pending_outbound == 0 {
+                self.bootstrap.round.insert(peer);
+                self.push_dial(peer);
+            }
+        }
+        tracing::debug!(
+            attempt = self.bootstrap.attempt,
+            peers = self.bootstrap.round.len(),
+            "bootstrap round"
+        );
+        if self.bootstrap.round.is_empty() {
+            self.schedule_bootstrap(now);
+        }
+        self.update_phase();
+    }
+
+    pub(super) fn update_phase(&mut self) {
+        let new = phase::current(
+            self.terminated,
+            self.connected_peers,
+            !self.bootstrap.round.is_empty(),
+        );
+        if new != self.phase {
+            let old = std::mem::replace(&mut self.phase, new);
+            tracing::debug!(%old, %new, "phase changed");
+            self.push_event(Event::PhaseChanged { old, new });
+        }
+    }
+}

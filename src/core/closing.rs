@@ -1,0 +1,147 @@
+//! Closing connections: the duplicate verdict, goodbyes and their deadlines.
+
+use super::*;
+
+impl Manager {
+    pub(super) fn settle_duplicates(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        newcomer: Option<ConnectionId>,
+    ) {
+        let Some(record) = self.peers.get(&peer) else {
+            return;
+        };
+        let candidates: Vec<_> = record.open().map(|c| c.candidate()).collect();
+        let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
+            return;
+        };
+        let kept_direction = record
+            .connections
+            .iter()
+            .find(|c| c.id == winner.id)
+            .map(|c| c.direction);
+        if let (true, Some(direction)) = (newcomer == Some(winner.id), kept_direction) {
+            self.push_event(Event::ConnectionKept {
+                peer,
+                connection: winner.id,
+                initiator: winner.initiator,
+                direction,
+            });
+        }
+        for loser in candidates.iter().filter(|c| c.id != winner.id) {
+            match duplicates::close_timing(&winner, loser) {
+                duplicates::CloseTiming::Now => {
+                    tracing::debug!(%peer, kept = %winner.id, closed = %loser.id, "closing duplicate");
+                    self.push_event(Event::DuplicateClosed {
+                        peer,
+                        kept: winner.id,
+                        closed: loser.id,
+                    });
+                    self.start_close(now, peer, loser.id, DisconnectReason::Duplicate, None);
+                    self.mark_duplicate(now, peer);
+                }
+                duplicates::CloseTiming::AfterGrace => {
+                    let grace = self.config.duplicate_grace;
+                    let Some(record) = self
+                        .peers
+                        .get_mut(&peer)
+                        .and_then(|r| r.connection_mut(loser.id))
+                    else {
+                        continue;
+                    };
+                    if record.grace_deadline.is_none() {
+                        let at = now + grace;
+                        record.grace_deadline = Some(at);
+                        self.timers.schedule(at, Timer::DuplicateGrace(loser.id));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn start_close(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        connection: ConnectionId,
+        reason: DisconnectReason,
+        retry_after: Option<Duration>,
+    ) {
+        let deadline = now + self.config.goodbye_timeout + GOODBYE_BACKSTOP_SLACK;
+        let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        else {
+            return;
+        };
+        if record.closing.is_some() {
+            return;
+        }
+        record.closing = Some(Closing { reason, deadline });
+        if let Some(grace) = record.grace_deadline.take() {
+            self.timers.cancel(grace, Timer::DuplicateGrace(connection));
+        }
+        self.timers
+            .schedule(deadline, Timer::GoodbyeDeadline(connection));
+        self.actions.push_back(Action::SendGoodbye {
+            peer,
+            connection,
+            reason,
+            retry_after,
+        });
+    }
+
+    pub(super) fn on_grace_over(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(peer) = self.owners.get(&connection).copied() else {
+            return;
+        };
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(c) = record.connection_mut(connection) {
+            c.grace_deadline = None;
+        }
+        let candidates: Vec<_> = record.open().map(|c| c.candidate()).collect();
+        let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
+            return;
+        };
+        if winner.id != connection && candidates.iter().any(|c| c.id == connection) {
+            tracing::debug!(%peer, kept = %winner.id, closed = %connection, "closing duplicate after grace");
+            self.push_event(Event::DuplicateClosed {
+                peer,
+                kept: winner.id,
+                closed: connection,
+            });
+            self.start_close(now, peer, connection, DisconnectReason::Duplicate, None);
+            self.mark_duplicate(now, peer);
+        }
+    }
+
+    pub(super) fn on_goodbye_overdue(&mut self, connection: ConnectionId) {
+        let Some(peer) = self.owners.get(&connection).copied() else {
+            return;
+        };
+        tracing::debug!(%peer, %connection, "goodbye overdue, closing");
+        self.actions.push_back(Action::Close { peer, connection });
+    }
+
+    /// Remembers that a duplicate of `peer` was just resolved: if the survivor dies while the
+    /// two sides settle, its initiator redials (see [`redial::PeerContext`]).
+    pub(super) fn mark_duplicate(&mut self, now: Instant, peer: PeerId) {
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.last_duplicate_at = Some(now);
+        }
+    }
+
+    pub(super) fn cancel_connection_timers(&mut self, connection: &ConnectionRecord) {
+        if let Some(at) = connection.grace_deadline {
+            self.timers.cancel(at, Timer::DuplicateGrace(connection.id));
+        }
+        if let Some(closing) = connection.closing {
+            self.timers
+                .cancel(closing.deadline, Timer::GoodbyeDeadline(connection.id));
+        }
+    }
+}

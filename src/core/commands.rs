@@ -1,0 +1,84 @@
+//! Commands from the application: dial, disconnect, shutdown.
+
+use super::*;
+
+impl Manager {
+    /// Marks `peer` as wanted (kept connected and redialed when lost), remembers `addresses`,
+    /// and dials it unless a connection exists or is being made.
+    pub fn dial(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+    ) -> Result<(), Denial> {
+        let _ = now;
+        if peer == self.local {
+            return Err(Denial::SelfConnection { peer });
+        }
+        if self.terminated {
+            return Err(Denial::Terminated);
+        }
+        let max = self.config.max_addresses_per_peer;
+        let record = self.peers.entry(peer).or_default();
+        record.wanted = true;
+        for address in addresses {
+            record.add_address(address, max);
+        }
+        if record.is_connected() || record.pending_outbound > 0 {
+            return Ok(());
+        }
+        self.cancel_redial(peer);
+        self.push_dial(peer);
+        Ok(())
+    }
+
+    /// Remembers a dial address for `peer` without dialing it.
+    pub fn add_address(&mut self, peer: PeerId, address: Multiaddr) {
+        if peer == self.local {
+            return;
+        }
+        let max = self.config.max_addresses_per_peer;
+        self.peers
+            .entry(peer)
+            .or_default()
+            .add_address(address, max);
+    }
+
+    /// Stops wanting `peer`: cancels its redial and closes its connections with goodbye
+    /// `Normal`. Returns whether it had connections.
+    pub fn disconnect(&mut self, now: Instant, peer: PeerId) -> bool {
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        record.wanted = false;
+        let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
+        let had_connections = !record.connections.is_empty();
+        self.cancel_redial(peer);
+        for connection in open {
+            self.start_close(now, peer, connection, DisconnectReason::Normal, None);
+        }
+        self.forget_if_idle(peer);
+        had_connections
+    }
+
+    /// Says goodbye `Normal` on every connection, stops redialing, refuses every new
+    /// connection, and enters [`Phase::Terminated`].
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.terminated {
+            return;
+        }
+        self.terminated = true;
+        if let Some(due) = self.bootstrap.due.take() {
+            self.timers.cancel(due, Timer::Bootstrap);
+        }
+        self.bootstrap.round.clear();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            if let Some(record) = self.peers.get_mut(&peer) {
+                record.wanted = false;
+            }
+            self.disconnect(now, peer);
+        }
+        self.update_phase();
+    }
+}

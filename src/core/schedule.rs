@@ -1,0 +1,159 @@
+//! When to dial again: redials after a lost connection or a failed dial.
+
+use super::*;
+
+impl Manager {
+    pub(super) fn plan_redial(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        plan: RedialPlan,
+        retry_after: Option<Duration>,
+    ) {
+        let max_attempts = self.config.max_redial_attempts;
+        let max_rescues = self.config.max_rescue_dials;
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if plan == RedialPlan::Never {
+            return;
+        }
+        if record.wanted {
+            if max_attempts.is_some_and(|max| record.redial_attempts >= max) {
+                let attempts = record.redial_attempts;
+                record.wanted = false;
+                self.push_event(Event::RedialGaveUp { peer, attempts });
+                return;
+            }
+        } else {
+            // Not wanted: only a bounded number of prompt rescues.
+            if record.rescue_dials >= max_rescues {
+                return;
+            }
+            record.rescue_dials += 1;
+        }
+        let backoff_index = record.redial_attempts.saturating_sub(1);
+        let delay = match plan {
+            RedialPlan::Never => return,
+            RedialPlan::Prompt => {
+                let base = self.config.prompt_redial_delay.as_secs_f64();
+                Duration::from_secs_f64(base * self.rng.gen_range(0.5..=1.5))
+            }
+            RedialPlan::TimeoutBackoff => self
+                .config
+                .timeout_backoff
+                .delay(backoff_index, &mut self.rng),
+            RedialPlan::ViolationBackoff => self
+                .config
+                .violation_backoff
+                .delay(backoff_index, &mut self.rng),
+        };
+        let delay = redial::honour_retry_after(delay, retry_after);
+        let at = now + delay;
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        match record.redial_at {
+            Some(existing) if existing <= at => return,
+            Some(existing) => self.timers.cancel(existing, Timer::Redial(peer)),
+            None => {}
+        }
+        record.redial_at = Some(at);
+        let attempt = record.redial_attempts + 1;
+        self.timers.schedule(at, Timer::Redial(peer));
+        tracing::debug!(%peer, ?delay, attempt, "redial scheduled");
+        self.push_event(Event::RedialScheduled {
+            peer,
+            delay,
+            attempt,
+        });
+    }
+
+    pub(super) fn after_failed_dial(&mut self, now: Instant, peer: PeerId, cause: &DialFailure) {
+        if self.bootstrap.round.remove(&peer)
+            && self.bootstrap.round.is_empty()
+            && self.connected_peers == 0
+        {
+            self.schedule_bootstrap(now);
+        }
+        let Some(record) = self.peers.get(&peer) else {
+            self.update_phase();
+            return;
+        };
+        let retry = !record.is_connected() && record.pending_outbound == 0 && !self.terminated;
+        let plan = if !retry {
+            RedialPlan::Never
+        } else if record.wanted {
+            match cause {
+                DialFailure::SelfConnection | DialFailure::DeniedByManager(_) => RedialPlan::Never,
+                _ if record.redial_attempts == 0 => RedialPlan::Prompt,
+                _ => RedialPlan::TimeoutBackoff,
+            }
+        } else if cause.is_transient() {
+            RedialPlan::Prompt
+        } else {
+            RedialPlan::Never
+        };
+        self.plan_redial(now, peer, plan, None);
+        self.forget_if_idle(peer);
+        self.update_phase();
+    }
+
+    pub(super) fn on_redial_due(&mut self, peer: PeerId) {
+        let terminated = self.terminated;
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        record.redial_at = None;
+        if terminated || record.is_connected() || record.pending_outbound > 0 {
+            self.forget_if_idle(peer);
+            return;
+        }
+        record.redial_attempts += 1;
+        self.push_dial(peer);
+    }
+
+    pub(super) fn on_dial_overdue(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(pending) = self.pending.get_mut(&connection) else {
+            return;
+        };
+        if pending.timed_out {
+            return;
+        }
+        pending.timed_out = true;
+        pending.deadline = None;
+        let Some(peer) = pending.peer else {
+            return;
+        };
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.pending_outbound = record.pending_outbound.saturating_sub(1);
+        }
+        let cause = DialFailure::TimedOut(self.config.dial_timeout);
+        self.push_event(Event::DialFailed {
+            peer: Some(peer),
+            connection,
+            cause: cause.clone(),
+        });
+        self.after_failed_dial(now, peer, &cause);
+    }
+
+    pub(super) fn push_dial(&mut self, peer: PeerId) {
+        let addresses = self
+            .peers
+            .get(&peer)
+            .map(|r| r.addresses.iter().cloned().collect())
+            .unwrap_or_default();
+        tracing::debug!(%peer, "dialing");
+        self.actions.push_back(Action::Dial {
+            peer,
+            addresses,
+            new_port: self.config.new_port_for_redials,
+        });
+    }
+
+    pub(super) fn cancel_redial(&mut self, peer: PeerId) {
+        if let Some(at) = self.peers.get_mut(&peer).and_then(|r| r.redial_at.take()) {
+            self.timers.cancel(at, Timer::Redial(peer));
+        }
+    }
+}
