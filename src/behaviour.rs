@@ -5,12 +5,15 @@
 
 use std::{
     convert::Infallible,
+    net::IpAddr,
     task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use either::Either;
 use futures::FutureExt;
 use futures_timer::Delay;
+use ipnet::IpNet;
 use libp2p_core::{connection::ConnectedPoint, transport::PortUse, Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::{
@@ -24,7 +27,10 @@ use libp2p_swarm::{
 use web_time::Instant;
 
 use crate::{
-    core::{Action, CloseCause, Denial, DialFailure, Event, Initiator, Manager, PeerInfo, Phase},
+    core::{
+        Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Initiator, Limits, Manager,
+        PeerInfo, Phase,
+    },
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
     Config,
@@ -89,6 +95,60 @@ impl Behaviour {
     pub fn shutdown(&mut self) {
         self.manager.shutdown(Instant::now());
         self.wake();
+    }
+
+    /// Bans `peer` for `duration` (`None`: until [`unban`](Self::unban)). Its connections get
+    /// goodbye `Banned` and close, it is not redialed, and it is refused from any address.
+    pub fn ban_peer(&mut self, peer: PeerId, duration: Option<Duration>) {
+        self.manager.ban_peer(Instant::now(), peer, duration);
+        self.wake();
+    }
+
+    /// Bans an IP address or network (`"10.0.0.0/8".parse()?`, or an `IpAddr` with `.into()`)
+    /// for `duration`. Its connections get goodbye `Banned` and close; new ones are refused
+    /// before their handshake.
+    pub fn ban_network(&mut self, network: impl Into<IpNet>, duration: Option<Duration>) {
+        self.manager
+            .ban_network(Instant::now(), network.into(), duration);
+        self.wake();
+    }
+
+    /// Lifts a ban. Returns whether there was one.
+    pub fn unban(&mut self, target: BanTarget) -> bool {
+        let lifted = self.manager.unban(target);
+        self.wake();
+        lifted
+    }
+
+    /// Whether `peer` is banned.
+    pub fn is_peer_banned(&self, peer: &PeerId) -> bool {
+        self.manager.is_peer_banned(peer, Instant::now())
+    }
+
+    /// Whether `ip` falls in a banned network.
+    pub fn is_ip_banned(&self, ip: IpAddr) -> bool {
+        self.manager.is_ip_banned(ip, Instant::now())
+    }
+
+    /// The bans in force, with their expiry.
+    pub fn bans(&self) -> Vec<Ban> {
+        self.manager.bans(Instant::now())
+    }
+
+    /// Lets `peer` bypass the limits (never the bans).
+    pub fn allow_peer(&mut self, peer: PeerId) {
+        self.manager.allow_peer(peer);
+    }
+
+    /// Takes `peer` off the allow list. Returns whether it was on it.
+    pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
+        self.manager.disallow_peer(peer)
+    }
+
+    /// Replaces the limits. Lowering one closes nothing; it refuses new connections until the
+    /// count is below it again.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.manager.set_limits(limits);
     }
 
     /// The node's phase.
@@ -255,7 +315,7 @@ impl NetworkBehaviour for Behaviour {
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         self.manager
-            .on_pending_inbound(Instant::now(), connection_id)
+            .on_pending_inbound(Instant::now(), connection_id, remote_addr)
             .map_err(ConnectionDenied::new)?;
         self.ping
             .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
@@ -269,7 +329,14 @@ impl NetworkBehaviour for Behaviour {
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.manager
-            .check_established(Instant::now(), connection_id, peer, Initiator::Remote)
+            .check_established(
+                Instant::now(),
+                connection_id,
+                peer,
+                Initiator::Remote,
+                Endpoint::Listener,
+                remote_addr,
+            )
             .map_err(ConnectionDenied::new)?;
         let ping = self.ping.handle_established_inbound_connection(
             connection_id,
@@ -305,7 +372,14 @@ impl NetworkBehaviour for Behaviour {
             Endpoint::Listener => Initiator::Remote,
         };
         self.manager
-            .check_established(Instant::now(), connection_id, peer, initiator)
+            .check_established(
+                Instant::now(),
+                connection_id,
+                peer,
+                initiator,
+                Endpoint::Dialer,
+                addr,
+            )
             .map_err(ConnectionDenied::new)?;
         let ping = self.ping.handle_established_outbound_connection(
             connection_id,
@@ -385,6 +459,9 @@ impl NetworkBehaviour for Behaviour {
             }
             Either::Left(handler::ToBehaviour::InvalidGoodbye(error)) => {
                 tracing::debug!(%peer_id, %connection_id, %error, "unreadable goodbye");
+                if error.is_violation() {
+                    self.manager.on_protocol_violation(Instant::now(), peer_id);
+                }
             }
             Either::Right(ping) => {
                 self.ping

@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 
-use crate::core::Backoff;
+use crate::core::{Backoff, Limits};
 
 /// Configuration of the connection manager.
 ///
@@ -29,6 +29,17 @@ pub struct Config {
     pub(crate) new_port_for_redials: bool,
     pub(crate) max_addresses_per_peer: usize,
     pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+    pub(crate) limits: Limits,
+    pub(crate) allowed_peers: Vec<PeerId>,
+    pub(crate) violation_ban: Option<ViolationBan>,
+}
+
+/// When repeated protocol violations turn into a ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViolationBan {
+    pub(crate) threshold: u32,
+    pub(crate) window: Duration,
+    pub(crate) duration: Duration,
 }
 
 impl Config {
@@ -52,6 +63,9 @@ impl Config {
     /// | [`with_new_port_for_redials`](Self::with_new_port_for_redials) | `true` |
     /// | [`with_max_addresses_per_peer`](Self::with_max_addresses_per_peer) | 8 |
     /// | [`with_bootstrap_peer`](Self::with_bootstrap_peer) | none |
+    /// | [`with_limits`](Self::with_limits) | [`Limits::new`] |
+    /// | [`with_allowed_peer`](Self::with_allowed_peer) | none |
+    /// | [`with_violation_ban`](Self::with_violation_ban) | 3 violations in 10 min: banned 1 h |
     pub fn new() -> Self {
         Self {
             goodbye_timeout: Duration::from_secs(2),
@@ -74,6 +88,13 @@ impl Config {
             new_port_for_redials: true,
             max_addresses_per_peer: 8,
             bootstrap_peers: Vec::new(),
+            limits: Limits::new(),
+            allowed_peers: Vec::new(),
+            violation_ban: Some(ViolationBan {
+                threshold: 3,
+                window: Duration::from_secs(600),
+                duration: Duration::from_secs(3600),
+            }),
         }
     }
 
@@ -185,6 +206,35 @@ impl Config {
     /// every connection.
     pub fn with_bootstrap_peer(mut self, peer: PeerId, address: Multiaddr) -> Self {
         self.bootstrap_peers.push((peer, address));
+        self
+    }
+
+    /// The connection limits (see [`Limits`]); they can be changed at run time with
+    /// [`Behaviour::set_limits`](crate::Behaviour::set_limits).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A peer that bypasses the limits (never the bans).
+    pub fn with_allowed_peer(mut self, peer: PeerId) -> Self {
+        self.allowed_peers.push(peer);
+        self
+    }
+
+    /// Bans a peer for `duration` once it committed `threshold` protocol violations (for
+    /// example malformed frames) within `window`. `threshold` 0 disables the escalation.
+    pub fn with_violation_ban(
+        mut self,
+        threshold: u32,
+        window: Duration,
+        duration: Duration,
+    ) -> Self {
+        self.violation_ban = (threshold > 0).then_some(ViolationBan {
+            threshold,
+            window,
+            duration,
+        });
         self
     }
 

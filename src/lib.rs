@@ -98,6 +98,7 @@ mod reason;
 pub use behaviour::Behaviour;
 pub use config::Config;
 pub use core::{
-    Backoff, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Initiator, PeerInfo, Phase,
+    Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Initiator,
+    LimitKind, Limits, PeerInfo, Phase, RateLimit,
 };
 pub use reason::DisconnectReason;

@@ -108,6 +108,20 @@ pub enum GoodbyeError {
     },
 }
 
+impl GoodbyeError {
+    /// Whether the remote broke the protocol (as opposed to the stream failing or ending).
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::FrameTooLarge { .. }
+                | Self::InvalidLengthPrefix
+                | Self::Malformed(_)
+                | Self::TrailingBytes { .. }
+                | Self::UnexpectedData { .. }
+        )
+    }
+}
+
 /// Encodes `goodbye` as one frame: unsigned-varint length prefix, then the protobuf message.
 pub fn encode_goodbye(goodbye: &Goodbye) -> Vec<u8> {
     let message = proto::Goodbye {

@@ -11,13 +11,13 @@ impl Manager {
         peer: PeerId,
         addresses: Vec<Multiaddr>,
     ) -> Result<(), Denial> {
-        let _ = now;
         if peer == self.local {
             return Err(Denial::SelfConnection { peer });
         }
         if self.terminated {
             return Err(Denial::Terminated);
         }
+        self.check_peer_ban(peer, now)?;
         let max = self.config.max_addresses_per_peer;
         let record = self.peers.entry(peer).or_default();
         record.wanted = true;

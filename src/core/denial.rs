@@ -1,7 +1,12 @@
 //! Typed refusals of a connection, carried inside `libp2p_swarm::ConnectionDenied`.
 
+use std::{net::IpAddr, time::Duration};
+
+use ipnet::IpNet;
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
+
+use super::limits::{LimitKind, RateLimit};
 
 /// Why the connection manager refused a connection.
 ///
@@ -33,7 +38,118 @@ pub enum Denial {
         /// Connections to the peer when the new one was refused.
         current: u32,
     },
+    /// A connection limit is reached.
+    #[error("{kind} limit {limit} reached ({current} now)")]
+    Limit {
+        /// Which limit.
+        kind: LimitKind,
+        /// Its value.
+        limit: u32,
+        /// The count when the connection was refused.
+        current: u32,
+    },
+    /// Too many inbound connections from one IP address.
+    #[error("inbound limit {limit} per IP reached for {ip} ({current} now)")]
+    IpLimit {
+        /// The remote address.
+        ip: IpAddr,
+        /// The configured limit.
+        limit: u32,
+        /// Its inbound connections when the new one was refused.
+        current: u32,
+    },
+    /// One IP address opened inbound connections faster than allowed.
+    #[error("inbound rate limit for {ip} exceeded ({rate})")]
+    RateLimited {
+        /// The remote address.
+        ip: IpAddr,
+        /// The configured rate.
+        rate: RateLimit,
+    },
+    /// The per-IP table is full of addresses that all have connections.
+    #[error("per-IP state is full ({limit} addresses tracked)")]
+    TooManyAddresses {
+        /// The configured size of the table.
+        limit: usize,
+    },
+    /// The peer is banned.
+    #[error("peer {peer} is banned {}", ban_length(*remaining))]
+    PeerBanned {
+        /// The banned peer.
+        peer: PeerId,
+        /// How long the ban still runs; `None` for a permanent ban.
+        remaining: Option<Duration>,
+    },
+    /// The remote's IP address is in a banned network.
+    #[error("{ip} is banned (network {network}) {}", ban_length(*remaining))]
+    IpBanned {
+        /// The remote address.
+        ip: IpAddr,
+        /// The banned network it falls in.
+        network: IpNet,
+        /// How long the ban still runs; `None` for a permanent ban.
+        remaining: Option<Duration>,
+    },
     /// The manager was shut down and accepts no connection.
     #[error("the connection manager is shut down")]
     Terminated,
+}
+
+impl Denial {
+    /// Whether a limit (not a ban or a rule) refused the connection: trying again later can work.
+    pub fn is_resource_limit(&self) -> bool {
+        matches!(
+            self,
+            Self::PerPeerLimit { .. }
+                | Self::Limit { .. }
+                | Self::IpLimit { .. }
+                | Self::RateLimited { .. }
+                | Self::TooManyAddresses { .. }
+        )
+    }
+}
+
+fn ban_length(remaining: Option<Duration>) -> String {
+    match remaining {
+        Some(left) => format!("for another {}s", left.as_secs().max(1)),
+        None => "permanently".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_say_what_happened() {
+        let peer = PeerId::random();
+        let limit = Denial::Limit {
+            kind: LimitKind::PendingInbound,
+            limit: 64,
+            current: 64,
+        };
+        assert_eq!(
+            limit.to_string(),
+            "pending inbound limit 64 reached (64 now)"
+        );
+        let banned = Denial::PeerBanned {
+            peer,
+            remaining: Some(Duration::from_secs(41)),
+        };
+        assert_eq!(
+            banned.to_string(),
+            format!("peer {peer} is banned for another 41s")
+        );
+        let ip_banned = Denial::IpBanned {
+            ip: "10.0.0.1".parse().unwrap(),
+            network: "10.0.0.0/8".parse().unwrap(),
+            remaining: None,
+        };
+        assert_eq!(
+            ip_banned.to_string(),
+            "10.0.0.1 is banned (network 10.0.0.0/8) permanently"
+        );
+        assert!(limit.is_resource_limit());
+        assert!(!banned.is_resource_limit());
+    }
 }

@@ -6,7 +6,9 @@ use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 
-use super::{ClosedBy, Denial, Initiator, Phase};
+use web_time::Instant;
+
+use super::{BanTarget, ClosedBy, Denial, Initiator, Phase};
 use crate::DisconnectReason;
 
 /// An event of the connection manager, emitted as the behaviour's `ToSwarm::GenerateEvent`.
@@ -94,6 +96,20 @@ pub enum Event {
         peer: PeerId,
         /// The attempts made.
         attempts: u32,
+    },
+    /// A peer or a network was banned (or its ban changed).
+    Banned {
+        /// What is banned.
+        target: BanTarget,
+        /// Until when; `None` for ever.
+        until: Option<Instant>,
+    },
+    /// A ban ended.
+    Unbanned {
+        /// What was banned.
+        target: BanTarget,
+        /// `true` when it ran out, `false` when it was lifted.
+        expired: bool,
     },
     /// The node changed phase.
     PhaseChanged {

@@ -3,16 +3,20 @@
 use super::*;
 
 impl Manager {
-    /// An inbound connection is being negotiated.
+    /// An inbound connection from `remote_addr` starts its handshake. Checks what the address
+    /// alone can tell, before any handshake work: IP bans, the pending-inbound limit, the
+    /// per-IP limits.
     pub fn on_pending_inbound(
         &mut self,
         now: Instant,
         connection: ConnectionId,
+        remote_addr: &Multiaddr,
     ) -> Result<(), Denial> {
-        let _ = now;
-        if self.terminated {
-            return Err(self.deny(None, connection, Denial::Terminated));
-        }
+        let counted_ip = match self.admit_inbound(now, remote_addr) {
+            Ok(counted_ip) => counted_ip,
+            Err(denial) => return Err(self.deny(None, connection, denial)),
+        };
+        self.counters.pending_inbound += 1;
         self.pending.insert(
             connection,
             Pending {
@@ -20,9 +24,38 @@ impl Manager {
                 direction: Direction::Inbound,
                 deadline: None,
                 timed_out: false,
+                counted_ip,
             },
         );
         Ok(())
+    }
+
+    /// The checks of [`on_pending_inbound`](Self::on_pending_inbound); on success, the IP
+    /// counted against the per-IP limits, if any.
+    fn admit_inbound(
+        &mut self,
+        now: Instant,
+        remote_addr: &Multiaddr,
+    ) -> Result<Option<IpAddr>, Denial> {
+        if self.terminated {
+            return Err(Denial::Terminated);
+        }
+        let ip = ip_of(remote_addr);
+        if let Some(ip) = ip {
+            self.check_ip_ban(ip, now)?;
+        }
+        Counters::check(
+            LimitKind::PendingInbound,
+            self.limits.max_pending_inbound,
+            self.counters.pending_inbound,
+        )?;
+        match ip {
+            Some(ip) if PerIp::applies_to(&self.limits, ip) => {
+                self.per_ip.admit(&self.limits, ip, now)?;
+                Ok(Some(ip))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// An outbound connection is being dialed, by the manager or anyone else, on `addresses`
@@ -44,6 +77,21 @@ impl Manager {
                 Denial::SelfConnection { peer: self.local },
             ));
         }
+        if let Some(peer) = peer {
+            if let Err(denial) = self.check_peer_ban(peer, now) {
+                return Err(self.deny(Some(peer), connection, denial));
+            }
+        }
+        if !peer.is_some_and(|p| self.allowed.contains(&p)) {
+            if let Err(denial) = Counters::check(
+                LimitKind::PendingOutbound,
+                self.limits.max_pending_outbound,
+                self.counters.pending_outbound,
+            ) {
+                return Err(self.deny(peer, connection, denial));
+            }
+        }
+        self.counters.pending_outbound += 1;
         let deadline = peer.map(|_| now + self.config.dial_timeout);
         if let Some(at) = deadline {
             self.timers.schedule(at, Timer::DialDeadline(connection));
@@ -55,6 +103,7 @@ impl Manager {
                 direction: Direction::Outbound,
                 deadline,
                 timed_out: false,
+                counted_ip: None,
             },
         );
         let Some(peer) = peer else {
@@ -76,33 +125,23 @@ impl Manager {
     }
 
     /// A connection finished its handshake: may it be established? Refuses self-connections,
-    /// connections past the per-peer cap, and duplicates whose winner is already established.
+    /// banned peers and addresses, connections past the per-peer cap or the established
+    /// limits, and duplicates whose winner is already established.
     pub fn check_established(
         &mut self,
         now: Instant,
         connection: ConnectionId,
         peer: PeerId,
         initiator: Initiator,
+        direction: Endpoint,
+        remote_addr: &Multiaddr,
     ) -> Result<(), Denial> {
-        if self.terminated {
-            return Err(self.deny(Some(peer), connection, Denial::Terminated));
-        }
-        if peer == self.local {
-            return Err(self.deny(Some(peer), connection, Denial::SelfConnection { peer }));
+        if let Err(denial) = self.admit_established(now, peer, direction, remote_addr) {
+            return Err(self.deny(Some(peer), connection, denial));
         }
         let Some(record) = self.peers.get(&peer) else {
             return Ok(());
         };
-        let current = record.connections.len() as u32;
-        let limit = self.config.max_connections_per_peer;
-        if current >= limit {
-            let denial = Denial::PerPeerLimit {
-                peer,
-                limit,
-                current,
-            };
-            return Err(self.deny(Some(peer), connection, denial));
-        }
         let newcomer = duplicates::Candidate {
             id: connection,
             initiator,
@@ -131,6 +170,44 @@ impl Manager {
         Ok(())
     }
 
+    /// The checks of [`check_established`](Self::check_established) before the duplicate rule.
+    fn admit_established(
+        &self,
+        now: Instant,
+        peer: PeerId,
+        direction: Endpoint,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), Denial> {
+        if self.terminated {
+            return Err(Denial::Terminated);
+        }
+        if peer == self.local {
+            return Err(Denial::SelfConnection { peer });
+        }
+        self.check_peer_ban(peer, now)?;
+        if let Some(ip) = ip_of(remote_addr) {
+            self.check_ip_ban(ip, now)?;
+        }
+        let record = self.peers.get(&peer);
+        let current = record.map_or(0, |r| r.connections.len() as u32);
+        let limit = self.config.max_connections_per_peer;
+        if current >= limit {
+            return Err(Denial::PerPeerLimit {
+                peer,
+                limit,
+                current,
+            });
+        }
+        // A second connection to a connected peer is a duplicate about to be resolved: it does
+        // not grow the count for long, so the established limits leave it to the rule.
+        let already_connected = record.is_some_and(|r| r.is_connected());
+        if !already_connected && !self.allowed.contains(&peer) {
+            self.counters
+                .check_established(&self.limits, direction == Endpoint::Listener)?;
+        }
+        Ok(())
+    }
+
     /// A connection was established (every behaviour accepted it).
     pub fn on_established(
         &mut self,
@@ -141,7 +218,11 @@ impl Manager {
         direction: Endpoint,
         remote_addr: Multiaddr,
     ) {
-        self.finish_pending(connection);
+        let counted_ip = self.finish_pending(connection).and_then(|p| p.counted_ip);
+        match direction {
+            Endpoint::Dialer => self.counters.established_outbound += 1,
+            Endpoint::Listener => self.counters.established_inbound += 1,
+        }
         let max = self.config.max_addresses_per_peer;
         let record = self.peers.entry(peer).or_default();
         let first = record.connections.is_empty();
@@ -158,6 +239,7 @@ impl Manager {
             remote_goodbye: None,
             grace_deadline: None,
             rtt: None,
+            counted_ip,
         });
         record.redial_attempts = 0;
         record.rescue_dials = 0;
@@ -202,6 +284,14 @@ impl Manager {
                 .is_some_and(|at| now.saturating_duration_since(at) <= self.config.duplicate_grace),
         };
         self.cancel_connection_timers(&closed);
+        let counter = match closed.direction {
+            Endpoint::Dialer => &mut self.counters.established_outbound,
+            Endpoint::Listener => &mut self.counters.established_inbound,
+        };
+        *counter = counter.saturating_sub(1);
+        if let Some(ip) = closed.counted_ip {
+            self.per_ip.release(ip);
+        }
 
         let (reason, closed_by, retry_after) = match (closed.closing, closed.remote_goodbye) {
             (Some(closing), _) => (closing.reason, ClosedBy::Local, None),
@@ -271,7 +361,9 @@ impl Manager {
 
     /// An inbound connection failed before it was established.
     pub fn on_listen_failure(&mut self, connection: ConnectionId) {
-        self.finish_pending(connection);
+        if let Some(ip) = self.finish_pending(connection).and_then(|p| p.counted_ip) {
+            self.per_ip.release(ip);
+        }
     }
 
     /// The remote said goodbye on `connection`.

@@ -7,6 +7,8 @@
 //! `ToSwarm` commands; tests drive the same state machine with a simulated clock.
 
 mod backoff;
+mod banning;
+mod bans;
 mod bootstrap;
 mod closing;
 mod commands;
@@ -14,6 +16,7 @@ mod denial;
 mod duplicates;
 mod event;
 mod inputs;
+mod limits;
 mod peers;
 mod phase;
 mod redial;
@@ -22,16 +25,22 @@ mod timers;
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
+    net::IpAddr,
     time::Duration,
 };
 
 pub use backoff::Backoff;
+use bans::Bans;
+pub use bans::{Ban, BanTarget};
 pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
+use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
+use limits::{ip_of, Counters, PerIp};
+pub use limits::{LimitKind, Limits, RateLimit};
 use peers::{Closing, ConnectionRecord, PeerRecord};
 pub use peers::{ConnectionInfo, PeerInfo};
 pub use phase::Phase;
@@ -107,6 +116,8 @@ struct Pending {
     deadline: Option<Instant>,
     /// The dial deadline passed: already reported, no longer counted as in flight.
     timed_out: bool,
+    /// The remote IP counted against the per-IP limits (inbound only).
+    counted_ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +145,12 @@ pub struct Manager {
     phase: Phase,
     terminated: bool,
     bootstrap: Bootstrap,
+    limits: Limits,
+    counters: Counters,
+    per_ip: PerIp,
+    bans: Bans,
+    /// Peers that bypass the limits (never the bans).
+    allowed: HashSet<PeerId>,
     rng: StdRng,
 }
 
@@ -143,7 +160,7 @@ impl Manager {
     pub fn new(local: PeerId, config: Config, now: Instant, seed: u64) -> Self {
         let mut manager = Self {
             local,
-            config,
+            config: config.clone(),
             peers: HashMap::new(),
             owners: HashMap::new(),
             pending: HashMap::new(),
@@ -153,6 +170,11 @@ impl Manager {
             phase: Phase::Disconnected,
             terminated: false,
             bootstrap: Bootstrap::default(),
+            limits: config.limits.clone(),
+            counters: Counters::default(),
+            per_ip: PerIp::default(),
+            bans: Bans::default(),
+            allowed: config.allowed_peers.iter().copied().collect(),
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {
@@ -180,6 +202,7 @@ impl Manager {
                 Timer::GoodbyeDeadline(connection) => self.on_goodbye_overdue(connection),
                 Timer::DialDeadline(connection) => self.on_dial_overdue(now, connection),
                 Timer::Bootstrap => self.on_bootstrap_due(now),
+                Timer::BanExpiry(target) => self.on_ban_expired(now, target),
             }
         }
     }
@@ -247,11 +270,18 @@ impl Manager {
     }
 
     /// Forgets the pending record of `connection` and its dial deadline.
+    /// Forgets the pending record of `connection`, its dial deadline and its place in the
+    /// pending counters. The caller decides what becomes of its per-IP count.
     fn finish_pending(&mut self, connection: ConnectionId) -> Option<Pending> {
         let pending = self.pending.remove(&connection)?;
         if let Some(at) = pending.deadline {
             self.timers.cancel(at, Timer::DialDeadline(connection));
         }
+        let counter = match pending.direction {
+            Direction::Inbound => &mut self.counters.pending_inbound,
+            Direction::Outbound => &mut self.counters.pending_outbound,
+        };
+        *counter = counter.saturating_sub(1);
         if let (Direction::Outbound, Some(peer), false) =
             (pending.direction, pending.peer, pending.timed_out)
         {

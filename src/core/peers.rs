@@ -1,6 +1,6 @@
 //! What the manager knows of each peer and each of its connections.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
@@ -24,6 +24,8 @@ pub(crate) struct ConnectionRecord {
     /// When the listener-side duplicate grace of this connection ends.
     pub(crate) grace_deadline: Option<Instant>,
     pub(crate) rtt: Option<Duration>,
+    /// The remote IP counted against the per-IP limits (inbound only).
+    pub(crate) counted_ip: Option<IpAddr>,
 }
 
 /// A connection the manager is closing.
@@ -77,6 +79,8 @@ pub(crate) struct PeerRecord {
     pub(crate) pending_outbound: u32,
     /// When a duplicate of this peer was last closed or refused.
     pub(crate) last_duplicate_at: Option<Instant>,
+    /// Recent protocol violations, oldest first (bounded by the ban threshold).
+    pub(crate) violations: VecDeque<Instant>,
 }
 
 impl PeerRecord {

@@ -10,6 +10,9 @@ impl Manager {
         plan: RedialPlan,
         retry_after: Option<Duration>,
     ) {
+        if self.bans.peer(&peer, now).is_some() {
+            return;
+        }
         let max_attempts = self.config.max_redial_attempts;
         let max_rescues = self.config.max_rescue_dials;
         let Some(record) = self.peers.get_mut(&peer) else {
@@ -85,6 +88,10 @@ impl Manager {
             RedialPlan::Never
         } else if record.wanted {
             match cause {
+                // A local limit refused it: try again on the backoff schedule.
+                DialFailure::DeniedByManager(denial) if denial.is_resource_limit() => {
+                    RedialPlan::TimeoutBackoff
+                }
                 DialFailure::SelfConnection | DialFailure::DeniedByManager(_) => RedialPlan::Never,
                 _ if record.redial_attempts == 0 => RedialPlan::Prompt,
                 _ => RedialPlan::TimeoutBackoff,

@@ -6,6 +6,8 @@ use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
 
+use super::BanTarget;
+
 /// What is due when a deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Timer {
@@ -19,6 +21,8 @@ pub(crate) enum Timer {
     DialDeadline(ConnectionId),
     /// Start a bootstrap round.
     Bootstrap,
+    /// A ban ends.
+    BanExpiry(BanTarget),
 }
 
 /// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.

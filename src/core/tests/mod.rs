@@ -9,6 +9,8 @@ use web_time::Instant;
 
 use super::*;
 
+mod limits_and_bans;
+
 /// One manager with its own simulated clock.
 struct Node {
     id: PeerId,
@@ -52,12 +54,12 @@ impl Node {
         peer: PeerId,
         initiator: Initiator,
     ) -> Result<(), Denial> {
-        self.manager
-            .check_established(self.now, c, peer, initiator)?;
         let direction = match initiator {
             Initiator::Local => Endpoint::Dialer,
             Initiator::Remote => Endpoint::Listener,
         };
+        self.manager
+            .check_established(self.now, c, peer, initiator, direction, &addr(1))?;
         self.manager
             .on_established(self.now, c, peer, initiator, direction, addr(1));
         Ok(())
@@ -600,7 +602,7 @@ fn shutdown_says_goodbye_to_all_and_refuses_everything() {
     );
     assert_eq!(a.manager.phase(), Phase::Terminated);
     assert_eq!(
-        a.manager.on_pending_inbound(a.now, cid(3)),
+        a.manager.on_pending_inbound(a.now, cid(3), &addr(9)),
         Err(Denial::Terminated)
     );
     assert_eq!(a.manager.dial(a.now, b.id, vec![]), Err(Denial::Terminated));
@@ -617,7 +619,9 @@ fn shutdown_says_goodbye_to_all_and_refuses_everything() {
 #[test]
 fn refused_connections_leave_no_state() {
     let (mut a, b) = pair(Config::default());
-    a.manager.on_pending_inbound(a.now, cid(1)).unwrap();
+    a.manager
+        .on_pending_inbound(a.now, cid(1), &addr(9))
+        .unwrap();
     a.manager.on_listen_failure(cid(1));
     a.manager
         .on_pending_outbound(a.now, cid(2), Some(b.id), &[])

@@ -1,0 +1,177 @@
+//! Bans, the allow list, protocol violations, and limits changed at run time.
+
+use super::*;
+
+impl Manager {
+    /// Bans `peer` for `duration` (`None`: until unbanned). Its connections get goodbye
+    /// `Banned` and close; it is no longer wanted; dials to it and connections from it are
+    /// refused, whatever address they use.
+    pub fn ban_peer(&mut self, now: Instant, peer: PeerId, duration: Option<Duration>) {
+        if peer == self.local {
+            return;
+        }
+        self.insert_ban(now, BanTarget::Peer(peer), duration);
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.wanted = false;
+        }
+        self.cancel_redial(peer);
+        let open: Vec<ConnectionId> = self
+            .peers
+            .get(&peer)
+            .map(|r| r.open().map(|c| c.id).collect())
+            .unwrap_or_default();
+        for connection in open {
+            self.start_close(now, peer, connection, DisconnectReason::Banned, None);
+        }
+        self.forget_if_idle(peer);
+    }
+
+    /// Bans every address in `network` for `duration` (`None`: until unbanned). Connections
+    /// from or to those addresses get goodbye `Banned` and close; new ones are refused before
+    /// their handshake.
+    pub fn ban_network(&mut self, now: Instant, network: IpNet, duration: Option<Duration>) {
+        let network = network.trunc();
+        self.insert_ban(now, BanTarget::Network(network), duration);
+        let inside: Vec<(PeerId, ConnectionId)> = self
+            .peers
+            .iter()
+            .flat_map(|(peer, record)| record.open().map(move |c| (*peer, c)))
+            .filter(|(_, c)| ip_of(&c.remote_addr).is_some_and(|ip| network.contains(&ip)))
+            .map(|(peer, c)| (peer, c.id))
+            .collect();
+        for (peer, connection) in inside {
+            self.cancel_redial(peer);
+            self.start_close(now, peer, connection, DisconnectReason::Banned, None);
+        }
+    }
+
+    /// Lifts a ban. Returns whether there was one.
+    pub fn unban(&mut self, target: BanTarget) -> bool {
+        let Some(until) = self.bans.remove(target) else {
+            return false;
+        };
+        if let Some(at) = until {
+            self.timers.cancel(at, Timer::BanExpiry(target));
+        }
+        tracing::debug!(%target, "unbanned");
+        self.push_event(Event::Unbanned {
+            target,
+            expired: false,
+        });
+        true
+    }
+
+    /// Every ban in force at `now`, with its expiry.
+    pub fn bans(&self, now: Instant) -> Vec<Ban> {
+        let mut bans = self.bans.list();
+        bans.retain(|ban| ban.until.is_none_or(|until| now < until));
+        bans
+    }
+
+    /// Whether `peer` is banned at `now`.
+    pub fn is_peer_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.bans.peer(peer, now).is_some()
+    }
+
+    /// Whether `ip` falls in a network banned at `now`.
+    pub fn is_ip_banned(&self, ip: IpAddr, now: Instant) -> bool {
+        self.bans.ip(ip, now).is_some()
+    }
+
+    /// Lets `peer` bypass the limits (never the bans).
+    pub fn allow_peer(&mut self, peer: PeerId) {
+        self.allowed.insert(peer);
+    }
+
+    /// Takes `peer` off the allow list. Returns whether it was on it.
+    pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
+        self.allowed.remove(peer)
+    }
+
+    /// Replaces the limits. Lowering one below the current count closes nothing; new
+    /// connections are refused until the count is below it again.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Remote IP addresses the per-IP limits keep state for.
+    pub fn tracked_ips(&self) -> usize {
+        self.per_ip.tracked()
+    }
+
+    /// `peer` broke a protocol rule on one of its connections. Repeated violations within the
+    /// configured window ban it (see [`Config::with_violation_ban`]).
+    pub fn on_protocol_violation(&mut self, now: Instant, peer: PeerId) {
+        let Some(policy) = self.config.violation_ban else {
+            return;
+        };
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        record.violations.push_back(now);
+        while record
+            .violations
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > policy.window)
+        {
+            record.violations.pop_front();
+        }
+        let count = record.violations.len() as u32;
+        tracing::debug!(%peer, count, "protocol violation");
+        if count >= policy.threshold {
+            record.violations.clear();
+            self.ban_peer(now, peer, Some(policy.duration));
+        }
+    }
+
+    pub(super) fn check_peer_ban(&self, peer: PeerId, now: Instant) -> Result<(), Denial> {
+        match self.bans.peer(&peer, now) {
+            Some(until) => Err(Denial::PeerBanned {
+                peer,
+                remaining: until.map(|at| at.saturating_duration_since(now)),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn check_ip_ban(&self, ip: IpAddr, now: Instant) -> Result<(), Denial> {
+        match self.bans.ip(ip, now) {
+            Some((network, until)) => Err(Denial::IpBanned {
+                ip,
+                network,
+                remaining: until.map(|at| at.saturating_duration_since(now)),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn on_ban_expired(&mut self, now: Instant, target: BanTarget) {
+        match self.bans.get(target) {
+            Some(Some(until)) if until <= now => {}
+            _ => return,
+        }
+        self.bans.remove(target);
+        tracing::debug!(%target, "ban expired");
+        self.push_event(Event::Unbanned {
+            target,
+            expired: true,
+        });
+    }
+
+    fn insert_ban(&mut self, now: Instant, target: BanTarget, duration: Option<Duration>) {
+        let until = duration.map(|d| now + d);
+        if let Some(Some(previous)) = self.bans.insert(target, until) {
+            self.timers.cancel(previous, Timer::BanExpiry(target));
+        }
+        if let Some(at) = until {
+            self.timers.schedule(at, Timer::BanExpiry(target));
+        }
+        tracing::debug!(%target, ?duration, "banned");
+        self.push_event(Event::Banned { target, until });
+    }
+}

@@ -1,0 +1,437 @@
+//! Limits and bans, with time injected.
+
+use std::net::IpAddr;
+
+use super::*;
+
+fn ip_addr(s: &str, port: u16) -> Multiaddr {
+    format!("/ip4/{s}/tcp/{port}").parse().unwrap()
+}
+
+fn node_with(limits: Limits) -> (Node, Node) {
+    pair(Config::default().with_limits(limits))
+}
+
+fn denied(events: &[Event]) -> Vec<Denial> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Denied { denial, .. } => Some(denial.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pending_inbound_limit_refuses_and_frees_up() {
+    let (mut a, _) = node_with(Limits::unlimited().with_max_pending_inbound(Some(2)));
+    let from = ip_addr("10.0.0.1", 1000);
+    a.manager.on_pending_inbound(a.now, cid(1), &from).unwrap();
+    a.manager.on_pending_inbound(a.now, cid(2), &from).unwrap();
+    let refusal = Denial::Limit {
+        kind: LimitKind::PendingInbound,
+        limit: 2,
+        current: 2,
+    };
+    assert_eq!(
+        a.manager.on_pending_inbound(a.now, cid(3), &from),
+        Err(refusal.clone())
+    );
+    assert_eq!(denied(&a.events()), vec![refusal]);
+    a.manager.on_listen_failure(cid(1));
+    a.manager.on_pending_inbound(a.now, cid(4), &from).unwrap();
+}
+
+#[test]
+fn pending_outbound_limit_is_bypassed_by_allowed_peers() {
+    let (mut a, b) = node_with(Limits::unlimited().with_max_pending_outbound(Some(1)));
+    let c = PeerId::random();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
+        .unwrap();
+    assert!(matches!(
+        a.manager.on_pending_outbound(a.now, cid(2), Some(c), &[]),
+        Err(Denial::Limit {
+            kind: LimitKind::PendingOutbound,
+            ..
+        })
+    ));
+    a.manager.allow_peer(c);
+    a.manager
+        .on_pending_outbound(a.now, cid(3), Some(c), &[])
+        .unwrap();
+}
+
+#[test]
+fn established_limits_by_direction_and_total() {
+    let limits = Limits::unlimited()
+        .with_max_established_inbound(Some(1))
+        .with_max_established_outbound(Some(1))
+        .with_max_established_total(Some(2));
+    let (mut a, _) = node_with(limits);
+    let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+    a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
+    assert!(matches!(
+        a.establish(cid(2), peers[1], Initiator::Remote),
+        Err(Denial::Limit {
+            kind: LimitKind::EstablishedInbound,
+            limit: 1,
+            current: 1
+        })
+    ));
+    a.establish(cid(3), peers[1], Initiator::Local).unwrap();
+    // Both directions are at their limits, and so is the total.
+    assert!(matches!(
+        a.establish(cid(4), peers[2], Initiator::Local),
+        Err(Denial::Limit {
+            kind: LimitKind::EstablishedOutbound,
+            ..
+        })
+    ));
+    // Allow-listed peers bypass limits.
+    a.manager.allow_peer(peers[3]);
+    a.establish(cid(5), peers[3], Initiator::Remote).unwrap();
+    // A second connection to a connected peer is a duplicate for the rule, not for the limits.
+    let outcome = a.establish(cid(6), peers[0], Initiator::Local);
+    assert!(!matches!(outcome, Err(Denial::Limit { .. })), "{outcome:?}");
+    // Allowed peers bypass the checks but still count; closing frees the slots.
+    a.manager
+        .on_closed(a.now, cid(5), peers[3], CloseCause::Transport);
+    a.manager
+        .on_closed(a.now, cid(1), peers[0], CloseCause::Transport);
+    a.manager
+        .on_closed(a.now, cid(6), peers[0], CloseCause::Transport);
+    a.establish(cid(7), peers[2], Initiator::Remote).unwrap();
+}
+
+#[test]
+fn per_ip_limits_apply_to_loopback_only_when_not_exempt() {
+    let limits = Limits::unlimited().with_max_inbound_per_ip(Some(1));
+    let loopback = ip_addr("127.0.0.1", 4000);
+    let (mut exempt, _) = node_with(limits.clone());
+    exempt
+        .manager
+        .on_pending_inbound(exempt.now, cid(1), &loopback)
+        .unwrap();
+    exempt
+        .manager
+        .on_pending_inbound(exempt.now, cid(2), &loopback)
+        .unwrap();
+
+    let (mut strict, _) = node_with(limits.with_loopback_exempt(false));
+    strict
+        .manager
+        .on_pending_inbound(strict.now, cid(1), &loopback)
+        .unwrap();
+    assert_eq!(
+        strict
+            .manager
+            .on_pending_inbound(strict.now, cid(2), &loopback),
+        Err(Denial::IpLimit {
+            ip: "127.0.0.1".parse().unwrap(),
+            limit: 1,
+            current: 1
+        })
+    );
+    // Another address is counted on its own.
+    strict
+        .manager
+        .on_pending_inbound(strict.now, cid(3), &ip_addr("127.0.0.2", 1))
+        .unwrap();
+}
+
+#[test]
+fn the_per_ip_count_follows_the_connection_until_it_closes() {
+    let limits = Limits::unlimited()
+        .with_max_inbound_per_ip(Some(1))
+        .with_loopback_exempt(false);
+    let (mut a, b) = node_with(limits);
+    let from = ip_addr("10.0.0.9", 5000);
+    a.manager.on_pending_inbound(a.now, cid(1), &from).unwrap();
+    a.manager
+        .check_established(
+            a.now,
+            cid(1),
+            b.id,
+            Initiator::Remote,
+            Endpoint::Listener,
+            &from,
+        )
+        .unwrap();
+    a.manager.on_established(
+        a.now,
+        cid(1),
+        b.id,
+        Initiator::Remote,
+        Endpoint::Listener,
+        from.clone(),
+    );
+    assert!(a.manager.on_pending_inbound(a.now, cid(2), &from).is_err());
+    a.manager
+        .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+    a.manager.on_pending_inbound(a.now, cid(3), &from).unwrap();
+}
+
+#[test]
+fn inbound_rate_per_ip_refills_with_time() {
+    let rate = RateLimit::new(2, Duration::from_secs(1));
+    let limits = Limits::unlimited()
+        .with_inbound_rate_per_ip(Some(rate))
+        .with_loopback_exempt(false);
+    let (mut a, _) = node_with(limits);
+    let from = ip_addr("10.0.0.1", 1);
+    for n in 0..2 {
+        a.manager.on_pending_inbound(a.now, cid(n), &from).unwrap();
+    }
+    let ip: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(
+        a.manager.on_pending_inbound(a.now, cid(9), &from),
+        Err(Denial::RateLimited { ip, rate })
+    );
+    a.advance(Duration::from_secs(1));
+    a.manager.on_pending_inbound(a.now, cid(10), &from).unwrap();
+}
+
+#[test]
+fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
+    let (mut a, _) = node_with(Limits::unlimited());
+    let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+    a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
+    a.establish(cid(2), peers[1], Initiator::Remote).unwrap();
+    let _ = a.actions();
+    a.manager
+        .set_limits(Limits::unlimited().with_max_established_total(Some(1)));
+    assert!(a.closes().is_empty());
+    assert_eq!(
+        a.establish(cid(3), peers[2], Initiator::Remote),
+        Err(Denial::Limit {
+            kind: LimitKind::EstablishedTotal,
+            limit: 1,
+            current: 2
+        })
+    );
+}
+
+#[test]
+fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    let _ = a.actions();
+
+    a.manager
+        .ban_peer(a.now, b.id, Some(Duration::from_secs(60)));
+    let actions = a.actions();
+    assert!(actions.contains(&Action::Event(Event::Banned {
+        target: BanTarget::Peer(b.id),
+        until: Some(a.now + Duration::from_secs(60))
+    })));
+    assert!(actions.contains(&Action::SendGoodbye {
+        peer: b.id,
+        connection: cid(1),
+        reason: DisconnectReason::Banned,
+        retry_after: None
+    }));
+    a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
+    assert!(
+        !a.events()
+            .iter()
+            .any(|e| matches!(e, Event::RedialScheduled { .. })),
+        "a banned peer is never redialed"
+    );
+
+    // From another address, inbound or outbound, before or after the handshake.
+    let elsewhere = ip_addr("127.0.0.2", 7000);
+    assert!(matches!(
+        a.manager.check_established(
+            a.now,
+            cid(2),
+            b.id,
+            Initiator::Remote,
+            Endpoint::Listener,
+            &elsewhere
+        ),
+        Err(Denial::PeerBanned {
+            remaining: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        a.manager
+            .on_pending_outbound(a.now, cid(3), Some(b.id), &[]),
+        Err(Denial::PeerBanned { .. })
+    ));
+    assert!(matches!(
+        a.manager.dial(a.now, b.id, vec![]),
+        Err(Denial::PeerBanned { .. })
+    ));
+}
+
+#[test]
+fn bans_expire_on_time_with_one_event() {
+    let (mut a, b) = pair(Config::default());
+    a.manager
+        .ban_peer(a.now, b.id, Some(Duration::from_secs(30)));
+    let _ = a.actions();
+    assert_eq!(
+        a.manager.poll_timeout(),
+        Some(a.now + Duration::from_secs(30))
+    );
+    a.advance(Duration::from_secs(29));
+    assert!(a.manager.is_peer_banned(&b.id, a.now));
+    assert!(a.events().is_empty());
+    a.advance(Duration::from_secs(1));
+    assert_eq!(
+        a.events(),
+        vec![Event::Unbanned {
+            target: BanTarget::Peer(b.id),
+            expired: true
+        }]
+    );
+    assert!(!a.manager.is_peer_banned(&b.id, a.now));
+    a.establish(cid(1), b.id, Initiator::Remote).unwrap();
+    assert_eq!(a.manager.scheduled_timers(), 0);
+}
+
+#[test]
+fn a_longer_ban_replaces_the_shorter_timer() {
+    let (mut a, b) = pair(Config::default());
+    a.manager
+        .ban_peer(a.now, b.id, Some(Duration::from_secs(10)));
+    a.manager.ban_peer(a.now, b.id, None);
+    assert_eq!(
+        a.manager.scheduled_timers(),
+        0,
+        "a permanent ban has no timer"
+    );
+    a.advance(Duration::from_secs(3600));
+    assert!(a.manager.is_peer_banned(&b.id, a.now));
+    assert!(a.manager.unban(BanTarget::Peer(b.id)));
+    assert!(!a.manager.unban(BanTarget::Peer(b.id)));
+    assert!(a.manager.bans(a.now).is_empty());
+}
+
+#[test]
+fn ip_bans_refuse_before_the_handshake_and_close_connections_inside() {
+    let (mut a, b) = pair(Config::default());
+    let c = PeerId::random();
+    let inside = ip_addr("10.1.2.3", 4001);
+    let outside = ip_addr("10.2.0.1", 4001);
+    a.manager
+        .on_pending_inbound(a.now, cid(1), &inside)
+        .unwrap();
+    a.manager
+        .check_established(
+            a.now,
+            cid(1),
+            b.id,
+            Initiator::Remote,
+            Endpoint::Listener,
+            &inside,
+        )
+        .unwrap();
+    a.manager.on_established(
+        a.now,
+        cid(1),
+        b.id,
+        Initiator::Remote,
+        Endpoint::Listener,
+        inside.clone(),
+    );
+    a.manager
+        .on_pending_inbound(a.now, cid(2), &outside)
+        .unwrap();
+    a.manager.on_established(
+        a.now,
+        cid(2),
+        c,
+        Initiator::Remote,
+        Endpoint::Listener,
+        outside.clone(),
+    );
+    let _ = a.actions();
+
+    a.manager
+        .ban_network(a.now, "10.1.0.0/16".parse().unwrap(), None);
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Banned)]);
+    assert!(matches!(
+        a.manager
+            .on_pending_inbound(a.now, cid(3), &ip_addr("10.1.9.9", 1)),
+        Err(Denial::IpBanned {
+            remaining: None,
+            ..
+        })
+    ));
+    // An IP ban is about addresses: the same peer from an address outside is let in.
+    a.manager
+        .check_established(
+            a.now,
+            cid(4),
+            b.id,
+            Initiator::Remote,
+            Endpoint::Listener,
+            &outside,
+        )
+        .unwrap();
+    assert!(a.manager.is_ip_banned("10.1.0.1".parse().unwrap(), a.now));
+}
+
+#[test]
+fn repeated_protocol_violations_escalate_to_a_ban() {
+    let (mut a, b) = pair(Config::default().with_violation_ban(
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+    ));
+    a.establish(cid(1), b.id, Initiator::Remote).unwrap();
+    let _ = a.actions();
+    a.manager.on_protocol_violation(a.now, b.id);
+    assert!(!a.manager.is_peer_banned(&b.id, a.now));
+    // Outside the window the first one no longer counts.
+    a.advance(Duration::from_secs(61));
+    a.manager.on_protocol_violation(a.now, b.id);
+    assert!(!a.manager.is_peer_banned(&b.id, a.now));
+    a.manager.on_protocol_violation(a.now, b.id);
+    assert!(a.manager.is_peer_banned(&b.id, a.now));
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Banned)]);
+}
+
+#[test]
+fn counters_return_to_zero_after_every_kind_of_end() {
+    let limits = Limits::unlimited()
+        .with_max_pending_inbound(Some(1))
+        .with_max_pending_outbound(Some(1))
+        .with_max_established_total(Some(1))
+        .with_max_inbound_per_ip(Some(1))
+        .with_loopback_exempt(false);
+    let (mut a, b) = node_with(limits);
+    let from = ip_addr("10.0.0.1", 1);
+    for round in 0..3 {
+        let base = round * 10;
+        // Inbound that fails, inbound that is established then closed, outbound that fails.
+        a.manager
+            .on_pending_inbound(a.now, cid(base + 1), &from)
+            .unwrap();
+        a.manager.on_listen_failure(cid(base + 1));
+        a.manager
+            .on_pending_inbound(a.now, cid(base + 2), &from)
+            .unwrap();
+        a.manager.on_established(
+            a.now,
+            cid(base + 2),
+            b.id,
+            Initiator::Remote,
+            Endpoint::Listener,
+            from.clone(),
+        );
+        a.manager
+            .on_closed(a.now, cid(base + 2), b.id, CloseCause::Transport);
+        a.manager
+            .on_pending_outbound(a.now, cid(base + 3), Some(b.id), &[])
+            .unwrap();
+        a.manager
+            .on_dial_failure(a.now, cid(base + 3), Some(b.id), DialFailure::NoAddresses);
+    }
+    assert_eq!(a.manager.pending_connections(), 0);
+    assert_eq!(a.manager.established_connections(), 0);
+}
