@@ -32,6 +32,10 @@ pub enum Command {
     ManagerDial(PeerId, Multiaddr),
     Disconnect(PeerId),
     Shutdown,
+    BanPeer(PeerId, Option<Duration>),
+    BanNetwork(ipnet::IpNet, Option<Duration>),
+    AllowPeer(PeerId),
+    Unban(manager::BanTarget),
 }
 
 /// The state of a node after its latest event.
@@ -49,6 +53,12 @@ pub struct Snapshot {
     pub manager_tracked: usize,
     /// Connections being negotiated according to the manager.
     pub manager_pending: usize,
+    /// The most connections the manager ever had pending at once.
+    pub max_manager_pending: usize,
+    /// The most connections the swarm ever had established at once.
+    pub max_established: u32,
+    /// Remote IPs the per-IP limits keep state for.
+    pub tracked_ips: usize,
     /// Every event of the manager, in order.
     pub events: Vec<manager::Event>,
     pub phase: Option<manager::Phase>,
@@ -92,6 +102,8 @@ pub struct NodeConfig {
     pub idle_timeout: Option<Duration>,
     /// The interval of the sibling `ping::Behaviour` (default: ping's own).
     pub sibling_ping_interval: Option<Duration>,
+    /// The IP address to listen on (default 127.0.0.1).
+    pub listen_ip: Option<&'static str>,
 }
 
 impl Node {
@@ -138,7 +150,11 @@ impl Node {
         let mut events = Vec::new();
         for _ in 0..=config.extra_listeners {
             swarm
-                .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+                .listen_on(
+                    format!("/ip4/{}/tcp/0", config.listen_ip.unwrap_or("127.0.0.1"))
+                        .parse()
+                        .unwrap(),
+                )
                 .expect("listen");
             let addr = loop {
                 match swarm.select_next_some().await {
@@ -153,6 +169,7 @@ impl Node {
         let (state_tx, state) = watch::channel(Snapshot::default());
         let task = tokio::spawn(async move {
             let mut pings = 0;
+            let mut peaks = (0, 0);
             loop {
                 tokio::select! {
                     command = command_rx.recv() => match command {
@@ -172,7 +189,11 @@ impl Node {
                         }
                     }
                 }
-                let _ = state_tx.send(snapshot(&swarm, &events, pings));
+                let mut state = snapshot(&swarm, &events, pings);
+                peaks.0 = peaks.0.max(state.manager_pending);
+                peaks.1 = peaks.1.max(state.established);
+                (state.max_manager_pending, state.max_established) = peaks;
+                let _ = state_tx.send(state);
             }
         });
         let node = Node {
@@ -222,6 +243,14 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
             swarm.behaviour_mut().manager.disconnect(peer);
         }
         Command::Shutdown => swarm.behaviour_mut().manager.shutdown(),
+        Command::BanPeer(peer, duration) => swarm.behaviour_mut().manager.ban_peer(peer, duration),
+        Command::BanNetwork(network, duration) => {
+            swarm.behaviour_mut().manager.ban_network(network, duration)
+        }
+        Command::AllowPeer(peer) => swarm.behaviour_mut().manager.allow_peer(peer),
+        Command::Unban(target) => {
+            swarm.behaviour_mut().manager.unban(target);
+        }
     }
 }
 
@@ -264,6 +293,9 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event], pings: usiz
         manager_established: manager.established_connections(),
         manager_tracked: manager.tracked_peers(),
         manager_pending: manager.pending_connections(),
+        max_manager_pending: 0,
+        max_established: 0,
+        tracked_ips: manager.tracked_ips(),
         events: events.to_vec(),
         phase: Some(manager.phase()),
         closing,
