@@ -59,7 +59,9 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
         (Banned, _) => RedialPlan::Never,
         // A local Normal close is `disconnect`, `shutdown` or another behaviour's decision.
         (Normal, ClosedBy::Local) => RedialPlan::Never,
-        _ if peer.settling_duplicates => RedialPlan::Prompt,
+        // The survivor of a tie-break died unexplained while the two sides settled: the remote
+        // may never have seen it, and may have closed its own as the loser.
+        (Timeout, ClosedBy::Remote) if peer.settling_duplicates => RedialPlan::Prompt,
         _ if !peer.wanted => RedialPlan::Never,
         (Normal, ClosedBy::Remote) if peer.attempt == 0 => RedialPlan::Prompt,
         (Normal, ClosedBy::Remote) => RedialPlan::TimeoutBackoff,
@@ -167,7 +169,12 @@ mod tests {
             plan(Timeout, ClosedBy::Remote, settling),
             RedialPlan::Prompt
         );
-        assert_eq!(plan(Normal, ClosedBy::Remote, settling), RedialPlan::Prompt);
+        // An explained close is not a failed tie-break.
+        assert_eq!(plan(Normal, ClosedBy::Remote, settling), RedialPlan::Never);
+        assert_eq!(
+            plan(ProtocolViolation, ClosedBy::Remote, settling),
+            RedialPlan::Never
+        );
         assert_eq!(plan(Normal, ClosedBy::Local, settling), RedialPlan::Never);
         assert_eq!(plan(Banned, ClosedBy::Remote, settling), RedialPlan::Never);
     }
