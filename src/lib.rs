@@ -14,6 +14,14 @@
 //! - **Redial by reason**, by the side that initiated the lost connection only: prompt after a
 //!   lost tie-break or a remote's orderly close, exponential backoff with jitter after timeouts,
 //!   a longer one after protocol violations, never after a ban or a local `disconnect`.
+//! - **Limits** on pending and established connections (inbound, outbound, total), per remote
+//!   IP (concurrent and a token-bucket rate), each checked at the earliest stage that knows the
+//!   fact: IP checks before any handshake work, peer checks once the peer id is known. An allow
+//!   list bypasses them. See [`Limits`].
+//! - **Expiring bans** of peers and IP networks ([`Behaviour::ban_peer`],
+//!   [`Behaviour::ban_network`]): a banned peer's connections get goodbye `Banned` and close, and
+//!   it is refused from any address; a banned network is refused before the handshake. Repeated
+//!   protocol violations escalate to a ban.
 //! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire).
 //! - A node-level [`Phase`] with bootstrap peers, re-bootstrapping when every connection is lost.
 //!
@@ -77,7 +85,12 @@
 //!   [`Config::with_keep_alive`] to leave idle closing to the swarm).
 //! - Dials to a peer the manager refused (itself, past the per-peer cap, after `shutdown`) fail
 //!   with a [`Denial`] inside `DialError::Denied`, which you can downcast.
-//! - Do not add `connection_limits` with `max_established_per_peer(1)` beside it: a per-peer
+//! - Every refusal is a typed [`Denial`] ("pending inbound limit 64 reached (64 now)", "peer
+//!   ... is banned for another 41s"), reported as [`Event::Denied`] and inside the swarm's
+//!   `ConnectionDenied`. A connection refused during its handshake gets no goodbye: it never
+//!   reached the point where one can be sent.
+//! - It replaces `connection_limits` and `allow_block_list`. Do not add `connection_limits` with
+//!   `max_established_per_peer(1)` beside it: a per-peer
 //!   limit that refuses the second connection before the tie-break can run is what leaves two
 //!   peers dialing each other with no connection at all.
 //!
