@@ -230,23 +230,26 @@ impl Behaviour {
         }
     }
 
-    /// Arms the timer for the manager's next deadline; true if that deadline already passed.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    /// If the manager's next deadline is due, the time to run it at; otherwise arms the one
+    /// timer for it (re-armed only when the deadline changes).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<Instant> {
         let Some(deadline) = self.manager.poll_timeout() else {
             self.timer = None;
-            return false;
+            return None;
         };
         if deadline <= now {
-            return true;
+            return Some(now);
         }
-        match &mut self.timer {
-            Some((armed, _)) if *armed == deadline => {}
-            _ => self.timer = Some((deadline, Delay::new(deadline - now))),
+        if !matches!(&self.timer, Some((armed, _)) if *armed == deadline) {
+            self.timer = Some((deadline, Delay::new(deadline - now)));
         }
-        match &mut self.timer {
-            Some((_, delay)) => delay.poll_unpin(cx).is_ready(),
-            None => false,
+        let (_, delay) = self.timer.as_mut()?;
+        if delay.poll_unpin(cx).is_ready() {
+            // The timer for exactly this deadline fired; the clock may read a hair earlier.
+            self.timer = None;
+            return Some(deadline);
         }
+        None
     }
 }
 
@@ -460,7 +463,8 @@ impl NetworkBehaviour for Behaviour {
             Either::Left(handler::ToBehaviour::InvalidGoodbye(error)) => {
                 tracing::debug!(%peer_id, %connection_id, %error, "unreadable goodbye");
                 if error.is_violation() {
-                    self.manager.on_protocol_violation(Instant::now(), peer_id);
+                    self.manager
+                        .on_protocol_violation(Instant::now(), peer_id, connection_id);
                 }
             }
             Either::Right(ping) => {
@@ -492,11 +496,8 @@ impl NetworkBehaviour for Behaviour {
                 }
                 continue;
             }
-            let now = Instant::now();
-            if self.poll_timer(cx, now) {
-                self.manager
-                    .handle_timeout(now.max(self.timer.as_ref().map_or(now, |(at, _)| *at)));
-                self.timer = None;
+            if let Some(due) = self.poll_deadline(cx, Instant::now()) {
+                self.manager.handle_timeout(due);
                 continue;
             }
             return Poll::Pending;

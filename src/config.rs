@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) bootstrap_backoff: Backoff,
     pub(crate) max_redial_attempts: Option<u32>,
     pub(crate) max_rescue_dials: u32,
+    pub(crate) stable_after: Duration,
     pub(crate) new_port_for_redials: bool,
     pub(crate) max_addresses_per_peer: usize,
     pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
@@ -60,6 +61,7 @@ impl Config {
     /// | [`with_bootstrap_backoff`](Self::with_bootstrap_backoff) | 1 s, x2, up to 1 min, +-20% |
     /// | [`with_max_redial_attempts`](Self::with_max_redial_attempts) | `None` (no limit) |
     /// | [`with_max_rescue_dials`](Self::with_max_rescue_dials) | 2 |
+    /// | [`with_stable_after`](Self::with_stable_after) | 10 s |
     /// | [`with_new_port_for_redials`](Self::with_new_port_for_redials) | `true` |
     /// | [`with_max_addresses_per_peer`](Self::with_max_addresses_per_peer) | 8 |
     /// | [`with_bootstrap_peer`](Self::with_bootstrap_peer) | none |
@@ -85,6 +87,7 @@ impl Config {
             bootstrap_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)),
             max_redial_attempts: None,
             max_rescue_dials: 2,
+            stable_after: Duration::from_secs(10),
             new_port_for_redials: true,
             max_addresses_per_peer: 8,
             bootstrap_peers: Vec::new(),
@@ -184,6 +187,15 @@ impl Config {
     /// both handshakes). `0` disables the rescue.
     pub fn with_max_rescue_dials(mut self, max: u32) -> Self {
         self.max_rescue_dials = max;
+        self
+    }
+
+    /// How long a connection must have lived for its loss to restart the redial backoff from
+    /// the beginning. A remote that accepts and at once drops our connections (a ban or a
+    /// limit on its side) is thus dialed ever more slowly, and counts toward
+    /// [`with_max_redial_attempts`](Self::with_max_redial_attempts).
+    pub fn with_stable_after(mut self, stable_after: Duration) -> Self {
+        self.stable_after = stable_after;
         self
     }
 

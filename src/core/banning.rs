@@ -13,6 +13,7 @@ impl Manager {
         self.insert_ban(now, BanTarget::Peer(peer), duration);
         if let Some(record) = self.peers.get_mut(&peer) {
             record.wanted = false;
+            record.parked = true;
         }
         self.cancel_redial(peer);
         let open: Vec<ConnectionId> = self
@@ -47,6 +48,7 @@ impl Manager {
 
     /// Lifts a ban. Returns whether there was one.
     pub fn unban(&mut self, target: BanTarget) -> bool {
+        let target = target.normalized();
         let Some(until) = self.bans.remove(target) else {
             return false;
         };
@@ -104,27 +106,46 @@ impl Manager {
         self.per_ip.tracked()
     }
 
-    /// `peer` broke a protocol rule on one of its connections. Repeated violations within the
-    /// configured window ban it (see [`Config::with_violation_ban`]).
-    pub fn on_protocol_violation(&mut self, now: Instant, peer: PeerId) {
+    /// `peer` broke a protocol rule on `connection` (for example a malformed frame): the
+    /// connection is closed with goodbye `ProtocolViolation`, and repeated violations within
+    /// the configured window ban the peer (see [`Config::with_violation_ban`]). Violations are
+    /// remembered apart from the peer's other state, so reconnecting does not wipe them.
+    pub fn on_protocol_violation(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
+        self.start_close(
+            now,
+            peer,
+            connection,
+            DisconnectReason::ProtocolViolation,
+            None,
+        );
         let Some(policy) = self.config.violation_ban else {
             return;
         };
-        let Some(record) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        record.violations.push_back(now);
-        while record
-            .violations
-            .front()
-            .is_some_and(|at| now.saturating_duration_since(*at) > policy.window)
-        {
-            record.violations.pop_front();
+        let window = policy.window;
+        if !self.violations.contains_key(&peer) && self.violations.len() >= MAX_VIOLATORS {
+            // Make room by forgetting violations that fell out of their window.
+            self.violations.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|at| now.saturating_duration_since(*at) <= window)
+            });
+            if self.violations.len() >= MAX_VIOLATORS {
+                tracing::debug!(%peer, "too many violators tracked; violation not counted");
+                return;
+            }
         }
-        let count = record.violations.len() as u32;
+        let times = self.violations.entry(peer).or_default();
+        times.push_back(now);
+        while times
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > window)
+        {
+            times.pop_front();
+        }
+        let count = times.len() as u32;
         tracing::debug!(%peer, count, "protocol violation");
         if count >= policy.threshold {
-            record.violations.clear();
+            self.violations.remove(&peer);
             self.ban_peer(now, peer, Some(policy.duration));
         }
     }
@@ -164,7 +185,8 @@ impl Manager {
     }
 
     fn insert_ban(&mut self, now: Instant, target: BanTarget, duration: Option<Duration>) {
-        let until = duration.map(|d| now + d);
+        // A ban too long to represent is a permanent one.
+        let until = duration.and_then(|d| now.checked_add(d));
         if let Some(Some(previous)) = self.bans.insert(target, until) {
             self.timers.cancel(previous, Timer::BanExpiry(target));
         }

@@ -19,6 +19,17 @@ pub enum BanTarget {
     Network(IpNet),
 }
 
+impl BanTarget {
+    /// The same target with the host bits of a network cleared (`10.1.2.3/16` is
+    /// `10.1.0.0/16`), as the store keeps it.
+    pub fn normalized(self) -> Self {
+        match self {
+            BanTarget::Network(net) => BanTarget::Network(net.trunc()),
+            peer => peer,
+        }
+    }
+}
+
 impl fmt::Display for BanTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -6,7 +6,10 @@ impl Manager {
     /// Schedules the next bootstrap round after the backoff for the rounds tried so far.
     pub(super) fn schedule_bootstrap(&mut self, now: Instant) {
         let index = self.bootstrap.attempt.saturating_sub(1);
-        let at = now + self.config.bootstrap_backoff.delay(index, &mut self.rng);
+        let at = later(
+            now,
+            self.config.bootstrap_backoff.delay(index, &mut self.rng),
+        );
         self.schedule_bootstrap_at(at);
     }
 

@@ -51,7 +51,7 @@ impl Manager {
                         continue;
                     };
                     if record.grace_deadline.is_none() {
-                        let at = now + grace;
+                        let at = later(now, grace);
                         record.grace_deadline = Some(at);
                         self.timers.schedule(at, Timer::DuplicateGrace(loser.id));
                     }
@@ -68,7 +68,12 @@ impl Manager {
         reason: DisconnectReason,
         retry_after: Option<Duration>,
     ) {
-        let deadline = now + self.config.goodbye_timeout + GOODBYE_BACKSTOP_SLACK;
+        let deadline = later(
+            now,
+            self.config
+                .goodbye_timeout
+                .saturating_add(GOODBYE_BACKSTOP_SLACK),
+        );
         let Some(record) = self
             .peers
             .get_mut(&peer)

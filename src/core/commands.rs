@@ -19,8 +19,14 @@ impl Manager {
         }
         self.check_peer_ban(peer, now)?;
         let max = self.config.max_addresses_per_peer;
+        for pending in self.pending.values_mut() {
+            if pending.peer == Some(peer) {
+                pending.cancelled = false;
+            }
+        }
         let record = self.peers.entry(peer).or_default();
         record.wanted = true;
+        record.parked = false;
         for address in addresses {
             record.add_address(address, max);
         }
@@ -44,13 +50,23 @@ impl Manager {
             .add_address(address, max);
     }
 
-    /// Stops wanting `peer`: cancels its redial and closes its connections with goodbye
-    /// `Normal`. Returns whether it had connections.
+    /// Stops wanting `peer`: cancels its redial, closes its connections with goodbye `Normal`,
+    /// and closes the connections of dials still in flight as soon as they succeed. No redial
+    /// or rescue follows until the application asks for the peer again. Returns whether it had
+    /// connections.
     pub fn disconnect(&mut self, now: Instant, peer: PeerId) -> bool {
+        self.actions
+            .retain(|action| !matches!(action, Action::Dial { peer: p, .. } if *p == peer));
+        for pending in self.pending.values_mut() {
+            if pending.peer == Some(peer) {
+                pending.cancelled = true;
+            }
+        }
         let Some(record) = self.peers.get_mut(&peer) else {
             return false;
         };
         record.wanted = false;
+        record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         let had_connections = !record.connections.is_empty();
         self.cancel_redial(peer);

@@ -25,6 +25,7 @@ impl Manager {
                 deadline: None,
                 timed_out: false,
                 counted_ip,
+                cancelled: false,
             },
         );
         Ok(())
@@ -51,8 +52,9 @@ impl Manager {
         )?;
         match ip {
             Some(ip) if PerIp::applies_to(&self.limits, ip) => {
-                self.per_ip.admit(&self.limits, ip, now)?;
-                Ok(Some(ip))
+                let key = PerIp::key(ip);
+                self.per_ip.admit(&self.limits, key, now)?;
+                Ok(Some(key))
             }
             _ => Ok(None),
         }
@@ -82,6 +84,9 @@ impl Manager {
                 return Err(self.deny(Some(peer), connection, denial));
             }
         }
+        if let Err(denial) = self.check_dial_addresses(addresses, now) {
+            return Err(self.deny(peer, connection, denial));
+        }
         if !peer.is_some_and(|p| self.allowed.contains(&p)) {
             if let Err(denial) = Counters::check(
                 LimitKind::PendingOutbound,
@@ -92,7 +97,7 @@ impl Manager {
             }
         }
         self.counters.pending_outbound += 1;
-        let deadline = peer.map(|_| now + self.config.dial_timeout);
+        let deadline = peer.map(|_| later(now, self.config.dial_timeout));
         if let Some(at) = deadline {
             self.timers.schedule(at, Timer::DialDeadline(connection));
         }
@@ -104,6 +109,7 @@ impl Manager {
                 deadline,
                 timed_out: false,
                 counted_ip: None,
+                cancelled: false,
             },
         );
         let Some(peer) = peer else {
@@ -170,6 +176,21 @@ impl Manager {
         Ok(())
     }
 
+    /// Refuses a dial whose every address is in a banned network (the swarm offers no way to
+    /// drop single addresses; the rest are checked once the connection is established).
+    fn check_dial_addresses(&self, addresses: &[Multiaddr], now: Instant) -> Result<(), Denial> {
+        let mut first_refusal = None;
+        for address in addresses {
+            match ip_of(address).map(|ip| self.check_ip_ban(ip, now)) {
+                Some(Err(denial)) => {
+                    first_refusal.get_or_insert(denial);
+                }
+                _ => return Ok(()),
+            }
+        }
+        first_refusal.map_or(Ok(()), Err)
+    }
+
     /// The checks of [`check_established`](Self::check_established) before the duplicate rule.
     fn admit_established(
         &self,
@@ -218,7 +239,9 @@ impl Manager {
         direction: Endpoint,
         remote_addr: Multiaddr,
     ) {
-        let counted_ip = self.finish_pending(connection).and_then(|p| p.counted_ip);
+        let pending = self.finish_pending(connection);
+        let counted_ip = pending.as_ref().and_then(|p| p.counted_ip);
+        let cancelled = pending.is_some_and(|p| p.cancelled);
         match direction {
             Endpoint::Dialer => self.counters.established_outbound += 1,
             Endpoint::Listener => self.counters.established_inbound += 1,
@@ -241,8 +264,6 @@ impl Manager {
             rtt: None,
             counted_ip,
         });
-        record.redial_attempts = 0;
-        record.rescue_dials = 0;
         self.owners.insert(connection, peer);
         self.cancel_redial(peer);
         if first {
@@ -254,6 +275,10 @@ impl Manager {
             self.timers.cancel(due, Timer::Bootstrap);
         }
         self.settle_duplicates(now, peer, Some(connection));
+        if cancelled {
+            // Dialed before the application disconnected the peer.
+            self.start_close(now, peer, connection, DisconnectReason::Normal, None);
+        }
         self.update_phase();
     }
 
@@ -273,6 +298,11 @@ impl Manager {
             return;
         };
         let closed = record.connections.swap_remove(index);
+        if now.saturating_duration_since(closed.established_at) >= self.config.stable_after {
+            // It held: the next loss starts the backoff from the beginning.
+            record.redial_attempts = 0;
+            record.rescue_dials = 0;
+        }
         let remaining = record.connections.len();
         let still_connected = record.is_connected();
         let pending_outbound = record.pending_outbound;
@@ -315,14 +345,18 @@ impl Manager {
             self.connected_peers -= 1;
         }
 
-        // Only the side that dialed the lost connection redials; the other side cleans up.
-        if !still_connected
-            && pending_outbound == 0
-            && closed.initiator == Initiator::Local
-            && !self.terminated
-        {
+        // The side that dialed the lost connection redials. The other side cleans up, and
+        // redials only a peer it wants, later, in case the initiator does not come back.
+        if !still_connected && pending_outbound == 0 && !self.terminated {
             let plan = redial::plan(reason, closed_by, context);
-            self.plan_redial(now, peer, plan, retry_after);
+            match closed.initiator {
+                Initiator::Local => self.plan_redial(now, peer, plan, retry_after, Duration::ZERO),
+                Initiator::Remote if context.wanted => {
+                    let extra = self.config.duplicate_grace;
+                    self.plan_redial(now, peer, plan, retry_after, extra);
+                }
+                Initiator::Remote => {}
+            }
         }
         self.forget_if_idle(peer);
         if self.connected_peers == 0 && !self.terminated && !self.config.bootstrap_peers.is_empty()

@@ -275,7 +275,20 @@ impl PerIp {
             && !(limits.loopback_exempt && ip.is_loopback())
     }
 
-    /// Admits one more inbound connection from `ip`, or says which limit refuses it.
+    /// The key an address is counted under: IPv4 addresses alone, IPv6 addresses by their /64
+    /// (one host usually owns a whole /64, so counting single addresses would not limit it).
+    pub(crate) fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        }
+    }
+
+    /// Admits one more inbound connection from `ip` (a [`key`](Self::key)), or says which
+    /// limit refuses it.
     pub(crate) fn admit(
         &mut self,
         limits: &Limits,
@@ -445,6 +458,16 @@ mod tests {
             let _ = table.admit(&limits, ip(n), now);
         }
         assert!(table.tracked() <= 3);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(PerIp::key(a), PerIp::key(b));
+        assert_ne!(PerIp::key(a), PerIp::key(c));
+        assert_eq!(PerIp::key(ip(1)), ip(1));
     }
 
     #[test]

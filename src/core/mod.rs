@@ -56,6 +56,19 @@ use crate::{Config, DisconnectReason};
 /// the handler bounds the goodbye itself, this only covers a handler that never reports.
 const GOODBYE_BACKSTOP_SLACK: Duration = Duration::from_millis(500);
 
+/// `now + delay`, saturating far in the future instead of overflowing.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(MAX_DELAY))
+        .unwrap_or(now)
+}
+
+/// The longest delay the manager schedules (a century): durations from the API are clamped to it.
+const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Peers whose recent protocol violations are remembered, at most.
+const MAX_VIOLATORS: usize = 4096;
+
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -118,6 +131,9 @@ struct Pending {
     timed_out: bool,
     /// The remote IP counted against the per-IP limits (inbound only).
     counted_ip: Option<IpAddr>,
+    /// The application disconnected the peer while this dial was in flight: close it if it
+    /// succeeds.
+    cancelled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +167,9 @@ pub struct Manager {
     bans: Bans,
     /// Peers that bypass the limits (never the bans).
     allowed: HashSet<PeerId>,
+    /// Recent protocol violations per peer, kept apart from the peer records so that a peer
+    /// cannot wipe its slate by reconnecting; bounded by [`MAX_VIOLATORS`].
+    violations: HashMap<PeerId, VecDeque<Instant>>,
     rng: StdRng,
 }
 
@@ -175,6 +194,7 @@ impl Manager {
             per_ip: PerIp::default(),
             bans: Bans::default(),
             allowed: config.allowed_peers.iter().copied().collect(),
+            violations: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {

@@ -69,7 +69,7 @@ pub(crate) struct PeerRecord {
     pub(crate) addresses: VecDeque<Multiaddr>,
     /// The application asked for this peer (`dial`); it is redialed when lost.
     pub(crate) wanted: bool,
-    /// Redials since the peer was last connected.
+    /// Redials since the peer last had a stable connection (see `Config::with_stable_after`).
     pub(crate) redial_attempts: u32,
     /// When the next redial is due.
     pub(crate) redial_at: Option<Instant>,
@@ -79,8 +79,9 @@ pub(crate) struct PeerRecord {
     pub(crate) pending_outbound: u32,
     /// When a duplicate of this peer was last closed or refused.
     pub(crate) last_duplicate_at: Option<Instant>,
-    /// Recent protocol violations, oldest first (bounded by the ban threshold).
-    pub(crate) violations: VecDeque<Instant>,
+    /// The application disconnected (or banned) the peer: no redial, no rescue, until it
+    /// asks for the peer again.
+    pub(crate) parked: bool,
 }
 
 impl PeerRecord {
@@ -140,7 +141,7 @@ pub struct PeerInfo {
     pub wanted: bool,
     /// When the next redial is due, if one is scheduled.
     pub next_redial: Option<Instant>,
-    /// Redials since it was last connected.
+    /// Redials since it last had a stable connection.
     pub redial_attempts: u32,
 }
 

@@ -35,6 +35,9 @@ pub enum RedialPlan {
     ViolationBackoff,
 }
 
+/// Prompt redials after lost tie-breaks before the backoff takes over.
+const PROMPT_DUPLICATE_REDIALS: u32 = 3;
+
 /// What the redial decision knows of the peer whose last connection was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerContext {
@@ -55,7 +58,11 @@ pub struct PeerContext {
 pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) -> RedialPlan {
     use DisconnectReason::*;
     match (reason, closed_by) {
-        (Duplicate, _) => RedialPlan::Prompt,
+        // A lost tie-break is redialed at once, but a remote that keeps closing ours as a
+        // duplicate is not dialed in a tight loop.
+        (Duplicate, _) if peer.attempt < PROMPT_DUPLICATE_REDIALS => RedialPlan::Prompt,
+        (Duplicate, _) if !peer.wanted => RedialPlan::Never,
+        (Duplicate, _) => RedialPlan::TimeoutBackoff,
         (Banned, _) => RedialPlan::Never,
         // A local Normal close is `disconnect`, `shutdown` or another behaviour's decision.
         (Normal, ClosedBy::Local) => RedialPlan::Never,
@@ -140,7 +147,15 @@ mod tests {
                 RedialPlan::ViolationBackoff,
             ),
             (Duplicate, ClosedBy::Remote, false, 0, RedialPlan::Prompt),
-            (Duplicate, ClosedBy::Local, true, 3, RedialPlan::Prompt),
+            (Duplicate, ClosedBy::Local, true, 2, RedialPlan::Prompt),
+            (
+                Duplicate,
+                ClosedBy::Remote,
+                true,
+                3,
+                RedialPlan::TimeoutBackoff,
+            ),
+            (Duplicate, ClosedBy::Remote, false, 3, RedialPlan::Never),
             (Timeout, ClosedBy::Remote, false, 0, RedialPlan::Never),
             (Normal, ClosedBy::Remote, false, 0, RedialPlan::Never),
         ];

@@ -3,12 +3,14 @@
 use super::*;
 
 impl Manager {
+    /// Schedules the next dial of `peer` by `plan`, `extra` later than the plan says.
     pub(super) fn plan_redial(
         &mut self,
         now: Instant,
         peer: PeerId,
         plan: RedialPlan,
         retry_after: Option<Duration>,
+        extra: Duration,
     ) {
         if self.bans.peer(&peer, now).is_some() {
             return;
@@ -18,7 +20,7 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
-        if plan == RedialPlan::Never {
+        if plan == RedialPlan::Never || record.parked {
             return;
         }
         if record.wanted {
@@ -51,8 +53,8 @@ impl Manager {
                 .violation_backoff
                 .delay(backoff_index, &mut self.rng),
         };
-        let delay = redial::honour_retry_after(delay, retry_after);
-        let at = now + delay;
+        let delay = redial::honour_retry_after(delay, retry_after).saturating_add(extra);
+        let at = later(now, delay);
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -101,7 +103,7 @@ impl Manager {
         } else {
             RedialPlan::Never
         };
-        self.plan_redial(now, peer, plan, None);
+        self.plan_redial(now, peer, plan, None, Duration::ZERO);
         self.forget_if_idle(peer);
         self.update_phase();
     }

@@ -377,23 +377,98 @@ fn ip_bans_refuse_before_the_handshake_and_close_connections_inside() {
 }
 
 #[test]
-fn repeated_protocol_violations_escalate_to_a_ban() {
+fn repeated_protocol_violations_escalate_to_a_ban_even_across_reconnects() {
     let (mut a, b) = pair(Config::default().with_violation_ban(
         2,
         Duration::from_secs(60),
         Duration::from_secs(300),
     ));
-    a.establish(cid(1), b.id, Initiator::Remote).unwrap();
-    let _ = a.actions();
-    a.manager.on_protocol_violation(a.now, b.id);
+    // Each violation closes its connection with goodbye ProtocolViolation; the peer then
+    // reconnects with a clean record, but its violations are remembered.
+    let offend = |a: &mut Node, n: usize| {
+        a.establish(cid(n), b.id, Initiator::Remote).unwrap();
+        let _ = a.actions();
+        a.manager.on_protocol_violation(a.now, b.id, cid(n));
+        let closes = a.closes();
+        a.manager.on_closed(a.now, cid(n), b.id, CloseCause::Local);
+        closes
+    };
+    assert_eq!(
+        offend(&mut a, 1),
+        vec![(cid(1), DisconnectReason::ProtocolViolation)]
+    );
     assert!(!a.manager.is_peer_banned(&b.id, a.now));
+    assert_eq!(
+        a.manager.tracked_peers(),
+        0,
+        "the peer record itself is gone"
+    );
     // Outside the window the first one no longer counts.
     a.advance(Duration::from_secs(61));
-    a.manager.on_protocol_violation(a.now, b.id);
+    offend(&mut a, 2);
     assert!(!a.manager.is_peer_banned(&b.id, a.now));
-    a.manager.on_protocol_violation(a.now, b.id);
+    offend(&mut a, 3);
     assert!(a.manager.is_peer_banned(&b.id, a.now));
-    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Banned)]);
+}
+
+#[test]
+fn unbanning_with_host_bits_finds_the_ban_and_its_timer() {
+    let (mut a, _) = pair(Config::default());
+    a.manager.ban_network(
+        a.now,
+        "10.1.2.3/16".parse().unwrap(),
+        Some(Duration::from_secs(60)),
+    );
+    assert!(a
+        .manager
+        .unban(BanTarget::Network("10.1.9.9/16".parse().unwrap())));
+    assert_eq!(a.manager.scheduled_timers(), 0);
+    assert!(a.events().contains(&Event::Unbanned {
+        target: BanTarget::Network("10.1.0.0/16".parse().unwrap()),
+        expired: false
+    }));
+}
+
+#[test]
+fn absurd_durations_saturate_instead_of_panicking() {
+    let (mut a, b) = pair(
+        Config::default()
+            .with_dial_timeout(Duration::MAX)
+            .with_goodbye_timeout(Duration::MAX)
+            .with_duplicate_grace(Duration::MAX),
+    );
+    a.manager.ban_peer(a.now, b.id, Some(Duration::MAX));
+    assert!(a
+        .manager
+        .is_peer_banned(&b.id, a.now + Duration::from_secs(1 << 40)));
+    let c = PeerId::random();
+    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(c), &[])
+        .unwrap();
+    a.establish(cid(1), c, Initiator::Local).unwrap();
+    a.manager.disconnect(a.now, c);
+    a.advance(Duration::from_secs(1));
+}
+
+#[test]
+fn dials_to_addresses_that_are_all_banned_are_refused_up_front() {
+    let (mut a, b) = pair(Config::default());
+    a.manager
+        .ban_network(a.now, "10.0.0.0/8".parse().unwrap(), None);
+    assert!(matches!(
+        a.manager
+            .on_pending_outbound(a.now, cid(1), Some(b.id), &[ip_addr("10.0.0.1", 1)]),
+        Err(Denial::IpBanned { .. })
+    ));
+    a.manager
+        .on_pending_outbound(
+            a.now,
+            cid(2),
+            Some(b.id),
+            &[ip_addr("10.0.0.1", 1), ip_addr("192.0.2.1", 1)],
+        )
+        .unwrap();
 }
 
 #[test]

@@ -309,8 +309,15 @@ fn a_goodbye_that_never_finishes_is_cut_off() {
     );
 }
 
+fn redial_delay(events: &[Event]) -> Option<Duration> {
+    events.iter().find_map(|e| match e {
+        Event::RedialScheduled { delay, .. } => Some(*delay),
+        _ => None,
+    })
+}
+
 #[test]
-fn only_the_initiator_redials_a_wanted_peer() {
+fn the_initiator_redials_first_and_the_other_side_only_as_a_fallback() {
     let (mut a, mut b) = pair(Config::default());
     a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
     b.manager.dial(b.now, a.id, vec![addr(1)]).unwrap();
@@ -322,16 +329,99 @@ fn only_the_initiator_redials_a_wanted_peer() {
         .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
     b.manager
         .on_closed(b.now, cid(11), a.id, CloseCause::Transport);
-    let redialed = |events: Vec<Event>| {
-        events
-            .iter()
-            .any(|e| matches!(e, Event::RedialScheduled { .. }))
-    };
-    assert!(redialed(a.events()), "the initiator redials");
-    assert!(!redialed(b.events()), "the listener cleans up");
+    let initiator = redial_delay(&a.events()).expect("the initiator redials");
+    let fallback = redial_delay(&b.events()).expect("the wanting listener keeps a fallback");
+    assert!(
+        fallback >= initiator + Duration::from_secs(4),
+        "{fallback:?} vs {initiator:?}"
+    );
 
+    // The initiator is back before the fallback fires: the fallback dials nothing.
     a.advance(Duration::from_secs(3));
     assert!(matches!(a.actions()[..], [Action::Dial { peer, .. }] if peer == b.id));
+    b.establish(cid(12), a.id, Initiator::Remote).unwrap();
+    let _ = b.actions();
+    b.advance(fallback);
+    assert!(b.actions().is_empty());
+}
+
+#[test]
+fn a_listener_that_does_not_want_the_peer_cleans_up() {
+    let (a, mut b) = pair(Config::default());
+    b.establish(cid(11), a.id, Initiator::Remote).unwrap();
+    let _ = b.actions();
+    b.manager
+        .on_closed(b.now, cid(11), a.id, CloseCause::Transport);
+    assert_eq!(redial_delay(&b.events()), None);
+    assert_eq!(b.manager.tracked_peers(), 0);
+}
+
+#[test]
+fn a_remote_that_accepts_then_drops_us_is_dialed_ever_more_slowly() {
+    let backoff =
+        Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let (mut a, b) = pair(Config::default().with_timeout_backoff(backoff));
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    let mut delays = Vec::new();
+    for n in 0..5 {
+        let _ = a.actions();
+        a.manager
+            .on_pending_outbound(a.now, cid(n), Some(b.id), &[])
+            .unwrap();
+        a.establish(cid(n), b.id, Initiator::Local).unwrap();
+        // The remote refuses us right after the handshake (a ban or a limit on its side).
+        a.manager
+            .on_closed(a.now, cid(n), b.id, CloseCause::Transport);
+        delays.push(redial_delay(&a.events()).expect("redialed"));
+        a.advance(Duration::from_secs(120));
+    }
+    assert_eq!(
+        delays,
+        [1, 1, 2, 4, 8].map(Duration::from_secs).to_vec(),
+        "the backoff grows because no connection held"
+    );
+}
+
+#[test]
+fn disconnect_during_a_duplicate_goodbye_does_not_redial() {
+    let (mut small, mut large) = pair(Config::default());
+    let s = small.id;
+    // The larger peer's own connection loses to the smaller peer's.
+    large.establish(cid(12), s, Initiator::Local).unwrap();
+    large.establish(cid(11), s, Initiator::Remote).unwrap();
+    assert_eq!(large.closes(), vec![(cid(12), DisconnectReason::Duplicate)]);
+    large.manager.disconnect(large.now, s);
+    large
+        .manager
+        .on_closed(large.now, cid(12), s, CloseCause::Local);
+    large
+        .manager
+        .on_closed(large.now, cid(11), s, CloseCause::Local);
+    assert_eq!(redial_delay(&large.events()), None);
+    large.advance(Duration::from_secs(10));
+    assert!(large.actions().is_empty());
+    let _ = small.actions();
+}
+
+#[test]
+fn disconnect_during_a_dial_closes_the_connection_when_it_lands() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    let _ = a.actions();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
+        .unwrap();
+    a.manager.disconnect(a.now, b.id);
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Normal)]);
+}
+
+#[test]
+fn disconnect_drops_a_dial_not_yet_handed_to_the_swarm() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.disconnect(a.now, b.id);
+    assert!(!a.actions().iter().any(|x| matches!(x, Action::Dial { .. })));
 }
 
 #[test]
