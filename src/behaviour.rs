@@ -486,7 +486,12 @@ impl NetworkBehaviour for Behaviour {
                     ToSwarm::GenerateEvent(libp2p_ping::Event {
                         connection, result, ..
                     }) => match result {
-                        Ok(rtt) => self.manager.on_ping_success(connection, rtt),
+                        Ok(rtt) => self
+                            .manager
+                            .on_ping_success(Instant::now(), connection, rtt),
+                        Err(libp2p_ping::Failure::Unsupported) => {
+                            self.manager.on_ping_unsupported(connection)
+                        }
                         Err(error) => tracing::debug!(%connection, %error, "ping failed"),
                     },
                     // ping::Behaviour only ever reports events.

@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) keep_alive: bool,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
+    pub(crate) inactivity_timeout: Option<Duration>,
     pub(crate) dial_timeout: Duration,
     pub(crate) prompt_redial_delay: Duration,
     pub(crate) timeout_backoff: Backoff,
@@ -54,6 +55,7 @@ impl Config {
     /// | [`with_keep_alive`](Self::with_keep_alive) | `true` |
     /// | [`with_ping_interval`](Self::with_ping_interval) | 15 s |
     /// | [`with_ping_timeout`](Self::with_ping_timeout) | 20 s |
+    /// | [`with_inactivity_timeout`](Self::with_inactivity_timeout) | 60 s |
     /// | [`with_dial_timeout`](Self::with_dial_timeout) | 30 s |
     /// | [`with_prompt_redial_delay`](Self::with_prompt_redial_delay) | 200 ms |
     /// | [`with_timeout_backoff`](Self::with_timeout_backoff) | 1 s, x2, up to 2 min, +-20% |
@@ -76,6 +78,7 @@ impl Config {
             keep_alive: true,
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(20),
+            inactivity_timeout: Some(Duration::from_secs(60)),
             dial_timeout: Duration::from_secs(30),
             prompt_redial_delay: Duration::from_millis(200),
             timeout_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(120)),
@@ -139,6 +142,14 @@ impl Config {
     /// How long one ping may take before it counts as failed.
     pub fn with_ping_timeout(mut self, timeout: Duration) -> Self {
         self.ping_timeout = timeout;
+        self
+    }
+
+    /// Closes a connection with reason `Timeout` when no ping succeeded on it for this long
+    /// (`None`: never). Connections to peers that do not speak ping are exempt. Keep it above
+    /// the ping interval plus the ping timeout.
+    pub fn with_inactivity_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.inactivity_timeout = timeout;
         self
     }
 

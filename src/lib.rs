@@ -22,7 +22,9 @@
 //!   [`Behaviour::ban_network`]): a banned peer's connections get goodbye `Banned` and close, and
 //!   it is refused from any address; a banned network is refused before the handshake. Repeated
 //!   protocol violations escalate to a ban.
-//! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire).
+//! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire): the RTT of every
+//!   connection is kept, and a connection on which no ping succeeded within the inactivity
+//!   timeout is closed with reason `Timeout` (then redialed by its initiator).
 //! - A node-level [`Phase`] with bootstrap peers, re-bootstrapping when every connection is lost.
 //!
 //! The policy lives in a sans-IO state machine, [`core::Manager`], driven with time as an

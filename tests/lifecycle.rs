@@ -131,3 +131,51 @@ async fn without_keep_alive_idle_closing_is_left_to_the_swarm() {
     .await
     .unwrap_or_else(|s| panic!("idle connection not closed: {s:#?}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_falls_silent_is_closed_as_timed_out_and_redialed() {
+    init_tracing();
+    // The remote keeps its sockets open but stops answering: TCP alone never notices.
+    let manager = Config::default()
+        .with_ping_interval(Duration::from_millis(200))
+        .with_ping_timeout(Duration::from_millis(500))
+        .with_inactivity_timeout(Some(Duration::from_secs(1)))
+        .with_goodbye_timeout(Duration::from_millis(300));
+    let mut a = Node::spawn(NodeConfig {
+        manager: manager.clone(),
+        ..Default::default()
+    })
+    .await;
+    let mut b = Node::spawn(NodeConfig {
+        manager,
+        ..Default::default()
+    })
+    .await;
+    a.send(Command::ManagerDial(b.peer, b.addr.clone()));
+    wait_until(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
+        s.iter().all(|s| s.established == 1 && s.is_quiet())
+    })
+    .await
+    .expect("connected");
+
+    b.send(Command::Freeze);
+    let s = wait_until(&mut [&mut a], Duration::from_secs(20), |s| {
+        s[0].events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Disconnected {
+                    reason: DisconnectReason::Timeout,
+                    closed_by: ClosedBy::Local,
+                    ..
+                }
+            )
+        }) && s[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::RedialScheduled { .. }))
+    })
+    .await
+    .unwrap_or_else(|s| panic!("silent peer not detected: {s:#?}"));
+    assert_eq!(s[0].established, 0);
+    b.kill();
+}

@@ -148,5 +148,8 @@ impl Manager {
             self.timers
                 .cancel(closing.deadline, Timer::GoodbyeDeadline(connection.id));
         }
+        if let Some(at) = connection.inactive_at {
+            self.timers.cancel(at, Timer::Inactivity(connection.id));
+        }
     }
 }

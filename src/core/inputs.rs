@@ -262,6 +262,7 @@ impl Manager {
             remote_goodbye: None,
             grace_deadline: None,
             rtt: None,
+            inactive_at: None,
             counted_ip,
         });
         self.owners.insert(connection, peer);
@@ -274,6 +275,7 @@ impl Manager {
         if let Some(due) = self.bootstrap.due.take() {
             self.timers.cancel(due, Timer::Bootstrap);
         }
+        self.arm_inactivity(now, peer, connection);
         self.settle_duplicates(now, peer, Some(connection));
         if cancelled {
             // Dialed before the application disconnected the peer.
@@ -446,20 +448,6 @@ impl Manager {
             self.timers
                 .cancel(closing.deadline, Timer::GoodbyeDeadline(connection));
             self.actions.push_back(Action::Close { peer, connection });
-        }
-    }
-
-    /// A ping on `connection` came back after `rtt`.
-    pub fn on_ping_success(&mut self, connection: ConnectionId, rtt: Duration) {
-        let Some(peer) = self.owners.get(&connection) else {
-            return;
-        };
-        if let Some(record) = self
-            .peers
-            .get_mut(peer)
-            .and_then(|r| r.connection_mut(connection))
-        {
-            record.rtt = Some(rtt);
         }
     }
 }

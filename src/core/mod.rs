@@ -17,6 +17,7 @@ mod duplicates;
 mod event;
 mod inputs;
 mod limits;
+mod liveness;
 mod peers;
 mod phase;
 mod redial;
@@ -223,6 +224,7 @@ impl Manager {
                 Timer::DialDeadline(connection) => self.on_dial_overdue(now, connection),
                 Timer::Bootstrap => self.on_bootstrap_due(now),
                 Timer::BanExpiry(target) => self.on_ban_expired(now, target),
+                Timer::Inactivity(connection) => self.on_inactive(now, connection),
             }
         }
     }

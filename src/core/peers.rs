@@ -24,6 +24,8 @@ pub(crate) struct ConnectionRecord {
     /// When the listener-side duplicate grace of this connection ends.
     pub(crate) grace_deadline: Option<Instant>,
     pub(crate) rtt: Option<Duration>,
+    /// When the connection counts as dead unless a ping succeeds first.
+    pub(crate) inactive_at: Option<Instant>,
     /// The remote IP counted against the per-IP limits (inbound only).
     pub(crate) counted_ip: Option<IpAddr>,
 }

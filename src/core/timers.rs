@@ -23,6 +23,8 @@ pub(crate) enum Timer {
     Bootstrap,
     /// A ban ends.
     BanExpiry(BanTarget),
+    /// No ping succeeded on this connection for the inactivity timeout.
+    Inactivity(ConnectionId),
 }
 
 /// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.

@@ -36,6 +36,8 @@ pub enum Command {
     BanNetwork(ipnet::IpNet, Option<Duration>),
     AllowPeer(PeerId),
     Unban(manager::BanTarget),
+    /// Stop polling the swarm while keeping it (and its sockets) alive: a silent peer.
+    Freeze,
 }
 
 /// The state of a node after its latest event.
@@ -173,6 +175,10 @@ impl Node {
             loop {
                 tokio::select! {
                     command = command_rx.recv() => match command {
+                        Some(Command::Freeze) => {
+                            let _keep_alive = &swarm;
+                            std::future::pending::<()>().await;
+                        }
                         Some(command) => run_command(&mut swarm, command),
                         None => return,
                     },
@@ -251,6 +257,7 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
         Command::Unban(target) => {
             swarm.behaviour_mut().manager.unban(target);
         }
+        Command::Freeze => unreachable!("handled by the node task"),
     }
 }
 

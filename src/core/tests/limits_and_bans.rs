@@ -269,7 +269,7 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
 
 #[test]
 fn bans_expire_on_time_with_one_event() {
-    let (mut a, b) = pair(Config::default());
+    let (mut a, b) = pair(Config::default().with_inactivity_timeout(None));
     a.manager
         .ban_peer(a.now, b.id, Some(Duration::from_secs(30)));
     let _ = a.actions();

@@ -196,7 +196,7 @@ fn same_direction_dialer_closes_newer_at_once_listener_after_grace() {
 
 #[test]
 fn grace_timer_is_cancelled_when_the_dialer_closes_first() {
-    let (dialer, mut listener) = pair(Config::default());
+    let (dialer, mut listener) = pair(Config::default().with_inactivity_timeout(None));
     let d = dialer.id;
     listener.establish(cid(11), d, Initiator::Remote).unwrap();
     listener.establish(cid(12), d, Initiator::Remote).unwrap();
@@ -766,4 +766,46 @@ fn addresses_are_kept_once_with_or_without_the_peer_suffix() {
     a.manager.add_address(b.id, addr(2));
     a.manager.add_address(b.id, with_suffix);
     assert_eq!(a.manager.peer_info(&b.id).unwrap().addresses, vec![addr(2)]);
+}
+
+#[test]
+fn a_connection_without_a_successful_ping_is_closed_as_timed_out() {
+    let timeout = Duration::from_secs(30);
+    let (mut a, b) = pair(Config::default().with_inactivity_timeout(Some(timeout)));
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    let _ = a.actions();
+    // Pings keep it alive...
+    for _ in 0..3 {
+        a.advance(Duration::from_secs(20));
+        a.manager
+            .on_ping_success(a.now, cid(1), Duration::from_millis(5));
+        assert!(a.closes().is_empty());
+    }
+    // ...until they stop.
+    a.advance(timeout);
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Timeout)]);
+    a.manager.on_goodbye_finished(cid(1));
+    a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
+    let events = a.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::Timeout,
+            closed_by: ClosedBy::Local,
+            ..
+        }
+    )));
+    assert!(redial_delay(&events).is_some(), "a wanted peer is redialed");
+}
+
+#[test]
+fn peers_without_ping_are_not_judged_by_it() {
+    let (mut a, b) = pair(Config::default().with_inactivity_timeout(Some(Duration::from_secs(30))));
+    a.establish(cid(1), b.id, Initiator::Remote).unwrap();
+    a.manager.on_ping_unsupported(cid(1));
+    let _ = a.actions();
+    a.advance(Duration::from_secs(3600));
+    assert!(a.closes().is_empty());
+    assert_eq!(a.manager.scheduled_timers(), 0);
 }
