@@ -148,7 +148,34 @@ impl Behaviour {
     /// Replaces the limits. Lowering one closes nothing; it refuses new connections until the
     /// count is below it again.
     pub fn set_limits(&mut self, limits: Limits) {
-        self.manager.set_limits(limits);
+        self.manager.set_limits(Instant::now(), limits);
+        self.wake();
+    }
+
+    /// Discovery (mDNS, Kademlia, identify, ...) sees `peer` at `addresses`: it is kept
+    /// connected like with [`dial`](Self::dial).
+    pub fn add_discovered(
+        &mut self,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+    ) -> Result<(), Denial> {
+        let result = self.manager.add_discovered(Instant::now(), peer, addresses);
+        self.wake();
+        result
+    }
+
+    /// Discovery no longer sees `peer`: its live connection stays, and once it is gone and one
+    /// redial failed, the peer is forgotten ([`Event::PeerForgotten`]).
+    pub fn remove_discovered(&mut self, peer: PeerId) {
+        self.manager.remove_discovered(peer);
+        self.wake();
+    }
+
+    /// Forgets `peer` (no longer wanted, no redial, no addresses); live connections stay.
+    pub fn forget(&mut self, peer: PeerId) -> bool {
+        let known = self.manager.forget(peer);
+        self.wake();
+        known
     }
 
     /// The node's phase.
@@ -433,6 +460,10 @@ impl NetworkBehaviour for Behaviour {
                 .on_dial_failure(now, connection_id, peer_id, dial_failure(error)),
             FromSwarm::ListenFailure(failure) => {
                 self.manager.on_listen_failure(failure.connection_id)
+            }
+            FromSwarm::NewExternalAddrOfPeer(learned) => {
+                self.manager
+                    .on_peer_address(now, learned.peer_id, learned.addr.clone())
             }
             _ => {}
         }

@@ -34,6 +34,9 @@ pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) allowed_peers: Vec<PeerId>,
     pub(crate) violation_ban: Option<ViolationBan>,
+    pub(crate) learn_peer_addresses: bool,
+    pub(crate) auto_connect_learned_peers: bool,
+    pub(crate) max_discovered_peers: usize,
 }
 
 /// When repeated protocol violations turn into a ban.
@@ -70,6 +73,9 @@ impl Config {
     /// | [`with_limits`](Self::with_limits) | [`Limits::new`] |
     /// | [`with_allowed_peer`](Self::with_allowed_peer) | none |
     /// | [`with_violation_ban`](Self::with_violation_ban) | 3 violations in 10 min: banned 1 h |
+    /// | [`with_learn_peer_addresses`](Self::with_learn_peer_addresses) | `true` |
+    /// | [`with_auto_connect_learned_peers`](Self::with_auto_connect_learned_peers) | `false` |
+    /// | [`with_max_discovered_peers`](Self::with_max_discovered_peers) | 1024 |
     pub fn new() -> Self {
         Self {
             goodbye_timeout: Duration::from_secs(2),
@@ -101,6 +107,9 @@ impl Config {
                 window: Duration::from_secs(600),
                 duration: Duration::from_secs(3600),
             }),
+            learn_peer_addresses: true,
+            auto_connect_learned_peers: false,
+            max_discovered_peers: 1024,
         }
     }
 
@@ -258,6 +267,27 @@ impl Config {
             window,
             duration,
         });
+        self
+    }
+
+    /// Whether addresses other behaviours report for a peer (`NewExternalAddrOfPeer`, e.g. from
+    /// identify or Kademlia) are learned as dial addresses of peers the manager tracks.
+    pub fn with_learn_peer_addresses(mut self, learn: bool) -> Self {
+        self.learn_peer_addresses = learn;
+        self
+    }
+
+    /// Whether a peer first heard of through `NewExternalAddrOfPeer` is added as discovered
+    /// (wanted and dialed). Off by default: a Kademlia node hears of many peers.
+    pub fn with_auto_connect_learned_peers(mut self, auto_connect: bool) -> Self {
+        self.auto_connect_learned_peers = auto_connect;
+        self
+    }
+
+    /// How many peers discovery (or auto-connect) may add; more are only remembered as
+    /// addresses of peers already tracked.
+    pub fn with_max_discovered_peers(mut self, max: usize) -> Self {
+        self.max_discovered_peers = max;
         self
     }
 

@@ -179,3 +179,61 @@ async fn a_peer_that_falls_silent_is_closed_as_timed_out_and_redialed() {
     assert_eq!(s[0].established, 0);
     b.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_restarts_is_reconnected_by_the_initiator() {
+    init_tracing();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut a = Node::spawn(NodeConfig::default()).await;
+    let mut b = Node::spawn(NodeConfig {
+        keypair: Some(key.clone()),
+        ..Default::default()
+    })
+    .await;
+    let port = match b.addr.iter().nth(1) {
+        Some(libp2p::multiaddr::Protocol::Tcp(port)) => port,
+        other => panic!("unexpected {other:?}"),
+    };
+    a.send(Command::ManagerDial(b.peer, b.addr.clone()));
+    wait_until(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
+        s.iter().all(|s| s.established == 1 && s.is_quiet())
+    })
+    .await
+    .expect("connected");
+
+    // b dies without a goodbye and comes back with the same key on the same port.
+    b.kill();
+    wait_until(&mut [&mut a], Duration::from_secs(20), |s| {
+        s[0].established == 0
+            && s[0]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::RedialScheduled { .. }))
+    })
+    .await
+    .unwrap_or_else(|s| panic!("a did not notice: {s:#?}"));
+    let mut b = Node::spawn(NodeConfig {
+        keypair: Some(key),
+        listen_port: Some(port),
+        ..Default::default()
+    })
+    .await;
+    let s = wait_until(&mut [&mut a, &mut b], Duration::from_secs(30), |s| {
+        s.iter().all(|s| s.established == 1 && s.is_quiet())
+    })
+    .await
+    .unwrap_or_else(|s| panic!("not reconnected: {s:#?}"));
+    // The initiator came back; the restarted side only accepted.
+    assert_eq!(
+        s[0].initiators[0].1,
+        vec![libp2p_connection_manager::Initiator::Local]
+    );
+    assert_eq!(
+        s[1].initiators[0].1,
+        vec![libp2p_connection_manager::Initiator::Remote]
+    );
+    assert!(!s[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::RedialScheduled { .. })));
+}

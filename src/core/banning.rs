@@ -91,9 +91,11 @@ impl Manager {
     }
 
     /// Replaces the limits. Lowering one below the current count closes nothing; new
-    /// connections are refused until the count is below it again.
-    pub fn set_limits(&mut self, limits: Limits) {
+    /// connections are refused until the count is below it again. Peers waiting for a slot
+    /// get a chance at once, spread out in time.
+    pub fn set_limits(&mut self, now: Instant, limits: Limits) {
         self.limits = limits;
+        self.release_all_slots(now);
     }
 
     /// The limits in force.

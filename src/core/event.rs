@@ -111,6 +111,20 @@ pub enum Event {
         /// `true` when it ran out, `false` when it was lifted.
         expired: bool,
     },
+    /// A wanted peer was refused by a local limit and waits for a slot to free up; it is
+    /// dialed again, in order, when one does.
+    WaitingForResources {
+        /// The peer.
+        peer: PeerId,
+        /// The limit that refused it.
+        denial: Denial,
+    },
+    /// The manager forgot a peer: discovery had removed it and it could not be reached, or the
+    /// application asked.
+    PeerForgotten {
+        /// The peer.
+        peer: PeerId,
+    },
     /// The node changed phase.
     PhaseChanged {
         /// The phase before.

@@ -265,6 +265,7 @@ impl Manager {
             inactive_at: None,
             counted_ip,
         });
+        record.waiting = None;
         self.owners.insert(connection, peer);
         self.cancel_redial(peer);
         if first {
@@ -360,7 +361,10 @@ impl Manager {
                 Initiator::Remote => {}
             }
         }
-        self.forget_if_idle(peer);
+        if !self.forget_if_flagged_and_unreachable(peer) {
+            self.forget_if_idle(peer);
+        }
+        self.release_slot(now, Slot::Established);
         if self.connected_peers == 0 && !self.terminated && !self.config.bootstrap_peers.is_empty()
         {
             self.schedule_bootstrap(now);
@@ -377,6 +381,12 @@ impl Manager {
         cause: DialFailure,
     ) {
         let pending = self.finish_pending(connection);
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.direction == Direction::Outbound)
+        {
+            self.release_slot(now, Slot::Pending);
+        }
         if pending.as_ref().is_some_and(|p| p.timed_out) {
             // Already reported and planned for when its deadline passed.
             return;

@@ -13,6 +13,7 @@ mod bootstrap;
 mod closing;
 mod commands;
 mod denial;
+mod discovery;
 mod duplicates;
 mod event;
 mod inputs;
@@ -21,6 +22,7 @@ mod liveness;
 mod peers;
 mod phase;
 mod redial;
+mod resources;
 mod schedule;
 mod timers;
 
@@ -42,7 +44,7 @@ use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 use limits::{ip_of, Counters, PerIp};
 pub use limits::{LimitKind, Limits, RateLimit};
-use peers::{Closing, ConnectionRecord, PeerRecord};
+use peers::{Closing, ConnectionRecord, PeerRecord, Slot};
 pub use peers::{ConnectionInfo, PeerInfo};
 pub use phase::Phase;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -171,6 +173,10 @@ pub struct Manager {
     /// Recent protocol violations per peer, kept apart from the peer records so that a peer
     /// cannot wipe its slate by reconnecting; bounded by [`MAX_VIOLATORS`].
     violations: HashMap<PeerId, VecDeque<Instant>>,
+    /// Wanted peers refused by a local limit, in the order they were refused.
+    waiting: VecDeque<PeerId>,
+    /// Peers added by discovery or learned automatically, for the cap on them.
+    discovered: usize,
     rng: StdRng,
 }
 
@@ -196,6 +202,8 @@ impl Manager {
             bans: Bans::default(),
             allowed: config.allowed_peers.iter().copied().collect(),
             violations: HashMap::new(),
+            waiting: VecDeque::new(),
+            discovered: 0,
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {
@@ -317,7 +325,10 @@ impl Manager {
     fn forget_if_idle(&mut self, peer: PeerId) {
         if let Entry::Occupied(entry) = self.peers.entry(peer) {
             if entry.get().is_forgettable() {
-                entry.remove();
+                let record = entry.remove();
+                if record.discovered {
+                    self.discovered -= 1;
+                }
             }
         }
     }

@@ -84,6 +84,22 @@ pub(crate) struct PeerRecord {
     /// The application disconnected (or banned) the peer: no redial, no rescue, until it
     /// asks for the peer again.
     pub(crate) parked: bool,
+    /// Discovery no longer sees the peer: once its connection is gone and one redial failed,
+    /// it is forgotten.
+    pub(crate) flagged: bool,
+    /// Waiting in the queue for a local limit to free a slot.
+    pub(crate) waiting: Option<Slot>,
+    /// Added by discovery (or learned automatically), as opposed to asked for with `dial`.
+    pub(crate) discovered: bool,
+}
+
+/// The kind of slot a peer refused by a local limit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A pending-outbound slot.
+    Pending,
+    /// An established slot (outbound or total).
+    Established,
 }
 
 impl PeerRecord {
@@ -105,6 +121,7 @@ impl PeerRecord {
             && !self.wanted
             && self.redial_at.is_none()
             && self.pending_outbound == 0
+            && self.waiting.is_none()
     }
 
     /// Remembers `address` as the most recent one, keeping at most `max`. A trailing
@@ -128,6 +145,8 @@ impl PeerRecord {
             wanted: self.wanted,
             next_redial: self.redial_at,
             redial_attempts: self.redial_attempts,
+            waiting_for_resources: self.waiting.is_some(),
+            flagged: self.flagged,
         }
     }
 }
@@ -145,6 +164,10 @@ pub struct PeerInfo {
     pub next_redial: Option<Instant>,
     /// Redials since it last had a stable connection.
     pub redial_attempts: u32,
+    /// Refused by a local limit, it waits for a slot to free up.
+    pub waiting_for_resources: bool,
+    /// Discovery no longer sees it: it is forgotten once disconnected and one redial failed.
+    pub flagged: bool,
 }
 
 /// A snapshot of one established connection.

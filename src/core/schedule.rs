@@ -86,11 +86,28 @@ impl Manager {
             return;
         };
         let retry = !record.is_connected() && record.pending_outbound == 0 && !self.terminated;
+        if retry && record.flagged {
+            // Discovery removed it and this was its last chance.
+            self.forget(peer);
+            self.update_phase();
+            return;
+        }
+        if retry && record.wanted {
+            if let DialFailure::DeniedByManager(denial) = cause {
+                if self.wait_for_slot(peer, denial) {
+                    self.update_phase();
+                    return;
+                }
+            }
+        }
+        let Some(record) = self.peers.get(&peer) else {
+            return;
+        };
         let plan = if !retry {
             RedialPlan::Never
         } else if record.wanted {
             match cause {
-                // A local limit refused it: try again on the backoff schedule.
+                // A local limit that does not free up by itself (the per-peer cap).
                 DialFailure::DeniedByManager(denial) if denial.is_resource_limit() => {
                     RedialPlan::TimeoutBackoff
                 }

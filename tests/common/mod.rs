@@ -106,6 +106,8 @@ pub struct NodeConfig {
     pub sibling_ping_interval: Option<Duration>,
     /// The IP address to listen on (default 127.0.0.1).
     pub listen_ip: Option<&'static str>,
+    /// The TCP port to listen on (default: any free port).
+    pub listen_port: Option<u16>,
 }
 
 impl Node {
@@ -153,9 +155,13 @@ impl Node {
         for _ in 0..=config.extra_listeners {
             swarm
                 .listen_on(
-                    format!("/ip4/{}/tcp/0", config.listen_ip.unwrap_or("127.0.0.1"))
-                        .parse()
-                        .unwrap(),
+                    format!(
+                        "/ip4/{}/tcp/{}",
+                        config.listen_ip.unwrap_or("127.0.0.1"),
+                        config.listen_port.unwrap_or(0)
+                    )
+                    .parse()
+                    .unwrap(),
                 )
                 .expect("listen");
             let addr = loop {

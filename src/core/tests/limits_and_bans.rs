@@ -199,8 +199,10 @@ fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
     a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
     a.establish(cid(2), peers[1], Initiator::Remote).unwrap();
     let _ = a.actions();
-    a.manager
-        .set_limits(Limits::unlimited().with_max_established_total(Some(1)));
+    a.manager.set_limits(
+        a.now,
+        Limits::unlimited().with_max_established_total(Some(1)),
+    );
     assert!(a.closes().is_empty());
     assert_eq!(
         a.establish(cid(3), peers[2], Initiator::Remote),

@@ -10,6 +10,7 @@ use web_time::Instant;
 use super::*;
 
 mod limits_and_bans;
+mod redial_and_discovery;
 
 /// One manager with its own simulated clock.
 struct Node {

@@ -1,0 +1,102 @@
+//! Peers that discovery reports, and addresses learned from other behaviours.
+
+use super::*;
+
+impl Manager {
+    /// Discovery (mDNS, Kademlia, identify, a peer exchange...) sees `peer` at `addresses`: it
+    /// is remembered, wanted and dialed, like [`dial`](Self::dial), unless it is banned or the
+    /// cap on discovered peers is reached. A peer discovery had removed is wanted again.
+    pub fn add_discovered(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+    ) -> Result<(), Denial> {
+        let known = self.peers.get(&peer);
+        let is_new = !known.is_some_and(|r| r.discovered);
+        if is_new && self.discovered >= self.config.max_discovered_peers {
+            tracing::debug!(%peer, "discovered-peer cap reached; ignoring");
+            if self.peers.contains_key(&peer) {
+                for address in addresses {
+                    self.add_address(peer, address);
+                }
+            }
+            return Ok(());
+        }
+        self.dial(now, peer, addresses)?;
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.flagged = false;
+            if !record.discovered {
+                record.discovered = true;
+                self.discovered += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Discovery no longer sees `peer`. A live connection stays; once the peer has no
+    /// connection and one redial has failed, it is forgotten ([`Event::PeerForgotten`]).
+    pub fn remove_discovered(&mut self, peer: PeerId) {
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        record.flagged = true;
+        let idle = record.connections.is_empty()
+            && record.pending_outbound == 0
+            && record.redial_at.is_none();
+        if idle {
+            self.forget(peer);
+        }
+    }
+
+    /// Forgets everything about `peer` except its live connections: not wanted, no redial, no
+    /// addresses. Returns whether the manager knew it.
+    pub fn forget(&mut self, peer: PeerId) -> bool {
+        if !self.peers.contains_key(&peer) {
+            return false;
+        }
+        self.cancel_redial(peer);
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.wanted = false;
+            record.flagged = false;
+            record.waiting = None;
+            record.addresses.clear();
+            if record.discovered {
+                record.discovered = false;
+                self.discovered -= 1;
+            }
+        }
+        tracing::debug!(%peer, "peer forgotten");
+        self.push_event(Event::PeerForgotten { peer });
+        self.forget_if_idle(peer);
+        true
+    }
+
+    /// Another behaviour reported `address` for `peer` (`NewExternalAddrOfPeer`). Learned as a
+    /// dial address for peers the manager already tracks; with
+    /// [`Config::with_auto_connect_learned_peers`], other peers are added as discovered.
+    pub fn on_peer_address(&mut self, now: Instant, peer: PeerId, address: Multiaddr) {
+        if peer == self.local || !self.config.learn_peer_addresses {
+            return;
+        }
+        if self.peers.contains_key(&peer) {
+            self.add_address(peer, address);
+        } else if self.config.auto_connect_learned_peers {
+            let _ = self.add_discovered(now, peer, vec![address]);
+        }
+    }
+
+    /// A flagged peer whose last chance is gone is forgotten. Returns whether it was.
+    pub(super) fn forget_if_flagged_and_unreachable(&mut self, peer: PeerId) -> bool {
+        let unreachable = self.peers.get(&peer).is_some_and(|r| {
+            r.flagged
+                && r.connections.is_empty()
+                && r.pending_outbound == 0
+                && r.redial_at.is_none()
+        });
+        if unreachable {
+            self.forget(peer);
+        }
+        unreachable
+    }
+}
