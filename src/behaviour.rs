@@ -178,6 +178,34 @@ impl Behaviour {
         known
     }
 
+    /// Protects `peer` from trimming under `tag`; it stays protected while it holds any tag.
+    pub fn protect(&mut self, peer: PeerId, tag: impl Into<String>) {
+        self.manager.protect(peer, tag);
+    }
+
+    /// Removes one protection tag. Returns whether the peer is still protected.
+    pub fn unprotect(&mut self, peer: &PeerId, tag: &str) -> bool {
+        self.manager.unprotect(peer, tag)
+    }
+
+    /// Values `peer` under `tag`: trimming closes the lowest total value first.
+    pub fn tag_peer(&mut self, peer: PeerId, tag: impl Into<String>, value: i64) {
+        self.manager.tag_peer(peer, tag, value);
+    }
+
+    /// Removes a valued tag.
+    pub fn untag_peer(&mut self, peer: &PeerId, tag: &str) {
+        self.manager.untag_peer(peer, tag);
+    }
+
+    /// Trims down to the low watermark now, ignoring the silence period. Returns the peers
+    /// whose connections are being closed.
+    pub fn force_trim(&mut self) -> Vec<PeerId> {
+        let trimmed = self.manager.force_trim(Instant::now());
+        self.wake();
+        trimmed
+    }
+
     /// The node's phase.
     pub fn phase(&self) -> Phase {
         self.manager.phase()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 
-use crate::core::{Backoff, Limits};
+use crate::core::{Backoff, Limits, Watermarks};
 
 /// Configuration of the connection manager.
 ///
@@ -37,6 +37,9 @@ pub struct Config {
     pub(crate) learn_peer_addresses: bool,
     pub(crate) auto_connect_learned_peers: bool,
     pub(crate) max_discovered_peers: usize,
+    pub(crate) watermarks: Option<Watermarks>,
+    pub(crate) trim_grace: Duration,
+    pub(crate) trim_silence: Duration,
 }
 
 /// When repeated protocol violations turn into a ban.
@@ -76,6 +79,9 @@ impl Config {
     /// | [`with_learn_peer_addresses`](Self::with_learn_peer_addresses) | `true` |
     /// | [`with_auto_connect_learned_peers`](Self::with_auto_connect_learned_peers) | `false` |
     /// | [`with_max_discovered_peers`](Self::with_max_discovered_peers) | 1024 |
+    /// | [`with_watermarks`](Self::with_watermarks) | none (no trimming) |
+    /// | [`with_trim_grace`](Self::with_trim_grace) | 30 s |
+    /// | [`with_trim_silence`](Self::with_trim_silence) | 10 s |
     pub fn new() -> Self {
         Self {
             goodbye_timeout: Duration::from_secs(2),
@@ -110,6 +116,9 @@ impl Config {
             learn_peer_addresses: true,
             auto_connect_learned_peers: false,
             max_discovered_peers: 1024,
+            watermarks: None,
+            trim_grace: Duration::from_secs(30),
+            trim_silence: Duration::from_secs(10),
         }
     }
 
@@ -288,6 +297,35 @@ impl Config {
     /// addresses of peers already tracked.
     pub fn with_max_discovered_peers(mut self, max: usize) -> Self {
         self.max_discovered_peers = max;
+        self
+    }
+
+    /// Trims connections when more than `high` peers are connected, down to `low` (clamped to
+    /// at most `high`). Peers go in this order, first trimmed first: peers not asked for with
+    /// `dial`/discovery before those that were, then the lowest total tag value
+    /// ([`Behaviour::tag_peer`](crate::Behaviour::tag_peer)), then the worst health (highest
+    /// ping RTT, unmeasured first), then inbound before outbound, then the newest. Never
+    /// trimmed: protected peers ([`Behaviour::protect`](crate::Behaviour::protect)),
+    /// allow-listed peers, and connections younger than the trim grace.
+    pub fn with_watermarks(mut self, low: usize, high: usize) -> Self {
+        self.watermarks = Some(Watermarks {
+            low: low.min(high),
+            high,
+        });
+        self
+    }
+
+    /// Connections younger than this are never trimmed.
+    pub fn with_trim_grace(mut self, grace: Duration) -> Self {
+        self.trim_grace = grace;
+        self
+    }
+
+    /// The least time between two trims, so the count does not saw-tooth under a burst of new
+    /// connections; a trim that falls due sooner waits until the silence ends.
+    /// [`Behaviour::force_trim`](crate::Behaviour::force_trim) ignores it.
+    pub fn with_trim_silence(mut self, silence: Duration) -> Self {
+        self.trim_silence = silence;
         self
     }
 

@@ -125,6 +125,12 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// Connected peers went above the high watermark: these peers' connections are being
+    /// closed (goodbye `NetworkRestructure`), first trimmed first. They are not redialed.
+    Trimmed {
+        /// The trimmed peers.
+        peers: Vec<PeerId>,
+    },
     /// The node changed phase.
     PhaseChanged {
         /// The phase before.

@@ -282,6 +282,9 @@ impl Manager {
             // Dialed before the application disconnected the peer.
             self.start_close(now, peer, connection, DisconnectReason::Normal, None);
         }
+        if first {
+            self.maybe_trim(now);
+        }
         self.update_phase();
     }
 

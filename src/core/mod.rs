@@ -25,6 +25,7 @@ mod redial;
 mod resources;
 mod schedule;
 mod timers;
+mod trim;
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
@@ -51,6 +52,8 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 pub use redial::ClosedBy;
 use redial::RedialPlan;
 use timers::{Timer, Timers};
+use trim::Tags;
+pub(crate) use trim::Watermarks;
 use web_time::Instant;
 
 use crate::{Config, DisconnectReason};
@@ -177,6 +180,11 @@ pub struct Manager {
     waiting: VecDeque<PeerId>,
     /// Peers added by discovery or learned automatically, for the cap on them.
     discovered: usize,
+    /// Protection and value tags, for trimming.
+    tags: Tags,
+    last_trim: Option<Instant>,
+    /// When a trim postponed by the silence period is due.
+    trim_due: Option<Instant>,
     rng: StdRng,
 }
 
@@ -204,6 +212,9 @@ impl Manager {
             violations: HashMap::new(),
             waiting: VecDeque::new(),
             discovered: 0,
+            tags: Tags::default(),
+            last_trim: None,
+            trim_due: None,
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {
@@ -233,6 +244,7 @@ impl Manager {
                 Timer::Bootstrap => self.on_bootstrap_due(now),
                 Timer::BanExpiry(target) => self.on_ban_expired(now, target),
                 Timer::Inactivity(connection) => self.on_inactive(now, connection),
+                Timer::Trim => self.on_trim_due(now),
             }
         }
     }
@@ -278,6 +290,11 @@ impl Manager {
     /// Peers the manager holds any state for.
     pub fn tracked_peers(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Actions decided but not yet taken by the driver ([`poll_action`](Self::poll_action)).
+    pub fn queued_actions(&self) -> usize {
+        self.actions.len()
     }
 
     /// Deadlines currently scheduled.

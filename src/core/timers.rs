@@ -25,6 +25,8 @@ pub(crate) enum Timer {
     BanExpiry(BanTarget),
     /// No ping succeeded on this connection for the inactivity timeout.
     Inactivity(ConnectionId),
+    /// A trim postponed by the silence period.
+    Trim,
 }
 
 /// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.

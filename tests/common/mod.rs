@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub manager_tracked: usize,
     /// Connections being negotiated according to the manager.
     pub manager_pending: usize,
+    /// Actions (events included) the manager decided but the swarm has not taken yet.
+    pub manager_queued: usize,
     /// The most connections the manager ever had pending at once.
     pub max_manager_pending: usize,
     /// The most connections the swarm ever had established at once.
@@ -80,9 +82,12 @@ impl Snapshot {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// Nothing in flight: no handshake, no goodbye.
+    /// Nothing in flight: no handshake, no goodbye, no event not yet reported.
     pub fn is_quiet(&self) -> bool {
-        self.pending == 0 && self.closing == 0 && self.manager_pending == 0
+        self.pending == 0
+            && self.closing == 0
+            && self.manager_pending == 0
+            && self.manager_queued == 0
     }
 }
 
@@ -306,6 +311,7 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event], pings: usiz
         manager_established: manager.established_connections(),
         manager_tracked: manager.tracked_peers(),
         manager_pending: manager.pending_connections(),
+        manager_queued: manager.queued_actions(),
         max_manager_pending: 0,
         max_established: 0,
         tracked_ips: manager.tracked_ips(),

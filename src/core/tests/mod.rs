@@ -11,6 +11,7 @@ use super::*;
 
 mod limits_and_bans;
 mod redial_and_discovery;
+mod trim;
 
 /// One manager with its own simulated clock.
 struct Node {
