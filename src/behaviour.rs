@@ -28,8 +28,8 @@ use web_time::Instant;
 
 use crate::{
     core::{
-        Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Initiator, Limits, Manager,
-        PeerInfo, Phase,
+        Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
+        Manager, PeerInfo, Phase,
     },
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
@@ -225,6 +225,23 @@ impl Behaviour {
     /// addresses, redial state.
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
         self.manager.peer_info(peer)
+    }
+
+    /// The health of the connection kept to `peer` (RTT average, reliability, bandwidth when
+    /// measured, score and category), once a ping result came in.
+    pub fn health(&self, peer: &PeerId) -> Option<Health> {
+        let info = self.manager.peer_info(peer)?;
+        info.connections
+            .iter()
+            .filter(|c| c.closing.is_none())
+            .find_map(|c| c.health)
+    }
+
+    /// Feeds a bandwidth measurement of `connection` into its health score.
+    pub fn record_bandwidth(&mut self, connection: ConnectionId, bytes_per_second: f64) {
+        self.manager
+            .on_bandwidth(Instant::now(), connection, bytes_per_second);
+        self.wake();
     }
 
     /// The sans-IO core, for queries.
@@ -551,7 +568,10 @@ impl NetworkBehaviour for Behaviour {
                         Err(libp2p_ping::Failure::Unsupported) => {
                             self.manager.on_ping_unsupported(connection)
                         }
-                        Err(error) => tracing::debug!(%connection, %error, "ping failed"),
+                        Err(error) => {
+                            tracing::debug!(%connection, %error, "ping failed");
+                            self.manager.on_ping_failure(Instant::now(), connection);
+                        }
                     },
                     // ping::Behaviour only ever reports events.
                     other => {

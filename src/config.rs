@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 
-use crate::core::{Backoff, Limits, Watermarks};
+use crate::core::{Backoff, HealthScoring, Limits, Watermarks};
 
 /// Configuration of the connection manager.
 ///
@@ -20,6 +20,8 @@ pub struct Config {
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
     pub(crate) inactivity_timeout: Option<Duration>,
+    pub(crate) health_scoring: HealthScoring,
+    pub(crate) degraded_grace: Option<Duration>,
     pub(crate) dial_timeout: Duration,
     pub(crate) prompt_redial_delay: Duration,
     pub(crate) timeout_backoff: Backoff,
@@ -62,6 +64,8 @@ impl Config {
     /// | [`with_ping_interval`](Self::with_ping_interval) | 15 s |
     /// | [`with_ping_timeout`](Self::with_ping_timeout) | 20 s |
     /// | [`with_inactivity_timeout`](Self::with_inactivity_timeout) | 60 s |
+    /// | [`with_health_scoring`](Self::with_health_scoring) | [`HealthScoring::new`] |
+    /// | [`with_degraded_grace`](Self::with_degraded_grace) | 120 s |
     /// | [`with_dial_timeout`](Self::with_dial_timeout) | 30 s |
     /// | [`with_prompt_redial_delay`](Self::with_prompt_redial_delay) | 200 ms |
     /// | [`with_timeout_backoff`](Self::with_timeout_backoff) | 1 s, x2, up to 2 min, +-20% |
@@ -91,6 +95,8 @@ impl Config {
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(20),
             inactivity_timeout: Some(Duration::from_secs(60)),
+            health_scoring: HealthScoring::new(),
+            degraded_grace: Some(Duration::from_secs(120)),
             dial_timeout: Duration::from_secs(30),
             prompt_redial_delay: Duration::from_millis(200),
             timeout_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(120)),
@@ -168,6 +174,19 @@ impl Config {
     /// the ping interval plus the ping timeout.
     pub fn with_inactivity_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.inactivity_timeout = timeout;
+        self
+    }
+
+    /// How RTT, ping reliability and bandwidth become a health score (see [`HealthScoring`]).
+    pub fn with_health_scoring(mut self, scoring: HealthScoring) -> Self {
+        self.health_scoring = scoring;
+        self
+    }
+
+    /// Replaces a connection whose health stays Critical for this long: it is closed (goodbye
+    /// `NetworkRestructure`) and the peer dialed again at once (`None`: never).
+    pub fn with_degraded_grace(mut self, grace: Option<Duration>) -> Self {
+        self.degraded_grace = grace;
         self
     }
 
@@ -303,8 +322,8 @@ impl Config {
     /// Trims connections when more than `high` peers are connected, down to `low` (clamped to
     /// at most `high`). Peers go in this order, first trimmed first: peers not asked for with
     /// `dial`/discovery before those that were, then the lowest total tag value
-    /// ([`Behaviour::tag_peer`](crate::Behaviour::tag_peer)), then the worst health (highest
-    /// ping RTT, unmeasured first), then inbound before outbound, then the newest. Never
+    /// ([`Behaviour::tag_peer`](crate::Behaviour::tag_peer)), then the worst health score
+    /// (unmeasured counts as 0.5), then inbound before outbound, then the newest. Never
     /// trimmed: protected peers ([`Behaviour::protect`](crate::Behaviour::protect)),
     /// allow-listed peers, and connections younger than the trim grace.
     pub fn with_watermarks(mut self, low: usize, high: usize) -> Self {

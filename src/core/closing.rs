@@ -84,7 +84,11 @@ impl Manager {
         if record.closing.is_some() {
             return;
         }
-        record.closing = Some(Closing { reason, deadline });
+        record.closing = Some(Closing {
+            reason,
+            deadline,
+            replace: false,
+        });
         if let Some(grace) = record.grace_deadline.take() {
             self.timers.cancel(grace, Timer::DuplicateGrace(connection));
         }
@@ -150,6 +154,9 @@ impl Manager {
         }
         if let Some(at) = connection.inactive_at {
             self.timers.cancel(at, Timer::Inactivity(connection.id));
+        }
+        if let Some(at) = connection.health.critical_until {
+            self.timers.cancel(at, Timer::Critical(connection.id));
         }
     }
 }

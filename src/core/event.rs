@@ -8,7 +8,7 @@ use libp2p_swarm::ConnectionId;
 
 use web_time::Instant;
 
-use super::{BanTarget, ClosedBy, Denial, Initiator, Phase};
+use super::{BanTarget, ClosedBy, Denial, HealthCategory, Initiator, Phase};
 use crate::DisconnectReason;
 
 /// An event of the connection manager, emitted as the behaviour's `ToSwarm::GenerateEvent`.
@@ -130,6 +130,25 @@ pub enum Event {
     Trimmed {
         /// The trimmed peers.
         peers: Vec<PeerId>,
+    },
+    /// The health category of a connection changed (`old` is `None` on its first assessment).
+    HealthChanged {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// The category before.
+        old: Option<HealthCategory>,
+        /// The category now.
+        new: HealthCategory,
+    },
+    /// A connection stayed Critical longer than the degraded grace: it is closed (goodbye
+    /// `NetworkRestructure`) and the peer dialed again at once.
+    ConnectionReplaced {
+        /// The remote peer.
+        peer: PeerId,
+        /// The replaced connection.
+        connection: ConnectionId,
     },
     /// The node changed phase.
     PhaseChanged {

@@ -263,6 +263,7 @@ impl Manager {
             grace_deadline: None,
             rtt: None,
             inactive_at: None,
+            health: Default::default(),
             counted_ip,
         });
         record.waiting = None;
@@ -353,7 +354,11 @@ impl Manager {
 
         // The side that dialed the lost connection redials. The other side cleans up, and
         // redials only a peer it wants, later, in case the initiator does not come back.
-        if !still_connected && pending_outbound == 0 && !self.terminated {
+        let replaced = closed.closing.is_some_and(|c| c.replace);
+        if replaced && !still_connected && pending_outbound == 0 && !self.terminated {
+            // We closed it to get a better one: we dial again at once, whoever dialed it.
+            self.plan_redial(now, peer, RedialPlan::Prompt, None, Duration::ZERO);
+        } else if !still_connected && pending_outbound == 0 && !self.terminated {
             let plan = redial::plan(reason, closed_by, context);
             match closed.initiator {
                 Initiator::Local => self.plan_redial(now, peer, plan, retry_after, Duration::ZERO),

@@ -1,4 +1,5 @@
-//! Liveness: ping results per connection, and closing connections that stopped answering.
+//! Liveness and health: ping results per connection, closing connections that stopped
+//! answering, and replacing those whose health stays Critical.
 
 use super::*;
 
@@ -8,14 +9,128 @@ impl Manager {
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };
+        let scoring = self.config.health_scoring;
         if let Some(record) = self
             .peers
             .get_mut(&peer)
             .and_then(|r| r.connection_mut(connection))
         {
             record.rtt = Some(rtt);
+            record.health.record_ping(&scoring, Some(rtt));
         }
         self.arm_inactivity(now, peer, connection);
+        self.reassess(now, peer, connection);
+    }
+
+    /// A ping on `connection` failed (timed out or broke). libp2p-ping does not report the
+    /// first failure after a success, so reliability errs on the generous side.
+    pub fn on_ping_failure(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(peer) = self.owners.get(&connection).copied() else {
+            return;
+        };
+        let scoring = self.config.health_scoring;
+        if let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        {
+            record.health.record_ping(&scoring, None);
+        }
+        self.reassess(now, peer, connection);
+    }
+
+    /// The application measured `bytes_per_second` moving over `connection` (for example with
+    /// a counting transport wrapper). Without it, bandwidth is left out of the health score.
+    pub fn on_bandwidth(&mut self, now: Instant, connection: ConnectionId, bytes_per_second: f64) {
+        let Some(peer) = self.owners.get(&connection).copied() else {
+            return;
+        };
+        if let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        {
+            record.health.record_bandwidth(bytes_per_second);
+        }
+        self.reassess(now, peer, connection);
+    }
+
+    /// Reports a change of health category, and starts or stops the Critical countdown.
+    fn reassess(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
+        let scoring = self.config.health_scoring;
+        let grace = self.config.degraded_grace;
+        let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        else {
+            return;
+        };
+        let Some(health) = record.health.assess(&scoring) else {
+            return;
+        };
+        let old = record.health.category.replace(health.category);
+        let critical = health.category == HealthCategory::Critical && record.is_open();
+        let countdown = match (critical, record.health.critical_until, grace) {
+            (true, None, Some(grace)) => {
+                let at = later(now, grace);
+                record.health.critical_until = Some(at);
+                Some((at, true))
+            }
+            (false, Some(at), _) => {
+                record.health.critical_until = None;
+                Some((at, false))
+            }
+            _ => None,
+        };
+        match countdown {
+            Some((at, true)) => self.timers.schedule(at, Timer::Critical(connection)),
+            Some((at, false)) => self.timers.cancel(at, Timer::Critical(connection)),
+            None => {}
+        }
+        if old != Some(health.category) {
+            tracing::debug!(%peer, %connection, category = %health.category, score = health.score, "health changed");
+            self.push_event(Event::HealthChanged {
+                peer,
+                connection,
+                old,
+                new: health.category,
+            });
+        }
+    }
+
+    pub(super) fn on_critical_too_long(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(peer) = self.owners.get(&connection).copied() else {
+            return;
+        };
+        let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        else {
+            return;
+        };
+        record.health.critical_until = None;
+        if !record.is_open() || record.health.category != Some(HealthCategory::Critical) {
+            return;
+        }
+        tracing::debug!(%peer, %connection, "health stayed critical: replacing the connection");
+        self.push_event(Event::ConnectionReplaced { peer, connection });
+        self.start_close(
+            now,
+            peer,
+            connection,
+            DisconnectReason::NetworkRestructure,
+            None,
+        );
+        if let Some(closing) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+            .and_then(|c| c.closing.as_mut())
+        {
+            closing.replace = true;
+        }
     }
 
     /// The remote does not speak ping: its connection cannot be judged by pings, so the

@@ -16,6 +16,7 @@ mod denial;
 mod discovery;
 mod duplicates;
 mod event;
+mod health;
 mod inputs;
 mod limits;
 mod liveness;
@@ -39,6 +40,7 @@ pub use bans::{Ban, BanTarget};
 pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
+pub use health::{Health, HealthCategory, HealthScoring};
 use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -245,6 +247,7 @@ impl Manager {
                 Timer::BanExpiry(target) => self.on_ban_expired(now, target),
                 Timer::Inactivity(connection) => self.on_inactive(now, connection),
                 Timer::Trim => self.on_trim_due(now),
+                Timer::Critical(connection) => self.on_critical_too_long(now, connection),
             }
         }
     }
@@ -274,7 +277,9 @@ impl Manager {
 
     /// What the manager knows of `peer`.
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
-        self.peers.get(peer).map(|r| r.info())
+        self.peers
+            .get(peer)
+            .map(|r| r.info(&self.config.health_scoring))
     }
 
     /// Established connections, over all peers.

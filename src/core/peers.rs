@@ -6,7 +6,11 @@ use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
 
-use super::{duplicates::Candidate, Initiator};
+use super::{
+    duplicates::Candidate,
+    health::{Health, HealthScoring, HealthState},
+    Initiator,
+};
 use crate::DisconnectReason;
 
 /// An established connection.
@@ -26,6 +30,7 @@ pub(crate) struct ConnectionRecord {
     pub(crate) rtt: Option<Duration>,
     /// When the connection counts as dead unless a ping succeeds first.
     pub(crate) inactive_at: Option<Instant>,
+    pub(crate) health: HealthState,
     /// The remote IP counted against the per-IP limits (inbound only).
     pub(crate) counted_ip: Option<IpAddr>,
 }
@@ -35,6 +40,8 @@ pub(crate) struct ConnectionRecord {
 pub(crate) struct Closing {
     pub(crate) reason: DisconnectReason,
     pub(crate) deadline: Instant,
+    /// Closed to be replaced (health stayed critical): the closing side redials at once.
+    pub(crate) replace: bool,
 }
 
 impl ConnectionRecord {
@@ -50,7 +57,7 @@ impl ConnectionRecord {
         }
     }
 
-    pub(crate) fn info(&self) -> ConnectionInfo {
+    pub(crate) fn info(&self, scoring: &HealthScoring) -> ConnectionInfo {
         ConnectionInfo {
             id: self.id,
             initiator: self.initiator,
@@ -58,6 +65,7 @@ impl ConnectionRecord {
             since: self.established_at,
             remote_addr: self.remote_addr.clone(),
             rtt: self.rtt,
+            health: self.health.assess(scoring),
             closing: self.closing.map(|c| c.reason),
         }
     }
@@ -138,9 +146,9 @@ impl PeerRecord {
         self.addresses.truncate(max);
     }
 
-    pub(crate) fn info(&self) -> PeerInfo {
+    pub(crate) fn info(&self, scoring: &HealthScoring) -> PeerInfo {
         PeerInfo {
-            connections: self.connections.iter().map(|c| c.info()).collect(),
+            connections: self.connections.iter().map(|c| c.info(scoring)).collect(),
             addresses: self.addresses.iter().cloned().collect(),
             wanted: self.wanted,
             next_redial: self.redial_at,
@@ -186,6 +194,8 @@ pub struct ConnectionInfo {
     pub remote_addr: Multiaddr,
     /// The last ping round-trip time.
     pub rtt: Option<Duration>,
+    /// Its health, once a ping result came in.
+    pub health: Option<Health>,
     /// Why it is being closed, if the manager is closing it.
     pub closing: Option<DisconnectReason>,
 }

@@ -27,6 +27,8 @@ pub(crate) enum Timer {
     Inactivity(ConnectionId),
     /// A trim postponed by the silence period.
     Trim,
+    /// This connection stayed Critical for the degraded grace: replace it.
+    Critical(ConnectionId),
 }
 
 /// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.

@@ -37,8 +37,8 @@ struct Candidate {
     peer: PeerId,
     wanted: bool,
     value: i64,
-    /// Larger is worse: the last RTT, unmeasured counting as the worst.
-    health_rank: Duration,
+    /// The health score; unmeasured counts as middling (0.5).
+    health: f64,
     inbound: bool,
     since: Instant,
 }
@@ -50,7 +50,7 @@ impl Candidate {
         self.wanted
             .cmp(&other.wanted)
             .then(self.value.cmp(&other.value))
-            .then(other.health_rank.cmp(&self.health_rank))
+            .then(self.health.total_cmp(&other.health))
             .then(other.inbound.cmp(&self.inbound))
             .then(other.since.cmp(&self.since))
     }
@@ -168,7 +168,10 @@ impl Manager {
                 peer: *peer,
                 wanted: record.wanted,
                 value: self.tags.value(peer),
-                health_rank: kept.rtt.unwrap_or(Duration::MAX),
+                health: kept
+                    .health
+                    .assess(&self.config.health_scoring)
+                    .map_or(0.5, |h| h.score),
                 inbound: kept.initiator == Initiator::Remote,
                 since: kept.established_at,
             });

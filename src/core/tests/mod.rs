@@ -811,3 +811,87 @@ fn peers_without_ping_are_not_judged_by_it() {
     assert!(a.closes().is_empty());
     assert_eq!(a.manager.scheduled_timers(), 0);
 }
+
+#[test]
+fn health_changes_are_events_and_a_connection_kept_critical_is_replaced() {
+    let grace = Duration::from_secs(60);
+    let config = Config::default()
+        .with_degraded_grace(Some(grace))
+        .with_inactivity_timeout(None)
+        .with_health_scoring(HealthScoring::new().with_window(4));
+    let (mut a, b) = pair(config);
+    // The remote dialed; we will still be the one to replace it.
+    a.establish(cid(1), b.id, Initiator::Remote).unwrap();
+    let _ = a.actions();
+    a.manager
+        .on_ping_success(a.now, cid(1), Duration::from_millis(20));
+    assert!(a.events().contains(&Event::HealthChanged {
+        peer: b.id,
+        connection: cid(1),
+        old: None,
+        new: HealthCategory::Excellent
+    }));
+    for _ in 0..4 {
+        a.manager.on_ping_failure(a.now, cid(1));
+    }
+    let changes: Vec<_> = a
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::HealthChanged { new, .. } => Some(new),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes.last(),
+        Some(&HealthCategory::Critical),
+        "{changes:?}"
+    );
+    assert_eq!(
+        a.manager.peer_info(&b.id).unwrap().connections[0]
+            .health
+            .unwrap()
+            .category,
+        HealthCategory::Critical
+    );
+
+    a.advance(grace - Duration::from_secs(1));
+    assert!(a.closes().is_empty());
+    a.advance(Duration::from_secs(1));
+    let actions = a.actions();
+    assert!(actions.contains(&Action::Event(Event::ConnectionReplaced {
+        peer: b.id,
+        connection: cid(1)
+    })));
+    assert!(actions.contains(&Action::SendGoodbye {
+        peer: b.id,
+        connection: cid(1),
+        reason: DisconnectReason::NetworkRestructure,
+        retry_after: None
+    }));
+    a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
+    let delay = redial_delay(&a.events()).expect("a replaced connection is redialed");
+    assert!(delay <= Duration::from_millis(300));
+}
+
+#[test]
+fn recovering_before_the_grace_ends_keeps_the_connection() {
+    let grace = Duration::from_secs(60);
+    let config = Config::default()
+        .with_degraded_grace(Some(grace))
+        .with_inactivity_timeout(None)
+        .with_health_scoring(HealthScoring::new().with_window(2));
+    let (mut a, b) = pair(config);
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    a.manager.on_ping_failure(a.now, cid(1));
+    a.manager.on_ping_failure(a.now, cid(1));
+    a.advance(Duration::from_secs(30));
+    a.manager
+        .on_ping_success(a.now, cid(1), Duration::from_millis(20));
+    a.manager
+        .on_ping_success(a.now, cid(1), Duration::from_millis(20));
+    let _ = a.actions();
+    a.advance(grace);
+    assert!(a.closes().is_empty());
+    assert_eq!(a.manager.scheduled_timers(), 0);
+}
