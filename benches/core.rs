@@ -23,7 +23,14 @@ fn manager_with(peers: usize, config: Config, now: Instant) -> (Manager, usize) 
         let peer = PeerId::random();
         let connection = ConnectionId::new_unchecked(n);
         manager
-            .check_established(now, connection, peer, Initiator::Remote, Endpoint::Listener, &addr)
+            .check_established(
+                now,
+                connection,
+                peer,
+                Initiator::Remote,
+                Endpoint::Listener,
+                &addr,
+            )
             .expect("accepted");
         manager.on_established(
             now,
