@@ -107,13 +107,17 @@ mod behaviour;
 mod config;
 pub mod core;
 pub mod handler;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod protocol;
 mod reason;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use behaviour::Behaviour;
 pub use config::Config;
 pub use core::{
-    Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Initiator,
-    LimitKind, Limits, PeerInfo, Phase, RateLimit,
+    Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Health,
+    HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerInfo, Phase, RateLimit,
 };
 pub use reason::DisconnectReason;

@@ -12,7 +12,7 @@ impl Manager {
         }
         self.insert_ban(now, BanTarget::Peer(peer), duration);
         if let Some(record) = self.peers.get_mut(&peer) {
-            record.wanted = false;
+            record.stop_wanting();
             record.parked = true;
         }
         self.cancel_redial(peer);

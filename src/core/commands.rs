@@ -65,7 +65,7 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return false;
         };
-        record.wanted = false;
+        record.stop_wanting();
         record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         let had_connections = !record.connections.is_empty();
@@ -91,7 +91,7 @@ impl Manager {
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
             if let Some(record) = self.peers.get_mut(&peer) {
-                record.wanted = false;
+                record.stop_wanting();
             }
             self.disconnect(now, peer);
         }

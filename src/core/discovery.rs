@@ -57,7 +57,7 @@ impl Manager {
         }
         self.cancel_redial(peer);
         if let Some(record) = self.peers.get_mut(&peer) {
-            record.wanted = false;
+            record.stop_wanting();
             record.flagged = false;
             record.waiting = None;
             record.addresses.clear();

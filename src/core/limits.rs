@@ -73,6 +73,31 @@ impl Limits {
         }
     }
 
+    /// The pending-inbound limit.
+    pub fn max_pending_inbound(&self) -> Option<u32> {
+        self.max_pending_inbound
+    }
+
+    /// The pending-outbound limit.
+    pub fn max_pending_outbound(&self) -> Option<u32> {
+        self.max_pending_outbound
+    }
+
+    /// The established-inbound limit.
+    pub fn max_established_inbound(&self) -> Option<u32> {
+        self.max_established_inbound
+    }
+
+    /// The established-outbound limit.
+    pub fn max_established_outbound(&self) -> Option<u32> {
+        self.max_established_outbound
+    }
+
+    /// The established-total limit.
+    pub fn max_established_total(&self) -> Option<u32> {
+        self.max_established_total
+    }
+
     /// Inbound connections still in their handshake.
     pub fn with_max_pending_inbound(mut self, limit: Option<u32>) -> Self {
         self.max_pending_inbound = limit;

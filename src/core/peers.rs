@@ -123,6 +123,12 @@ impl PeerRecord {
         self.connections.iter_mut().find(|c| c.id == id)
     }
 
+    /// The peer is no longer kept connected: it stops waiting for a slot too.
+    pub(crate) fn stop_wanting(&mut self) {
+        self.wanted = false;
+        self.waiting = None;
+    }
+
     /// Whether the record holds nothing worth keeping.
     pub(crate) fn is_forgettable(&self) -> bool {
         self.connections.is_empty()

@@ -26,7 +26,7 @@ impl Manager {
         if record.wanted {
             if max_attempts.is_some_and(|max| record.redial_attempts >= max) {
                 let attempts = record.redial_attempts;
-                record.wanted = false;
+                record.stop_wanting();
                 self.push_event(Event::RedialGaveUp { peer, attempts });
                 return;
             }

@@ -206,7 +206,7 @@ impl Manager {
             return;
         };
         // Trimming is a decision to have fewer connections: the peer is not redialed.
-        record.wanted = false;
+        record.stop_wanting();
         record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         for connection in open {

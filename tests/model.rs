@@ -1,0 +1,508 @@
+//! Model-based property test of the sans-IO core.
+//!
+//! A small model of the swarm drives one `Manager` with random operation sequences (inbound and
+//! outbound connections, establishments, closes, dial failures, goodbyes, pings, bans, limit
+//! changes, discovery, time jumps) and only ever sends inputs a real swarm could send. After
+//! every step the invariants are checked; at the end everything is torn down and the manager
+//! must hold no state for peers nobody wants. Failing cases shrink to a readable sequence.
+
+use std::{collections::HashMap, time::Duration};
+
+use libp2p_connection_manager::{
+    core::{Action, CloseCause, Manager},
+    Config, DialFailure, DisconnectReason, Initiator, Limits,
+};
+use libp2p_core::{Endpoint, Multiaddr};
+use libp2p_identity::PeerId;
+use libp2p_swarm::ConnectionId;
+use proptest::prelude::*;
+use web_time::Instant;
+
+const PEERS: usize = 5;
+
+#[derive(Debug, Clone)]
+enum Op {
+    InboundAttempt {
+        ip: u8,
+    },
+    Establish {
+        pick: usize,
+        peer: usize,
+    },
+    Fail {
+        pick: usize,
+    },
+    UserDial {
+        peer: usize,
+    },
+    SwarmDial {
+        peer: usize,
+    },
+    Close {
+        pick: usize,
+        transport: bool,
+    },
+    RemoteGoodbye {
+        pick: usize,
+        reason: u32,
+    },
+    Ping {
+        pick: usize,
+        ok: bool,
+    },
+    Ban {
+        peer: usize,
+        secs: Option<u64>,
+    },
+    BanIp {
+        ip: u8,
+        secs: u64,
+    },
+    Disconnect {
+        peer: usize,
+    },
+    Discover {
+        peer: usize,
+        add: bool,
+    },
+    SetLimits {
+        established: Option<u32>,
+        pending: Option<u32>,
+    },
+    Advance {
+        millis: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let peer = 0..PEERS;
+    prop_oneof![
+        3 => (0u8..4).prop_map(|ip| Op::InboundAttempt { ip }),
+        6 => (any::<usize>(), peer.clone()).prop_map(|(pick, peer)| Op::Establish { pick, peer }),
+        2 => any::<usize>().prop_map(|pick| Op::Fail { pick }),
+        2 => peer.clone().prop_map(|peer| Op::UserDial { peer }),
+        2 => peer.clone().prop_map(|peer| Op::SwarmDial { peer }),
+        3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, transport)| Op::Close { pick, transport }),
+        1 => (any::<usize>(), 0u32..9).prop_map(|(pick, reason)| Op::RemoteGoodbye { pick, reason }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, ok)| Op::Ping { pick, ok }),
+        1 => (peer.clone(), proptest::option::of(1u64..120)).prop_map(|(peer, secs)| Op::Ban { peer, secs }),
+        1 => (0u8..4, 1u64..120).prop_map(|(ip, secs)| Op::BanIp { ip, secs }),
+        1 => peer.clone().prop_map(|peer| Op::Disconnect { peer }),
+        1 => (peer, any::<bool>()).prop_map(|(peer, add)| Op::Discover { peer, add }),
+        1 => (proptest::option::of(0u32..4), proptest::option::of(0u32..4))
+            .prop_map(|(established, pending)| Op::SetLimits { established, pending }),
+        3 => (0u64..20_000).prop_map(|millis| Op::Advance { millis }),
+    ]
+}
+
+/// A connection as the model swarm sees it.
+#[derive(Debug, Clone)]
+struct Conn {
+    id: ConnectionId,
+    peer: Option<usize>,
+    outbound: bool,
+    addr: Multiaddr,
+}
+
+struct World {
+    manager: Manager,
+    now: Instant,
+    peers: Vec<PeerId>,
+    next_id: usize,
+    pending: Vec<Conn>,
+    established: Vec<Conn>,
+    /// Connections the manager asked to close.
+    closing: Vec<ConnectionId>,
+    limits: Limits,
+}
+
+fn ip_addr(ip: u8) -> Multiaddr {
+    format!("/ip4/10.0.0.{ip}/tcp/4001")
+        .parse()
+        .expect("address")
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        let limits = Limits::unlimited().with_loopback_exempt(false);
+        let config = Config::default()
+            .with_limits(limits.clone())
+            .with_ping_interval(Duration::from_secs(1))
+            .with_inactivity_timeout(Some(Duration::from_secs(30)))
+            .with_degraded_grace(Some(Duration::from_secs(20)))
+            .with_watermarks(3, 4)
+            .with_trim_grace(Duration::from_secs(5));
+        Self {
+            manager: Manager::new(PeerId::random(), config, now, 1),
+            now,
+            peers: (0..PEERS).map(|_| PeerId::random()).collect(),
+            next_id: 0,
+            pending: Vec::new(),
+            established: Vec::new(),
+            closing: Vec::new(),
+            limits,
+        }
+    }
+
+    fn id(&mut self) -> ConnectionId {
+        self.next_id += 1;
+        ConnectionId::new_unchecked(self.next_id)
+    }
+
+    fn peer_index(&self, peer: &PeerId) -> usize {
+        self.peers
+            .iter()
+            .position(|p| p == peer)
+            .expect("known peer")
+    }
+
+    fn dial(&mut self, peer: usize) {
+        let id = self.id();
+        let addr = ip_addr(peer as u8 + 10);
+        match self.manager.on_pending_outbound(
+            self.now,
+            id,
+            Some(self.peers[peer]),
+            &[addr.clone()],
+        ) {
+            Ok(_) => self.pending.push(Conn {
+                id,
+                peer: Some(peer),
+                outbound: true,
+                addr,
+            }),
+            Err(denial) => self.manager.on_dial_failure(
+                self.now,
+                id,
+                Some(self.peers[peer]),
+                DialFailure::DeniedByManager(denial),
+            ),
+        }
+    }
+
+    /// Carries out what the manager asked for, as the swarm would.
+    fn drain(&mut self) {
+        for _ in 0..10_000 {
+            let Some(action) = self.manager.poll_action() else {
+                return;
+            };
+            match action {
+                Action::Dial { peer, .. } => {
+                    let index = self.peer_index(&peer);
+                    self.dial(index);
+                }
+                Action::SendGoodbye { connection, .. } => {
+                    self.closing.push(connection);
+                    self.manager.on_goodbye_finished(connection);
+                }
+                Action::Close { connection, .. } => {
+                    if let Some(pos) = self.established.iter().position(|c| c.id == connection) {
+                        let conn = self.established.swap_remove(pos);
+                        let peer = self.peers[conn.peer.expect("established")];
+                        self.manager
+                            .on_closed(self.now, connection, peer, CloseCause::Local);
+                    }
+                }
+                Action::Event(_) => {}
+                other => panic!("unexpected action {other:?}"),
+            }
+        }
+        panic!("the manager never stops producing actions");
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match *op {
+            Op::InboundAttempt { ip } => {
+                let id = self.id();
+                let addr = ip_addr(ip);
+                if self.manager.on_pending_inbound(self.now, id, &addr).is_ok() {
+                    self.pending.push(Conn {
+                        id,
+                        peer: None,
+                        outbound: false,
+                        addr,
+                    });
+                }
+            }
+            Op::Establish { pick, peer } => {
+                if self.pending.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.pending.swap_remove(pick % self.pending.len());
+                let peer = conn.peer.unwrap_or(peer);
+                conn.peer = Some(peer);
+                let peer_id = self.peers[peer];
+                let (initiator, direction) = if conn.outbound {
+                    (Initiator::Local, Endpoint::Dialer)
+                } else {
+                    (Initiator::Remote, Endpoint::Listener)
+                };
+                let already = self.manager.is_connected(&peer_id);
+                let in_direction = self
+                    .established
+                    .iter()
+                    .filter(|c| c.outbound == conn.outbound)
+                    .count() as u32;
+                match self
+                    .manager
+                    .check_established(self.now, conn.id, peer_id, initiator, direction, &conn.addr)
+                {
+                    Ok(()) => {
+                        prop_assert!(
+                            !self.manager.is_peer_banned(&peer_id, self.now),
+                            "a banned peer was let in"
+                        );
+                        let limit = if conn.outbound {
+                            self.limits_established_outbound()
+                        } else {
+                            self.limits_established_inbound()
+                        };
+                        if let (false, Some(limit)) = (already, limit) {
+                            prop_assert!(in_direction < limit, "established limit exceeded");
+                        }
+                        self.manager.on_established(
+                            self.now,
+                            conn.id,
+                            peer_id,
+                            initiator,
+                            direction,
+                            conn.addr.clone(),
+                        );
+                        self.established.push(conn);
+                    }
+                    Err(denial) if conn.outbound => self.manager.on_dial_failure(
+                        self.now,
+                        conn.id,
+                        Some(peer_id),
+                        DialFailure::DeniedByManager(denial),
+                    ),
+                    Err(_) => self.manager.on_listen_failure(conn.id),
+                }
+            }
+            Op::Fail { pick } => {
+                if self.pending.is_empty() {
+                    return Ok(());
+                }
+                let conn = self.pending.swap_remove(pick % self.pending.len());
+                if conn.outbound {
+                    let peer = conn.peer.map(|p| self.peers[p]);
+                    self.manager.on_dial_failure(
+                        self.now,
+                        conn.id,
+                        peer,
+                        DialFailure::Transport { errors: vec![] },
+                    );
+                } else {
+                    self.manager.on_listen_failure(conn.id);
+                }
+            }
+            Op::UserDial { peer } => {
+                let _ = self.manager.dial(self.now, self.peers[peer], vec![]);
+            }
+            Op::SwarmDial { peer } => self.dial(peer),
+            Op::Close { pick, transport } => {
+                if self.established.is_empty() {
+                    return Ok(());
+                }
+                let conn = self.established.swap_remove(pick % self.established.len());
+                let cause = if transport {
+                    CloseCause::Transport
+                } else {
+                    CloseCause::Local
+                };
+                let peer = self.peers[conn.peer.expect("established")];
+                self.manager.on_closed(self.now, conn.id, peer, cause);
+            }
+            Op::RemoteGoodbye { pick, reason } => {
+                if self.established.is_empty() {
+                    return Ok(());
+                }
+                let conn = &self.established[pick % self.established.len()];
+                self.manager.on_goodbye_received(
+                    self.now,
+                    conn.id,
+                    DisconnectReason::from_code(reason),
+                    Some(Duration::from_secs(1)),
+                );
+            }
+            Op::Ping { pick, ok } => {
+                if self.established.is_empty() {
+                    return Ok(());
+                }
+                let id = self.established[pick % self.established.len()].id;
+                if ok {
+                    self.manager
+                        .on_ping_success(self.now, id, Duration::from_millis(30));
+                } else {
+                    self.manager.on_ping_failure(self.now, id);
+                }
+            }
+            Op::Ban { peer, secs } => {
+                self.manager
+                    .ban_peer(self.now, self.peers[peer], secs.map(Duration::from_secs));
+            }
+            Op::BanIp { ip, secs } => {
+                let net = format!("10.0.0.{ip}/32").parse().expect("network");
+                self.manager
+                    .ban_network(self.now, net, Some(Duration::from_secs(secs)));
+            }
+            Op::Disconnect { peer } => {
+                self.manager.disconnect(self.now, self.peers[peer]);
+            }
+            Op::Discover { peer, add } => {
+                if add {
+                    let _ = self.manager.add_discovered(
+                        self.now,
+                        self.peers[peer],
+                        vec![ip_addr(peer as u8 + 10)],
+                    );
+                } else {
+                    self.manager.remove_discovered(self.peers[peer]);
+                }
+            }
+            Op::SetLimits {
+                established,
+                pending,
+            } => {
+                self.limits = Limits::unlimited()
+                    .with_loopback_exempt(false)
+                    .with_max_established_inbound(established)
+                    .with_max_established_outbound(established)
+                    .with_max_pending_outbound(pending)
+                    .with_max_pending_inbound(pending);
+                self.manager.set_limits(self.now, self.limits.clone());
+            }
+            Op::Advance { millis } => {
+                self.now += Duration::from_millis(millis);
+                self.manager.handle_timeout(self.now);
+            }
+        }
+        self.drain();
+        self.check()
+    }
+
+    fn limits_established_inbound(&self) -> Option<u32> {
+        self.manager.limits().max_established_inbound()
+    }
+
+    fn limits_established_outbound(&self) -> Option<u32> {
+        self.manager.limits().max_established_outbound()
+    }
+
+    /// Invariants that hold after every step.
+    fn check(&self) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            self.manager.established_connections(),
+            self.established.len(),
+            "established count drifted"
+        );
+        prop_assert!(
+            self.manager.pending_connections() <= self.pending.len(),
+            "more pending than the swarm has"
+        );
+        let mut per_peer: HashMap<usize, usize> = HashMap::new();
+        for conn in &self.established {
+            *per_peer.entry(conn.peer.expect("established")).or_default() += 1;
+        }
+        for (peer, count) in per_peer {
+            prop_assert!(
+                count as u32 <= self.manager.config().max_connections_per_peer(),
+                "per-peer cap exceeded for peer {}",
+                peer
+            );
+            let open = self.manager.peer_info(&self.peers[peer]).map_or(0, |i| {
+                i.connections.iter().filter(|c| c.closing.is_none()).count()
+            });
+            prop_assert!(open <= count);
+        }
+        // Timers are bounded by what exists: per connection (grace, goodbye, inactivity,
+        // critical), per pending dial, per peer (redial), per ban, bootstrap and trim.
+        let bound = 4 * self.established.len()
+            + self.pending.len()
+            + PEERS
+            + self.manager.bans(self.now).len()
+            + 4
+            + 2;
+        prop_assert!(
+            self.manager.scheduled_timers() <= bound + 8,
+            "timers leak: {} > {}",
+            self.manager.scheduled_timers(),
+            bound
+        );
+        Ok(())
+    }
+
+    /// Tears everything down and lets time run: only wanted peers may remain tracked.
+    fn settle(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..50 {
+            while let Some(conn) = self.established.pop() {
+                let peer = self.peers[conn.peer.expect("established")];
+                self.manager
+                    .on_closed(self.now, conn.id, peer, CloseCause::Transport);
+            }
+            while let Some(conn) = self.pending.pop() {
+                if conn.outbound {
+                    let peer = conn.peer.map(|p| self.peers[p]);
+                    self.manager.on_dial_failure(
+                        self.now,
+                        conn.id,
+                        peer,
+                        DialFailure::Transport { errors: vec![] },
+                    );
+                } else {
+                    self.manager.on_listen_failure(conn.id);
+                }
+            }
+            self.drain();
+            self.now += Duration::from_secs(3600);
+            self.manager.handle_timeout(self.now);
+            self.drain();
+        }
+        for peer in &self.peers {
+            if let Some(info) = self.manager.peer_info(peer) {
+                prop_assert!(
+                    info.wanted,
+                    "state left for a peer nobody wants: {:?}",
+                    info
+                );
+            }
+        }
+        prop_assert_eq!(self.manager.established_connections(), 0);
+        // What may still be going on: dials and redials of wanted peers, bans not run out.
+        let wanted = self
+            .peers
+            .iter()
+            .filter(|p| self.manager.peer_info(p).is_some_and(|i| i.wanted))
+            .count();
+        prop_assert!(self.manager.pending_connections() <= wanted);
+        prop_assert!(
+            self.manager.scheduled_timers()
+                <= 2 * wanted + self.manager.bans(self.now).len() + 1,
+            "timers left behind: {}",
+            self.manager.scheduled_timers()
+        );
+        Ok(())
+    }
+}
+
+proptest! {
+    // PROPTEST_CASES raises the count for a longer hunt (the README says how).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
+
+    /// 256 sequences of up to 400 operations: about 100,000 operations per run.
+    #[test]
+    fn the_core_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..400)) {
+        let mut world = World::new();
+        for op in &ops {
+            world.apply(op)?;
+        }
+        world.settle()?;
+    }
+}
