@@ -164,7 +164,7 @@ impl World {
             self.now,
             id,
             Some(self.peers[peer]),
-            &[addr.clone()],
+            std::slice::from_ref(&addr),
         ) {
             Ok(_) => self.pending.push(Conn {
                 id,
@@ -205,7 +205,6 @@ impl World {
                     }
                 }
                 Action::Event(_) => {}
-                other => panic!("unexpected action {other:?}"),
             }
         }
         panic!("the manager never stops producing actions");
@@ -477,8 +476,7 @@ impl World {
             .count();
         prop_assert!(self.manager.pending_connections() <= wanted);
         prop_assert!(
-            self.manager.scheduled_timers()
-                <= 2 * wanted + self.manager.bans(self.now).len() + 1,
+            self.manager.scheduled_timers() <= 2 * wanted + self.manager.bans(self.now).len() + 1,
             "timers left behind: {}",
             self.manager.scheduled_timers()
         );
