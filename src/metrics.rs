@@ -36,8 +36,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    BanTarget, Behaviour, ClosedBy, Denial, DialFailure, DisconnectReason, Event, Initiator,
-    LimitKind, Phase,
+    BanTarget, Behaviour, ClosedBy, Denial, DialFailure, DisconnectReason, Event, HealthCategory,
+    Initiator, LimitKind, Phase,
 };
 
 /// Every phase, for the one-hot `phase` gauge.
@@ -69,6 +69,26 @@ label_sets! {
     TargetLabel { target }
     DirectionLabel { direction }
     PhaseLabel { phase }
+    CategoryLabel { category }
+}
+
+/// Every health category, for the `connections_by_health` gauge.
+const CATEGORIES: [HealthCategory; 5] = [
+    HealthCategory::Excellent,
+    HealthCategory::Good,
+    HealthCategory::Fair,
+    HealthCategory::Poor,
+    HealthCategory::Critical,
+];
+
+fn category_label(category: HealthCategory) -> &'static str {
+    match category {
+        HealthCategory::Excellent => "excellent",
+        HealthCategory::Good => "good",
+        HealthCategory::Fair => "fair",
+        HealthCategory::Poor => "poor",
+        HealthCategory::Critical => "critical",
+    }
 }
 
 /// The connection manager's metrics. See the [module docs](self).
@@ -96,6 +116,9 @@ pub struct Metrics {
     tracked_peers: Gauge,
     active_bans: Family<TargetLabel, Gauge>,
     phase: Family<PhaseLabel, Gauge>,
+    health_changes: Family<CategoryLabel, Counter>,
+    connections_replaced: Counter,
+    connections_by_health: Family<CategoryLabel, Gauge>,
 }
 
 impl Metrics {
@@ -126,6 +149,9 @@ impl Metrics {
             peers_forgotten: add(r, "peers_forgotten", "Peers the manager forgot"),
             peers_trimmed: add(r, "peers_trimmed", "Peers whose connections were closed by trimming above the high watermark"),
             phase_changes: add(r, "phase_changes", "Phase changes, by the phase entered"),
+            health_changes: add(r, "health_changes", "Changes of a connection's health category, by the category entered"),
+            connections_replaced: add(r, "connections_replaced", "Connections replaced because their health stayed critical"),
+            connections_by_health: add(r, "connections_by_health", "Open connections by health category (unassessed ones are not counted)"),
             rtt,
             established_connections: add(r, "established_connections", "Established connections, by transport direction"),
             pending_connections: add(r, "pending_connections", "Connections being negotiated"),
@@ -207,7 +233,13 @@ impl Metrics {
                 inc(&self.phase_changes, PhaseLabel::new(phase_label(*new)));
                 self.set_phase(*new);
             }
-            _ => {}
+            Event::HealthChanged { new, .. } => inc(
+                &self.health_changes,
+                CategoryLabel::new(category_label(*new)),
+            ),
+            Event::ConnectionReplaced { .. } => {
+                self.connections_replaced.inc();
+            }
         }
     }
 
@@ -223,6 +255,7 @@ impl Metrics {
     pub fn observe(&self, behaviour: &Behaviour) {
         let manager = behaviour.manager();
         let (mut inbound, mut outbound, mut connected) = (0, 0, 0);
+        let mut by_health = [0usize; CATEGORIES.len()];
         for peer in manager.connected_peers() {
             connected += 1;
             let Some(info) = manager.peer_info(peer) else {
@@ -232,6 +265,12 @@ impl Metrics {
                 match connection.direction {
                     Endpoint::Listener => inbound += 1,
                     Endpoint::Dialer => outbound += 1,
+                }
+                let open_health = connection.health.filter(|_| connection.closing.is_none());
+                if let Some(health) = open_health {
+                    if let Some(slot) = CATEGORIES.iter().position(|c| *c == health.category) {
+                        by_health[slot] += 1;
+                    }
                 }
             }
         }
@@ -269,6 +308,10 @@ impl Metrics {
             gauge_value(networks),
         );
 
+        for (category, count) in CATEGORIES.iter().zip(by_health) {
+            let labels = CategoryLabel::new(category_label(*category));
+            set(&self.connections_by_health, labels, gauge_value(count));
+        }
         self.set_phase(manager.phase());
     }
 
