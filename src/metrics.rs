@@ -110,6 +110,8 @@ pub struct Metrics {
     peers_trimmed: Counter,
     phase_changes: Family<PhaseLabel, Counter>,
     rtt: Histogram,
+    /// The ping count of each connection at the last `observe`, to feed each new RTT sample once.
+    pings_seen: std::sync::Mutex<std::collections::HashMap<libp2p_swarm::ConnectionId, u64>>,
     established_connections: Family<DirectionLabel, Gauge>,
     pending_connections: Gauge,
     connected_peers: Gauge,
@@ -134,6 +136,7 @@ impl Metrics {
         let rtt = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         r.register_with_unit("ping_rtt", "Ping round-trip times", Unit::Seconds, rtt.clone());
         Self {
+            pings_seen: Default::default(),
             connections_kept: add(r, "connections_kept", "Connections kept as a peer's one connection, by transport direction and effective initiator"),
             duplicates_closed: add(r, "duplicates_closed", "Duplicate connections closed or refused by the one-connection-per-peer rule"),
             denials: add(r, "denials", "Connections refused by the manager, by kind of refusal"),
@@ -243,7 +246,8 @@ impl Metrics {
         }
     }
 
-    /// Records a ping round-trip time.
+    /// Records a ping round-trip time from elsewhere ([`observe`](Self::observe) already
+    /// records the latest RTT of every connection that pinged since the last call).
     pub fn observe_rtt(&self, rtt: Duration) {
         self.rtt.observe(rtt.as_secs_f64());
     }
@@ -256,6 +260,11 @@ impl Metrics {
         let manager = behaviour.manager();
         let (mut inbound, mut outbound, mut connected) = (0, 0, 0);
         let mut by_health = [0usize; CATEGORIES.len()];
+        let mut pings_seen = self
+            .pings_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = std::collections::HashMap::new();
         for peer in manager.connected_peers() {
             connected += 1;
             let Some(info) = manager.peer_info(peer) else {
@@ -266,6 +275,12 @@ impl Metrics {
                     Endpoint::Listener => inbound += 1,
                     Endpoint::Dialer => outbound += 1,
                 }
+                // The latest RTT, once per new ping (samples between two scrapes are not seen).
+                let seen = pings_seen.get(&connection.id).copied().unwrap_or(0);
+                if let (Some(rtt), true) = (connection.rtt, connection.pings > seen) {
+                    self.rtt.observe(rtt.as_secs_f64());
+                }
+                live.insert(connection.id, connection.pings);
                 let open_health = connection.health.filter(|_| connection.closing.is_none());
                 if let Some(health) = open_health {
                     if let Some(slot) = CATEGORIES.iter().position(|c| *c == health.category) {
@@ -274,6 +289,8 @@ impl Metrics {
                 }
             }
         }
+        *pings_seen = live;
+        drop(pings_seen);
         let established = &self.established_connections;
         set(
             established,

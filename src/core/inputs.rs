@@ -262,6 +262,7 @@ impl Manager {
             remote_goodbye: None,
             grace_deadline: None,
             rtt: None,
+            pings: 0,
             inactive_at: None,
             health: Default::default(),
             counted_ip,

@@ -16,6 +16,7 @@ impl Manager {
             .and_then(|r| r.connection_mut(connection))
         {
             record.rtt = Some(rtt);
+            record.pings += 1;
             record.health.record_ping(&scoring, Some(rtt));
         }
         self.arm_inactivity(now, peer, connection);

@@ -28,6 +28,7 @@ pub(crate) struct ConnectionRecord {
     /// When the listener-side duplicate grace of this connection ends.
     pub(crate) grace_deadline: Option<Instant>,
     pub(crate) rtt: Option<Duration>,
+    pub(crate) pings: u64,
     /// When the connection counts as dead unless a ping succeeds first.
     pub(crate) inactive_at: Option<Instant>,
     pub(crate) health: HealthState,
@@ -65,6 +66,7 @@ impl ConnectionRecord {
             since: self.established_at,
             remote_addr: self.remote_addr.clone(),
             rtt: self.rtt,
+            pings: self.pings,
             health: self.health.assess(scoring),
             closing: self.closing.map(|c| c.reason),
         }
@@ -200,6 +202,8 @@ pub struct ConnectionInfo {
     pub remote_addr: Multiaddr,
     /// The last ping round-trip time.
     pub rtt: Option<Duration>,
+    /// Successful pings so far (tells a scraper whether `rtt` is a new sample).
+    pub pings: u64,
     /// Its health, once a ping result came in.
     pub health: Option<Health>,
     /// Why it is being closed, if the manager is closing it.
