@@ -7,7 +7,7 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use libp2p_connection_manager::{
-    core::{CloseCause, Manager},
+    core::{CloseCause, Manager, NewConnection},
     Config, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
@@ -27,18 +27,14 @@ fn manager_with(peers: usize, config: Config, now: Instant) -> (Manager, usize) 
                 now,
                 connection,
                 peer,
-                Initiator::Remote,
-                Endpoint::Listener,
-                &addr,
+                &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
             )
             .expect("accepted");
         manager.on_established(
             now,
             connection,
             peer,
-            Initiator::Remote,
-            Endpoint::Listener,
-            addr.clone(),
+            NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
         );
     }
     while manager.poll_action().is_some() {}
@@ -70,18 +66,14 @@ fn connection_event(c: &mut Criterion) {
                         now,
                         connection,
                         peer,
-                        Initiator::Remote,
-                        Endpoint::Listener,
-                        &addr,
+                        &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
                     )
                     .expect("accepted");
                 manager.on_established(
                     now,
                     connection,
                     peer,
-                    Initiator::Remote,
-                    Endpoint::Listener,
-                    addr.clone(),
+                    NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
                 );
                 manager.on_closed(now, connection, peer, CloseCause::Transport);
                 while let Some(action) = manager.poll_action() {
@@ -114,9 +106,7 @@ fn ban_check(c: &mut Criterion) {
                 now,
                 connection,
                 peer,
-                Initiator::Remote,
-                Endpoint::Listener,
-                &addr,
+                &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
             );
             manager.on_listen_failure(connection);
             black_box((admitted, allowed))

@@ -29,7 +29,7 @@ use web_time::Instant;
 use crate::{
     core::{
         Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
-        Manager, PeerInfo, Phase,
+        Manager, NewConnection, PeerInfo, Phase,
     },
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
@@ -337,6 +337,18 @@ fn initiator(endpoint: &ConnectedPoint) -> Initiator {
     }
 }
 
+/// An inbound connection: relayed when it arrived on a `/p2p-circuit` listen address (its
+/// remote address is then just the relayed peer's id).
+fn inbound(local_addr: &Multiaddr, remote_addr: &Multiaddr) -> NewConnection {
+    let relayed = ConnectedPoint::Listener {
+        local_addr: local_addr.clone(),
+        send_back_addr: remote_addr.clone(),
+    }
+    .is_relayed();
+    NewConnection::new(Initiator::Remote, Endpoint::Listener, remote_addr.clone())
+        .with_relayed(relayed)
+}
+
 fn dial_failure(error: &DialError) -> DialFailure {
     match error {
         DialError::LocalPeerId { .. } => DialFailure::SelfConnection,
@@ -408,9 +420,7 @@ impl NetworkBehaviour for Behaviour {
                 Instant::now(),
                 connection_id,
                 peer,
-                Initiator::Remote,
-                Endpoint::Listener,
-                remote_addr,
+                &inbound(local_addr, remote_addr),
             )
             .map_err(ConnectionDenied::new)?;
         let ping = self.ping.handle_established_inbound_connection(
@@ -451,9 +461,7 @@ impl NetworkBehaviour for Behaviour {
                 Instant::now(),
                 connection_id,
                 peer,
-                initiator,
-                Endpoint::Dialer,
-                addr,
+                &NewConnection::new(initiator, Endpoint::Dialer, addr.clone()),
             )
             .map_err(ConnectionDenied::new)?;
         let ping = self.ping.handle_established_outbound_connection(
@@ -479,9 +487,12 @@ impl NetworkBehaviour for Behaviour {
                 now,
                 connection_id,
                 peer_id,
-                initiator(endpoint),
-                endpoint.to_endpoint(),
-                endpoint.get_remote_address().clone(),
+                NewConnection::new(
+                    initiator(endpoint),
+                    endpoint.to_endpoint(),
+                    endpoint.get_remote_address().clone(),
+                )
+                .with_relayed(endpoint.is_relayed()),
             ),
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,

@@ -87,6 +87,13 @@ async fn a_banned_ip_is_refused_before_the_handshake_and_a_banned_peer_from_any_
 
     // An IP ban refuses before any handshake work: no peer id is known yet.
     a.send(Command::BanNetwork("127.0.0.0/24".parse().unwrap(), None));
+    wait_until(&mut [&mut a], Duration::from_secs(10), |s| {
+        s[0].events
+            .iter()
+            .any(|e| matches!(e, Event::Banned { .. }))
+    })
+    .await
+    .expect("the ban is in force before anyone dials");
     b.swarm_dial(&a);
     let s = wait_until(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
         s[0].events.iter().any(|e| {
@@ -113,6 +120,22 @@ async fn a_banned_ip_is_refused_before_the_handshake_and_a_banned_peer_from_any_
         "127.0.0.0/24".parse().unwrap(),
     )));
     a.send(Command::BanPeer(c.peer, None));
+    wait_until(&mut [&mut a], Duration::from_secs(10), |s| {
+        s[0].events
+            .iter()
+            .any(|e| matches!(e, Event::Unbanned { .. }))
+            && s[0].events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Banned {
+                        target: BanTarget::Peer(_),
+                        ..
+                    }
+                )
+            })
+    })
+    .await
+    .expect("the bans changed before anyone dials");
     c.swarm_dial(&a);
     d.swarm_dial(&a);
     let s = wait_until(

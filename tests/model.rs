@@ -9,7 +9,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p_connection_manager::{
-    core::{Action, CloseCause, Manager},
+    core::{Action, CloseCause, Manager, NewConnection},
     Config, DialFailure, DisconnectReason, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
@@ -243,10 +243,12 @@ impl World {
                     .iter()
                     .filter(|c| c.outbound == conn.outbound)
                     .count() as u32;
-                match self
-                    .manager
-                    .check_established(self.now, conn.id, peer_id, initiator, direction, &conn.addr)
-                {
+                match self.manager.check_established(
+                    self.now,
+                    conn.id,
+                    peer_id,
+                    &NewConnection::new(initiator, direction, conn.addr.clone()),
+                ) {
                     Ok(()) => {
                         prop_assert!(
                             !self.manager.is_peer_banned(&peer_id, self.now),
@@ -264,9 +266,7 @@ impl World {
                             self.now,
                             conn.id,
                             peer_id,
-                            initiator,
-                            direction,
-                            conn.addr.clone(),
+                            NewConnection::new(initiator, direction, conn.addr.clone()),
                         );
                         self.established.push(conn);
                     }

@@ -38,6 +38,8 @@ pub struct Candidate {
     pub id: ConnectionId,
     /// Who dialed it.
     pub initiator: Initiator,
+    /// Whether it runs through a relay (`/p2p-circuit`). Both sides see this alike.
+    pub relayed: bool,
     /// When it was established.
     pub established_at: Instant,
 }
@@ -62,19 +64,28 @@ pub fn preferred_initiator(local: &PeerId, remote: &PeerId) -> Initiator {
     }
 }
 
-/// The connection that survives among `candidates` (all to the same remote): dialed by the
-/// preferred initiator if any is, then the oldest, then the lowest id.
+/// The connection that survives among `candidates` (all to the same remote): a direct one over
+/// a relayed one (a hole punch replaces the relay), then one dialed by the preferred initiator,
+/// then the oldest, then the lowest id. Every criterion but age is seen alike on both sides.
 pub fn survivor(local: &PeerId, remote: &PeerId, candidates: &[Candidate]) -> Option<Candidate> {
     let preferred = preferred_initiator(local, remote);
     candidates
         .iter()
-        .min_by_key(|c| (c.initiator != preferred, c.established_at, c.id))
+        .min_by_key(|c| (c.relayed, c.initiator != preferred, c.established_at, c.id))
         .copied()
+}
+
+/// Whether `address` runs through a relay.
+pub fn is_relayed(address: &libp2p_core::Multiaddr) -> bool {
+    address
+        .iter()
+        .any(|p| matches!(p, libp2p_core::multiaddr::Protocol::P2pCircuit))
 }
 
 /// When the local node closes `loser`, given that `winner` survives.
 pub fn close_timing(winner: &Candidate, loser: &Candidate) -> CloseTiming {
-    if loser.initiator != winner.initiator || loser.initiator == Initiator::Local {
+    let agreed_without_age = loser.initiator != winner.initiator || loser.relayed != winner.relayed;
+    if agreed_without_age || loser.initiator == Initiator::Local {
         CloseTiming::Now
     } else {
         CloseTiming::AfterGrace
@@ -101,8 +112,33 @@ mod tests {
         Candidate {
             id: ConnectionId::new_unchecked(id),
             initiator,
+            relayed: false,
             established_at: at,
         }
+    }
+
+    #[test]
+    fn a_direct_connection_replaces_a_relayed_one_on_both_sides() {
+        let (small, large) = ids();
+        let t0 = Instant::now();
+        // The relayed connection was dialed by the smaller peer; the hole-punched direct one
+        // counts as dialed by the larger (its effective role) and came later.
+        let relayed_small_side = Candidate {
+            relayed: true,
+            ..candidate(1, Initiator::Local, t0)
+        };
+        let direct_small_side = candidate(2, Initiator::Remote, t0 + Duration::from_secs(1));
+        let relayed_large_side = Candidate {
+            relayed: true,
+            ..candidate(11, Initiator::Remote, t0)
+        };
+        let direct_large_side = candidate(12, Initiator::Local, t0 + Duration::from_secs(1));
+        let kept = survivor(&small, &large, &[relayed_small_side, direct_small_side]).unwrap();
+        assert_eq!(kept.id, ConnectionId::new_unchecked(2));
+        assert_eq!(close_timing(&kept, &relayed_small_side), CloseTiming::Now);
+        let kept = survivor(&large, &small, &[relayed_large_side, direct_large_side]).unwrap();
+        assert_eq!(kept.id, ConnectionId::new_unchecked(12));
+        assert_eq!(close_timing(&kept, &relayed_large_side), CloseTiming::Now);
     }
 
     #[test]

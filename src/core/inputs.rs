@@ -138,11 +138,9 @@ impl Manager {
         now: Instant,
         connection: ConnectionId,
         peer: PeerId,
-        initiator: Initiator,
-        direction: Endpoint,
-        remote_addr: &Multiaddr,
+        new: &NewConnection,
     ) -> Result<(), Denial> {
-        if let Err(denial) = self.admit_established(now, peer, direction, remote_addr) {
+        if let Err(denial) = self.admit_established(now, peer, new.direction, &new.remote_addr) {
             return Err(self.deny(Some(peer), connection, denial));
         }
         let Some(record) = self.peers.get(&peer) else {
@@ -150,7 +148,8 @@ impl Manager {
         };
         let newcomer = duplicates::Candidate {
             id: connection,
-            initiator,
+            initiator: new.initiator,
+            relayed: new.relayed,
             established_at: now,
         };
         let mut candidates: Vec<_> = record.open().map(|c| c.candidate()).collect();
@@ -235,10 +234,14 @@ impl Manager {
         now: Instant,
         connection: ConnectionId,
         peer: PeerId,
-        initiator: Initiator,
-        direction: Endpoint,
-        remote_addr: Multiaddr,
+        new: NewConnection,
     ) {
+        let NewConnection {
+            initiator,
+            direction,
+            relayed,
+            remote_addr,
+        } = new;
         let pending = self.finish_pending(connection);
         let counted_ip = pending.as_ref().and_then(|p| p.counted_ip);
         let cancelled = pending.is_some_and(|p| p.cancelled);
@@ -256,6 +259,7 @@ impl Manager {
             id: connection,
             initiator,
             direction,
+            relayed,
             established_at: now,
             remote_addr,
             closing: None,

@@ -112,6 +112,38 @@ pub enum Action {
     Event(Event),
 }
 
+/// What the swarm knows of a connection once its handshake is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConnection {
+    /// Who dialed it, by effective role.
+    pub initiator: Initiator,
+    /// Who dialed it at the transport level.
+    pub direction: Endpoint,
+    /// Whether it runs through a relay.
+    pub relayed: bool,
+    /// The remote's address on it.
+    pub remote_addr: Multiaddr,
+}
+
+impl NewConnection {
+    /// A connection to `remote_addr`; relayed if the address goes through `/p2p-circuit`.
+    pub fn new(initiator: Initiator, direction: Endpoint, remote_addr: Multiaddr) -> Self {
+        Self {
+            initiator,
+            direction,
+            relayed: duplicates::is_relayed(&remote_addr),
+            remote_addr,
+        }
+    }
+
+    /// Says whether it runs through a relay, when the remote address alone does not tell (an
+    /// inbound relayed connection's remote address is just `/p2p/<peer>`).
+    pub fn with_relayed(mut self, relayed: bool) -> Self {
+        self.relayed = relayed;
+        self
+    }
+}
+
 /// How a connection ended, as the swarm saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCause {

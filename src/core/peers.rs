@@ -19,6 +19,7 @@ pub(crate) struct ConnectionRecord {
     pub(crate) id: ConnectionId,
     pub(crate) initiator: Initiator,
     pub(crate) direction: Endpoint,
+    pub(crate) relayed: bool,
     pub(crate) established_at: Instant,
     pub(crate) remote_addr: Multiaddr,
     /// Set once the manager decided to close it: the goodbye is on its way.
@@ -54,6 +55,7 @@ impl ConnectionRecord {
         Candidate {
             id: self.id,
             initiator: self.initiator,
+            relayed: self.relayed,
             established_at: self.established_at,
         }
     }

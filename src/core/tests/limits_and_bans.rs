@@ -153,18 +153,14 @@ fn the_per_ip_count_follows_the_connection_until_it_closes() {
             a.now,
             cid(1),
             b.id,
-            Initiator::Remote,
-            Endpoint::Listener,
-            &from,
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, from.clone()),
         )
         .unwrap();
     a.manager.on_established(
         a.now,
         cid(1),
         b.id,
-        Initiator::Remote,
-        Endpoint::Listener,
-        from.clone(),
+        NewConnection::new(Initiator::Remote, Endpoint::Listener, from.clone()),
     );
     assert!(a.manager.on_pending_inbound(a.now, cid(2), &from).is_err());
     a.manager
@@ -249,9 +245,7 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
             a.now,
             cid(2),
             b.id,
-            Initiator::Remote,
-            Endpoint::Listener,
-            &elsewhere
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, elsewhere.clone())
         ),
         Err(Denial::PeerBanned {
             remaining: Some(_),
@@ -327,18 +321,14 @@ fn ip_bans_refuse_before_the_handshake_and_close_connections_inside() {
             a.now,
             cid(1),
             b.id,
-            Initiator::Remote,
-            Endpoint::Listener,
-            &inside,
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, inside.clone()),
         )
         .unwrap();
     a.manager.on_established(
         a.now,
         cid(1),
         b.id,
-        Initiator::Remote,
-        Endpoint::Listener,
-        inside.clone(),
+        NewConnection::new(Initiator::Remote, Endpoint::Listener, inside.clone()),
     );
     a.manager
         .on_pending_inbound(a.now, cid(2), &outside)
@@ -347,9 +337,7 @@ fn ip_bans_refuse_before_the_handshake_and_close_connections_inside() {
         a.now,
         cid(2),
         c,
-        Initiator::Remote,
-        Endpoint::Listener,
-        outside.clone(),
+        NewConnection::new(Initiator::Remote, Endpoint::Listener, outside.clone()),
     );
     let _ = a.actions();
 
@@ -370,9 +358,7 @@ fn ip_bans_refuse_before_the_handshake_and_close_connections_inside() {
             a.now,
             cid(4),
             b.id,
-            Initiator::Remote,
-            Endpoint::Listener,
-            &outside,
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, outside.clone()),
         )
         .unwrap();
     assert!(a.manager.is_ip_banned("10.1.0.1".parse().unwrap(), a.now));
@@ -497,9 +483,7 @@ fn counters_return_to_zero_after_every_kind_of_end() {
             a.now,
             cid(base + 2),
             b.id,
-            Initiator::Remote,
-            Endpoint::Listener,
-            from.clone(),
+            NewConnection::new(Initiator::Remote, Endpoint::Listener, from.clone()),
         );
         a.manager
             .on_closed(a.now, cid(base + 2), b.id, CloseCause::Transport);

@@ -60,10 +60,18 @@ impl Node {
             Initiator::Local => Endpoint::Dialer,
             Initiator::Remote => Endpoint::Listener,
         };
-        self.manager
-            .check_established(self.now, c, peer, initiator, direction, &addr(1))?;
-        self.manager
-            .on_established(self.now, c, peer, initiator, direction, addr(1));
+        self.manager.check_established(
+            self.now,
+            c,
+            peer,
+            &NewConnection::new(initiator, direction, addr(1)),
+        )?;
+        self.manager.on_established(
+            self.now,
+            c,
+            peer,
+            NewConnection::new(initiator, direction, addr(1)),
+        );
         Ok(())
     }
 

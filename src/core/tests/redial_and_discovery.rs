@@ -132,9 +132,7 @@ fn a_full_local_limit_makes_peers_wait_in_line_until_a_slot_frees() {
                 a.now,
                 cid(n),
                 peer,
-                Initiator::Local,
-                Endpoint::Dialer,
-                &addr(3),
+                &NewConnection::new(Initiator::Local, Endpoint::Dialer, addr(3)),
             )
             .unwrap_err();
         a.manager.on_dial_failure(
