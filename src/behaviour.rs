@@ -283,6 +283,7 @@ impl Behaviour {
                 connection,
                 reason,
                 retry_after,
+                timeout,
             } => {
                 let goodbye = Goodbye {
                     reason,
@@ -291,7 +292,7 @@ impl Behaviour {
                 ToSwarm::NotifyHandler {
                     peer_id: peer,
                     handler: NotifyHandler::One(connection),
-                    event: Either::Left(handler::FromBehaviour::SendGoodbye(goodbye)),
+                    event: Either::Left(handler::FromBehaviour::SendGoodbye { goodbye, timeout }),
                 }
             }
             Action::Close { peer, connection } => ToSwarm::CloseConnection {

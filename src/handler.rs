@@ -26,8 +26,14 @@ use crate::protocol::{self, Goodbye, GoodbyeError, GOODBYE_PROTOCOL};
 /// A command from the behaviour to the handler.
 #[derive(Debug, Clone)]
 pub enum FromBehaviour {
-    /// Send this goodbye, then report [`ToBehaviour::GoodbyeFinished`].
-    SendGoodbye(Goodbye),
+    /// Send this goodbye, taking at most `timeout`, then report
+    /// [`ToBehaviour::GoodbyeFinished`].
+    SendGoodbye {
+        /// The goodbye.
+        goodbye: Goodbye,
+        /// How long sending it may take.
+        timeout: Duration,
+    },
 }
 
 /// A report from the handler to the behaviour.
@@ -135,11 +141,10 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: FromBehaviour) {
         match event {
-            FromBehaviour::SendGoodbye(goodbye) => {
+            FromBehaviour::SendGoodbye { goodbye, timeout } => {
                 match self.outgoing {
                     Outgoing::Idle => {
-                        self.outgoing =
-                            Outgoing::Requested(goodbye, Delay::new(self.goodbye_timeout));
+                        self.outgoing = Outgoing::Requested(goodbye, Delay::new(timeout));
                     }
                     // One goodbye per connection: a second request is answered at once.
                     Outgoing::Done => self

@@ -345,6 +345,13 @@ async fn delay_raises_the_rtt_and_heal_brings_it_back() {
         a.connections_to(&b_peer)[0].1,
         slowed.elapsed()
     );
+    // The added latency moves the health category down...
+    let category = |a: &Node| a.swarm.behaviour().health(&b_peer).map(|h| h.category);
+    wait_until(&mut a, &mut b, start, DEADLINE, |a, _| {
+        category(a).is_some_and(|c| c < manager::HealthCategory::Excellent)
+    })
+    .await;
+    println!("health {:?} with the delay", category(&a));
 
     a.faults.heal();
     b.faults.heal();
@@ -359,6 +366,11 @@ async fn delay_raises_the_rtt_and_heal_brings_it_back() {
         "rtt {:?} after the heal",
         a.connections_to(&b_peer)[0].1.unwrap_or_default()
     );
+    // ...and back up once it is gone.
+    wait_until(&mut a, &mut b, start, DEADLINE, |a, _| {
+        category(a) == Some(manager::HealthCategory::Excellent)
+    })
+    .await;
     // The slow link was slow, not broken: the same connection throughout.
     assert_eq!(a.connections_to(&b_peer)[0].0, connection);
 }

@@ -68,12 +68,13 @@ impl Manager {
         reason: DisconnectReason,
         retry_after: Option<Duration>,
     ) {
-        let deadline = later(
-            now,
-            self.config
-                .goodbye_timeout
-                .saturating_add(GOODBYE_BACKSTOP_SLACK),
-        );
+        // A peer closed for not answering gets only a short chance to hear why.
+        let timeout = if reason == DisconnectReason::Timeout {
+            self.config.goodbye_timeout.min(TIMEOUT_GOODBYE)
+        } else {
+            self.config.goodbye_timeout
+        };
+        let deadline = later(now, timeout.saturating_add(GOODBYE_BACKSTOP_SLACK));
         let Some(record) = self
             .peers
             .get_mut(&peer)
@@ -99,6 +100,7 @@ impl Manager {
             connection,
             reason,
             retry_after,
+            timeout,
         });
     }
 

@@ -74,13 +74,13 @@ pub struct HealthScoring {
 }
 
 impl HealthScoring {
-    /// Defaults: latency score 1 at or below 100 ms RTT, 0 at or above 2 s, linear between;
+    /// Defaults: latency score 1 at or below 50 ms RTT, 0 at or above 1 s, linear between;
     /// reliability over the last 10 pings; bandwidth score 1 from 1 MB/s; RTT averaged with
     /// weight 0.3 for the newest sample.
     pub fn new() -> Self {
         Self {
-            good_rtt: Duration::from_millis(100),
-            bad_rtt: Duration::from_secs(2),
+            good_rtt: Duration::from_millis(50),
+            bad_rtt: Duration::from_secs(1),
             window: 10,
             good_bandwidth: 1_000_000.0,
             rtt_smoothing: 0.3,

@@ -74,6 +74,10 @@ fn later(now: Instant, delay: Duration) -> Instant {
 /// The longest delay the manager schedules (a century): durations from the API are clamped to it.
 const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// How long a goodbye to a peer closed for not answering may take (at most the configured
+/// goodbye timeout): it is unlikely to be heard, and the close should not wait on it.
+const TIMEOUT_GOODBYE: Duration = Duration::from_millis(250);
+
 /// Peers whose recent protocol violations are remembered, at most.
 const MAX_VIOLATORS: usize = 4096;
 
@@ -100,6 +104,8 @@ pub enum Action {
         reason: DisconnectReason,
         /// A hint for when the remote may dial again.
         retry_after: Option<Duration>,
+        /// How long sending it may take.
+        timeout: Duration,
     },
     /// Close a connection now.
     Close {

@@ -228,7 +228,8 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
         peer: b.id,
         connection: cid(1),
         reason: DisconnectReason::Banned,
-        retry_after: None
+        retry_after: None,
+        timeout: Config::default().goodbye_timeout()
     }));
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
     assert!(

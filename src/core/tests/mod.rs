@@ -875,7 +875,8 @@ fn health_changes_are_events_and_a_connection_kept_critical_is_replaced() {
         peer: b.id,
         connection: cid(1),
         reason: DisconnectReason::NetworkRestructure,
-        retry_after: None
+        retry_after: None,
+        timeout: Config::default().goodbye_timeout()
     }));
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
     let delay = redial_delay(&a.events()).expect("a replaced connection is redialed");
@@ -902,4 +903,27 @@ fn recovering_before_the_grace_ends_keeps_the_connection() {
     a.advance(grace);
     assert!(a.closes().is_empty());
     assert_eq!(a.manager.scheduled_timers(), 0);
+}
+
+#[test]
+fn a_peer_closed_for_not_answering_gets_only_a_short_goodbye() {
+    let (mut a, b) = pair(Config::default().with_inactivity_timeout(Some(Duration::from_secs(5))));
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    let _ = a.actions();
+    a.advance(Duration::from_secs(5));
+    let timeout = a.actions().into_iter().find_map(|x| match x {
+        Action::SendGoodbye {
+            reason: DisconnectReason::Timeout,
+            timeout,
+            ..
+        } => Some(timeout),
+        _ => None,
+    });
+    assert_eq!(timeout, Some(Duration::from_millis(250)));
+    // No report from the handler: the backstop closes it soon after, not after 2 s.
+    a.advance(Duration::from_millis(750));
+    assert!(a.actions().contains(&Action::Close {
+        peer: b.id,
+        connection: cid(1)
+    }));
 }
