@@ -1,0 +1,144 @@
+//! Remotes that do not run this crate: a plain rust-libp2p node (identify and ping only).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use libp2p::{
+    identify, noise, ping,
+    swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, NetworkBehaviour, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use libp2p_connection_manager::{Config, Event};
+use tokio::sync::{mpsc, watch};
+
+#[derive(NetworkBehaviour)]
+struct Plain {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// A plain node in its own task: it dials what it is told and reports its connection count.
+struct PlainNode {
+    peer: PeerId,
+    addr: Multiaddr,
+    dial: mpsc::UnboundedSender<DialOpts>,
+    established: watch::Receiver<u32>,
+}
+
+async fn plain_node() -> PlainNode {
+    let mut swarm: Swarm<Plain> = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| Plain {
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/plain/1.0.0".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+        .expect("listen");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let peer = *swarm.local_peer_id();
+    let (dial, mut dial_rx) = mpsc::unbounded_channel::<DialOpts>();
+    let (count_tx, established) = watch::channel(0);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                opts = dial_rx.recv() => match opts {
+                    Some(opts) => { let _ = swarm.dial(opts); }
+                    None => return,
+                },
+                _ = swarm.select_next_some() => {}
+            }
+            let _ = count_tx.send(swarm.network_info().connection_counters().num_established());
+        }
+    });
+    PlainNode {
+        peer,
+        addr,
+        dial,
+        established,
+    }
+}
+
+fn dial_to(node: &Node) -> DialOpts {
+    DialOpts::peer_id(node.peer)
+        .addresses(vec![node.addr.clone()])
+        .condition(PeerCondition::Always)
+        .build()
+}
+
+/// Waits until the plain node reports `n` connections.
+async fn plain_has(plain: &mut PlainNode, n: u32) {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        plain.established.wait_for(|count| *count == n),
+    )
+    .await
+    .expect("deadline")
+    .expect("plain node alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_node_that_dials_us_twice_ends_with_one_connection() {
+    init_tracing();
+    let grace = Duration::from_millis(500);
+    let mut node = Node::spawn(NodeConfig {
+        manager: Config::default().with_duplicate_grace(grace),
+        ..Default::default()
+    })
+    .await;
+    let mut plain = plain_node().await;
+    plain.dial.send(dial_to(&node)).expect("alive");
+    plain.dial.send(dial_to(&node)).expect("alive");
+    // The plain node never closes its second connection; as the listener we close the newer
+    // one ourselves once the grace is over.
+    let s = wait_until(&mut [&mut node], Duration::from_secs(20), |s| {
+        s[0].established == 1
+            && s[0].is_quiet()
+            && s[0]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::DuplicateClosed { .. }))
+    })
+    .await
+    .unwrap_or_else(|s| panic!("did not settle: {s:#?}"));
+    assert_eq!(s[0].connections, vec![(plain.peer, 1)]);
+    plain_has(&mut plain, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_node_dialing_us_while_we_dial_it_ends_with_one_connection() {
+    init_tracing();
+    for _ in 0..10 {
+        let mut node = Node::spawn(NodeConfig::default()).await;
+        let mut plain = plain_node().await;
+        node.send(Command::ManagerDial(plain.peer, plain.addr.clone()));
+        plain.dial.send(dial_to(&node)).expect("alive");
+        // We close the loser of the tie-break (the plain node cannot), so both end with one.
+        wait_until(&mut [&mut node], Duration::from_secs(20), |s| {
+            s[0].established == 1 && s[0].is_quiet()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("did not settle: {s:#?}"));
+        plain_has(&mut plain, 1).await;
+        node.kill();
+    }
+}
