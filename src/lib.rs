@@ -96,6 +96,40 @@
 //!   limit that refuses the second connection before the tie-break can run is what leaves two
 //!   peers dialing each other with no connection at all.
 //!
+//! # Feeding it discovery
+//!
+//! The manager keeps the peers it is told about. Wire your discovery to it in the swarm loop:
+//!
+//! ```ignore
+//! match event {
+//!     // mDNS: peers on the local network come and go.
+//!     SwarmEvent::Behaviour(MyEvent::Mdns(mdns::Event::Discovered(found))) => {
+//!         for (peer, address) in found {
+//!             let _ = swarm.behaviour_mut().connections.add_discovered(peer, vec![address]);
+//!         }
+//!     }
+//!     SwarmEvent::Behaviour(MyEvent::Mdns(mdns::Event::Expired(gone))) => {
+//!         for (peer, _) in gone {
+//!             // Its live connection stays; once it is gone and one redial failed, the
+//!             // manager forgets the peer and says so with `Event::PeerForgotten`.
+//!             swarm.behaviour_mut().connections.remove_discovered(peer);
+//!         }
+//!     }
+//!     // Kademlia: keep the peers your application needs (not the whole routing table).
+//!     SwarmEvent::Behaviour(MyEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }))
+//!         if wanted(&peer) =>
+//!     {
+//!         let _ = swarm.behaviour_mut().connections.add_discovered(peer, addresses.into_vec());
+//!     }
+//!     _ => {}
+//! }
+//! ```
+//!
+//! Addresses that identify and Kademlia report through `NewExternalAddrOfPeer` are learned
+//! automatically for peers the manager already tracks
+//! ([`Config::with_learn_peer_addresses`]); [`Config::with_auto_connect_learned_peers`] also
+//! adds peers first heard of that way, up to [`Config::with_max_discovered_peers`].
+//!
 //! # Events
 //!
 //! The behaviour emits [`Event`]s: a connection kept, a duplicate closed, a disconnect with its
