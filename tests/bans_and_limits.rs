@@ -114,6 +114,8 @@ async fn a_banned_ip_is_refused_before_the_handshake_and_a_banned_peer_from_any_
     .await
     .unwrap_or_else(|s| panic!("IP ban did not hold: {s:#?}"));
     assert_eq!(s[0].max_established, 0);
+    // b would keep rescuing its failed dial; it must not slip in once the IP is unbanned.
+    b.kill();
 
     // A peer ban holds whatever address the peer comes from (here one that is not banned).
     a.send(Command::Unban(BanTarget::Network(

@@ -102,6 +102,8 @@ struct Conn {
     peer: Option<usize>,
     outbound: bool,
     addr: Multiaddr,
+    /// Let through by the manager only to say goodbye `ResourceConstraint`: never counted.
+    refused: bool,
 }
 
 struct World {
@@ -171,6 +173,7 @@ impl World {
                 peer: Some(peer),
                 outbound: true,
                 addr,
+                refused: false,
             }),
             Err(denial) => self.manager.on_dial_failure(
                 self.now,
@@ -221,6 +224,7 @@ impl World {
                         peer: None,
                         outbound: false,
                         addr,
+                        refused: false,
                     });
                 }
             }
@@ -241,7 +245,7 @@ impl World {
                 let in_direction = self
                     .established
                     .iter()
-                    .filter(|c| c.outbound == conn.outbound)
+                    .filter(|c| c.outbound == conn.outbound && !c.refused)
                     .count() as u32;
                 match self.manager.check_established(
                     self.now,
@@ -254,19 +258,25 @@ impl World {
                             !self.manager.is_peer_banned(&peer_id, self.now),
                             "a banned peer was let in"
                         );
-                        let limit = if conn.outbound {
-                            self.limits_established_outbound()
-                        } else {
-                            self.limits_established_inbound()
-                        };
-                        if let (false, Some(limit)) = (already, limit) {
-                            prop_assert!(in_direction < limit, "established limit exceeded");
-                        }
+                        let counted_before = self.manager.established_connections();
                         self.manager.on_established(
                             self.now,
                             conn.id,
                             peer_id,
                             NewConnection::new(initiator, direction, conn.addr.clone()),
+                        );
+                        conn.refused = self.manager.established_connections() == counted_before;
+                        let limit = if conn.outbound {
+                            self.limits_established_outbound()
+                        } else {
+                            self.limits_established_inbound()
+                        };
+                        if let (false, false, Some(limit)) = (conn.refused, already, limit) {
+                            prop_assert!(in_direction < limit, "established limit exceeded");
+                        }
+                        prop_assert!(
+                            !conn.refused || !conn.outbound,
+                            "only inbound refusals say goodbye"
                         );
                         self.established.push(conn);
                     }
@@ -393,7 +403,7 @@ impl World {
     fn check(&self) -> Result<(), TestCaseError> {
         prop_assert_eq!(
             self.manager.established_connections(),
-            self.established.len(),
+            self.established.iter().filter(|c| !c.refused).count(),
             "established count drifted"
         );
         prop_assert!(
@@ -401,7 +411,7 @@ impl World {
             "more pending than the swarm has"
         );
         let mut per_peer: HashMap<usize, usize> = HashMap::new();
-        for conn in &self.established {
+        for conn in self.established.iter().filter(|c| !c.refused) {
             *per_peer.entry(conn.peer.expect("established")).or_default() += 1;
         }
         for (peer, count) in per_peer {

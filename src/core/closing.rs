@@ -131,6 +131,9 @@ impl Manager {
     }
 
     pub(super) fn on_goodbye_overdue(&mut self, connection: ConnectionId) {
+        if self.close_refused(connection) {
+            return;
+        }
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };

@@ -141,6 +141,12 @@ impl Manager {
         new: &NewConnection,
     ) -> Result<(), Denial> {
         if let Err(denial) = self.admit_established(now, peer, new.direction, &new.remote_addr) {
+            if self.can_refuse_with_goodbye(new, &denial) {
+                // Refused all the same, but the remote will hear why.
+                self.deny(Some(peer), connection, denial);
+                self.refuse_with_goodbye(connection, peer);
+                return Ok(());
+            }
             return Err(self.deny(Some(peer), connection, denial));
         }
         let Some(record) = self.peers.get(&peer) else {
@@ -243,6 +249,12 @@ impl Manager {
             remote_addr,
         } = new;
         let pending = self.finish_pending(connection);
+        if self.on_refused_established(now, connection) {
+            if let Some(ip) = pending.and_then(|p| p.counted_ip) {
+                self.per_ip.release(ip);
+            }
+            return;
+        }
         let counted_ip = pending.as_ref().and_then(|p| p.counted_ip);
         let cancelled = pending.is_some_and(|p| p.cancelled);
         match direction {
@@ -302,6 +314,9 @@ impl Manager {
         peer: PeerId,
         cause: CloseCause,
     ) {
+        if self.forget_refused(connection) {
+            return;
+        }
         self.owners.remove(&connection);
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
@@ -420,6 +435,8 @@ impl Manager {
 
     /// An inbound connection failed before it was established.
     pub fn on_listen_failure(&mut self, connection: ConnectionId) {
+        // Another behaviour may refuse a connection we only let through to say goodbye.
+        self.forget_refused(connection);
         if let Some(ip) = self.finish_pending(connection).and_then(|p| p.counted_ip) {
             self.per_ip.release(ip);
         }
@@ -457,6 +474,9 @@ impl Manager {
 
     /// The goodbye on `connection` was delivered, refused, or timed out: close it now.
     pub fn on_goodbye_finished(&mut self, connection: ConnectionId) {
+        if self.close_refused(connection) {
+            return;
+        }
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };

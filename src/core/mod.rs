@@ -23,6 +23,7 @@ mod liveness;
 mod peers;
 mod phase;
 mod redial;
+mod refusals;
 mod resources;
 mod schedule;
 mod timers;
@@ -225,6 +226,9 @@ pub struct Manager {
     last_trim: Option<Instant>,
     /// When a trim postponed by the silence period is due.
     trim_due: Option<Instant>,
+    /// Inbound connections refused by a limit that are let through only to say goodbye, with
+    /// their goodbye deadline (see `refusals`).
+    refusing: HashMap<ConnectionId, (PeerId, Option<Instant>)>,
     rng: StdRng,
 }
 
@@ -255,6 +259,7 @@ impl Manager {
             tags: Tags::default(),
             last_trim: None,
             trim_due: None,
+            refusing: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {

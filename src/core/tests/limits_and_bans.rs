@@ -22,6 +22,60 @@ fn denied(events: &[Event]) -> Vec<Denial> {
         .collect()
 }
 
+/// Runs an inbound connection that an established limit refuses: it is let through only to
+/// say goodbye `ResourceConstraint`, then closed, and never counts. Returns the denial.
+fn refused_with_goodbye(a: &mut Node, connection: ConnectionId, peer: PeerId) -> Denial {
+    let before = a.manager.established_connections();
+    a.establish(connection, peer, Initiator::Remote)
+        .expect("let through to say goodbye");
+    assert_eq!(a.manager.established_connections(), before, "never counted");
+    let actions = a.actions();
+    let denial = actions
+        .iter()
+        .find_map(|x| match x {
+            Action::Event(Event::Denied { denial, .. }) => Some(denial.clone()),
+            _ => None,
+        })
+        .expect("the denial is reported");
+    assert!(actions.iter().any(|x| matches!(
+        x,
+        Action::SendGoodbye {
+            connection: c,
+            reason: DisconnectReason::ResourceConstraint,
+            retry_after: Some(_),
+            ..
+        } if *c == connection
+    )));
+    a.manager.on_goodbye_finished(connection);
+    assert_eq!(a.actions(), vec![Action::Close { peer, connection }]);
+    a.manager
+        .on_closed(a.now, connection, peer, CloseCause::Local);
+    assert!(
+        a.actions().is_empty(),
+        "no event for a connection that never counted"
+    );
+    denial
+}
+
+#[test]
+fn refusal_goodbyes_are_bounded_and_outbound_dials_are_refused_outright() {
+    let limits = Limits::unlimited().with_max_established_inbound(Some(0));
+    let (mut a, _) = node_with(limits);
+    for n in 0..8 {
+        a.establish(cid(n), PeerId::random(), Initiator::Remote)
+            .expect("let through to say goodbye");
+    }
+    assert!(matches!(
+        a.establish(cid(100), PeerId::random(), Initiator::Remote),
+        Err(Denial::Limit { .. })
+    ));
+    let limits = Limits::unlimited().with_max_established_outbound(Some(0));
+    let (mut b, _) = node_with(limits);
+    assert!(b
+        .establish(cid(1), PeerId::random(), Initiator::Local)
+        .is_err());
+}
+
 #[test]
 fn pending_inbound_limit_refuses_and_frees_up() {
     let (mut a, _) = node_with(Limits::unlimited().with_max_pending_inbound(Some(2)));
@@ -71,14 +125,16 @@ fn established_limits_by_direction_and_total() {
     let (mut a, _) = node_with(limits);
     let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
     a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
-    assert!(matches!(
-        a.establish(cid(2), peers[1], Initiator::Remote),
-        Err(Denial::Limit {
+    let _ = a.actions();
+    // Refused, but the remote hears why before the connection closes.
+    assert_eq!(
+        refused_with_goodbye(&mut a, cid(2), peers[1]),
+        Denial::Limit {
             kind: LimitKind::EstablishedInbound,
             limit: 1,
             current: 1
-        })
-    ));
+        }
+    );
     a.establish(cid(3), peers[1], Initiator::Local).unwrap();
     // Both directions are at their limits, and so is the total.
     assert!(matches!(
@@ -201,12 +257,12 @@ fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
     );
     assert!(a.closes().is_empty());
     assert_eq!(
-        a.establish(cid(3), peers[2], Initiator::Remote),
-        Err(Denial::Limit {
+        refused_with_goodbye(&mut a, cid(3), peers[2]),
+        Denial::Limit {
             kind: LimitKind::EstablishedTotal,
             limit: 1,
             current: 2
-        })
+        }
     );
 }
 
