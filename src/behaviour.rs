@@ -27,6 +27,7 @@ use libp2p_swarm::{
 use web_time::Instant;
 
 use crate::{
+    bandwidth::{BandwidthMeter, BandwidthSampler},
     core::{
         Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
         Manager, NewConnection, PeerInfo, Phase,
@@ -49,6 +50,8 @@ pub struct Behaviour {
     ping: libp2p_ping::Behaviour,
     /// The manager's next deadline and the timer armed for it.
     timer: Option<(Instant, Delay)>,
+    /// Rates from the opt-in byte counter, for the health score.
+    bandwidth: Option<BandwidthSampler>,
     waker: Option<Waker>,
 }
 
@@ -64,8 +67,17 @@ impl Behaviour {
             manager: Manager::new(local_peer_id, config, Instant::now(), rand::random()),
             ping,
             timer: None,
+            bandwidth: None,
             waker: None,
         }
+    }
+
+    /// Measures bandwidth with `meter` (fed by a [`CountingTransport`](crate::bandwidth::CountingTransport)
+    /// around the swarm's transport) and includes it in the health score. Without it,
+    /// bandwidth is left out of the score.
+    pub fn with_bandwidth_meter(mut self, meter: BandwidthMeter) -> Self {
+        self.bandwidth = Some(BandwidthSampler::new(meter));
+        self
     }
 
     /// Dials `peer` (on `addresses`, and on any address the manager or other behaviours know)
@@ -499,6 +511,7 @@ impl NetworkBehaviour for Behaviour {
                 peer_id,
                 connection_id,
                 cause,
+                remaining_established,
                 ..
             }) => {
                 let cause = match cause {
@@ -507,6 +520,9 @@ impl NetworkBehaviour for Behaviour {
                     Some(libp2p_swarm::ConnectionError::IO(_)) => CloseCause::Transport,
                 };
                 self.manager.on_closed(now, connection_id, peer_id, cause);
+                if let (Some(sampler), 0) = (self.bandwidth.as_mut(), remaining_established) {
+                    sampler.forget(&peer_id);
+                }
             }
             FromSwarm::DialFailure(SwarmDialFailure {
                 peer_id,
@@ -572,11 +588,19 @@ impl NetworkBehaviour for Behaviour {
             if let Poll::Ready(event) = self.ping.poll(cx) {
                 match event {
                     ToSwarm::GenerateEvent(libp2p_ping::Event {
-                        connection, result, ..
+                        peer,
+                        connection,
+                        result,
                     }) => match result {
-                        Ok(rtt) => self
-                            .manager
-                            .on_ping_success(Instant::now(), connection, rtt),
+                        Ok(rtt) => {
+                            let now = Instant::now();
+                            self.manager.on_ping_success(now, connection, rtt);
+                            // Each ping is a chance to sample the byte counter.
+                            let rate = self.bandwidth.as_mut().and_then(|b| b.sample(peer, now));
+                            if let Some(bytes_per_second) = rate {
+                                self.manager.on_bandwidth(now, connection, bytes_per_second);
+                            }
+                        }
                         Err(libp2p_ping::Failure::Unsupported) => {
                             self.manager.on_ping_unsupported(connection)
                         }

@@ -137,6 +137,7 @@
 //! redial scheduled, a phase change.
 #![deny(missing_docs)]
 
+pub mod bandwidth;
 mod behaviour;
 mod config;
 pub mod core;

@@ -100,7 +100,9 @@ impl HealthScoring {
         self
     }
 
-    /// The bandwidth (bytes per second) that scores 1.
+    /// The bandwidth (bytes per second) that scores 1. Bandwidth is what the connection
+    /// actually moved (see [`crate::bandwidth`]), not its capacity: an idle connection scores
+    /// low on it, so opting in ranks busy connections above idle ones.
     pub fn with_good_bandwidth(mut self, bytes_per_second: f64) -> Self {
         if bytes_per_second.is_finite() && bytes_per_second > 0.0 {
             self.good_bandwidth = bytes_per_second;
