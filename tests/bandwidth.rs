@@ -55,9 +55,7 @@ async fn measured_bandwidth_joins_the_health_score() {
         }
     };
     let b_peer = *b.local_peer_id();
-    a.behaviour_mut()
-        .dial(b_peer, vec![addr])
-        .expect("dial");
+    a.behaviour_mut().dial(b_peer, vec![addr]).expect("dial");
     tokio::spawn(async move {
         loop {
             b.select_next_some().await;
@@ -79,6 +77,9 @@ async fn measured_bandwidth_joins_the_health_score() {
     let (inbound, outbound) = meter.bytes(&b_peer).expect("counted");
     assert!(inbound > 0 && outbound > 0, "{inbound} {outbound}");
     let score = health.bandwidth.expect("measured");
-    assert!(score > 0.0 && score < 0.1, "an idle link moves little: {score}");
+    assert!(
+        score > 0.0 && score < 0.1,
+        "an idle link moves little: {score}"
+    );
     assert!(health.reliability == Some(1.0));
 }
