@@ -6,19 +6,13 @@ use super::*;
 impl Manager {
     /// A ping on `connection` came back after `rtt`: the connection is alive.
     pub fn on_ping_success(&mut self, now: Instant, connection: ConnectionId, rtt: Duration) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let scoring = self.config.health_scoring;
+        let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        let scoring = self.config.health_scoring;
-        if let Some(record) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-        {
-            record.rtt = Some(rtt);
-            record.pings += 1;
-            record.health.record_ping(&scoring, Some(rtt));
-        }
+        record.rtt = Some(rtt);
+        record.pings += 1;
+        record.health.record_ping(&scoring, Some(rtt));
         self.arm_inactivity(now, peer, connection);
         self.reassess(now, peer, connection);
     }
@@ -26,33 +20,21 @@ impl Manager {
     /// A ping on `connection` failed (timed out or broke). libp2p-ping does not report the
     /// first failure after a success, so reliability errs on the generous side.
     pub fn on_ping_failure(&mut self, now: Instant, connection: ConnectionId) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let scoring = self.config.health_scoring;
+        let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        let scoring = self.config.health_scoring;
-        if let Some(record) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-        {
-            record.health.record_ping(&scoring, None);
-        }
+        record.health.record_ping(&scoring, None);
         self.reassess(now, peer, connection);
     }
 
     /// The application measured `bytes_per_second` moving over `connection` (for example with
     /// a counting transport wrapper). Without it, bandwidth is left out of the health score.
     pub fn on_bandwidth(&mut self, now: Instant, connection: ConnectionId, bytes_per_second: f64) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        if let Some(record) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-        {
-            record.health.record_bandwidth(bytes_per_second);
-        }
+        record.health.record_bandwidth(bytes_per_second);
         self.reassess(now, peer, connection);
     }
 
@@ -101,14 +83,7 @@ impl Manager {
     }
 
     pub(super) fn on_critical_too_long(&mut self, now: Instant, connection: ConnectionId) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
-            return;
-        };
-        let Some(record) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-        else {
+        let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
         record.health.critical_until = None;
@@ -173,14 +148,7 @@ impl Manager {
     }
 
     pub(super) fn on_inactive(&mut self, now: Instant, connection: ConnectionId) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
-            return;
-        };
-        let Some(record) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-        else {
+        let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
         record.inactive_at = None;

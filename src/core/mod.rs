@@ -387,6 +387,16 @@ impl Manager {
         Some(pending)
     }
 
+    /// The peer of an established connection, with the connection's record.
+    fn connection_mut(
+        &mut self,
+        connection: ConnectionId,
+    ) -> Option<(PeerId, &mut ConnectionRecord)> {
+        let peer = *self.owners.get(&connection)?;
+        let record = self.peers.get_mut(&peer)?.connection_mut(connection)?;
+        Some((peer, record))
+    }
+
     fn forget_if_idle(&mut self, peer: PeerId) {
         if let Entry::Occupied(entry) = self.peers.entry(peer) {
             if entry.get().is_forgettable() {
