@@ -32,12 +32,19 @@ use crate::{
         Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
         Manager, NewConnection, PeerInfo, Phase,
     },
+    exchange_handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
     Config,
 };
 
 type PingHandler = THandler<libp2p_ping::Behaviour>;
+
+/// The goodbye handler, and the peer-exchange handler when peer exchange is on.
+type ManagerHandlers = libp2p_swarm::ConnectionHandlerSelect<
+    Handler,
+    Either<ExchangeHandler, libp2p_swarm::dummy::ConnectionHandler>,
+>;
 
 /// The connection manager as a [`NetworkBehaviour`].
 ///
@@ -267,9 +274,15 @@ impl Behaviour {
         }
     }
 
-    fn new_handler(&self) -> Handler {
+    /// Our handlers for a new connection (ping is added beside them by the caller).
+    fn new_handler(&self) -> ManagerHandlers {
         let config = self.manager.config();
-        Handler::new(config.keep_alive, config.goodbye_timeout)
+        let exchange = if config.peer_exchange.is_some() {
+            Either::Left(ExchangeHandler::new())
+        } else {
+            Either::Right(libp2p_swarm::dummy::ConnectionHandler)
+        };
+        Handler::new(config.keep_alive, config.goodbye_timeout).select(exchange)
     }
 
     fn to_swarm(&self, action: Action) -> ToSwarm<Event, THandlerInEvent<Self>> {
@@ -304,9 +317,21 @@ impl Behaviour {
                 ToSwarm::NotifyHandler {
                     peer_id: peer,
                     handler: NotifyHandler::One(connection),
-                    event: Either::Left(handler::FromBehaviour::SendGoodbye { goodbye, timeout }),
+                    event: Either::Left(Either::Left(handler::FromBehaviour::SendGoodbye {
+                        goodbye,
+                        timeout,
+                    })),
                 }
             }
+            Action::SendPeers {
+                peer,
+                connection,
+                peers,
+            } => ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: Either::Left(Either::Right(Either::Left(ExchangeIn::Send(peers)))),
+            },
             Action::Close { peer, connection } => ToSwarm::CloseConnection {
                 peer_id: peer,
                 connection: CloseConnection::One(connection),
@@ -405,7 +430,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 impl NetworkBehaviour for Behaviour {
-    type ConnectionHandler = libp2p_swarm::ConnectionHandlerSelect<Handler, PingHandler>;
+    type ConnectionHandler = libp2p_swarm::ConnectionHandlerSelect<ManagerHandlers, PingHandler>;
     type ToSwarm = Event;
 
     fn handle_pending_inbound_connection(
@@ -550,7 +575,7 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            Either::Left(handler::ToBehaviour::GoodbyeReceived(goodbye)) => {
+            Either::Left(Either::Left(handler::ToBehaviour::GoodbyeReceived(goodbye))) => {
                 self.manager.on_goodbye_received(
                     Instant::now(),
                     connection_id,
@@ -558,19 +583,30 @@ impl NetworkBehaviour for Behaviour {
                     goodbye.retry_after,
                 )
             }
-            Either::Left(handler::ToBehaviour::GoodbyeFinished(outcome)) => {
+            Either::Left(Either::Left(handler::ToBehaviour::GoodbyeFinished(outcome))) => {
                 if let GoodbyeOutcome::Failed(error) = &outcome {
                     tracing::debug!(%peer_id, %connection_id, %error, "goodbye failed");
                 }
                 self.manager.on_goodbye_finished(connection_id);
             }
-            Either::Left(handler::ToBehaviour::InvalidGoodbye(error)) => {
+            Either::Left(Either::Left(handler::ToBehaviour::InvalidGoodbye(error))) => {
                 tracing::debug!(%peer_id, %connection_id, %error, "unreadable goodbye");
                 if error.is_violation() {
                     self.manager
                         .on_protocol_violation(Instant::now(), peer_id, connection_id);
                 }
             }
+            Either::Left(Either::Right(Either::Left(ExchangeOut::Received(peers)))) => self
+                .manager
+                .on_peers_received(Instant::now(), peer_id, peers),
+            Either::Left(Either::Right(Either::Left(ExchangeOut::Invalid(error)))) => {
+                tracing::debug!(%peer_id, %connection_id, %error, "invalid peer list");
+                if error.is_violation() {
+                    self.manager
+                        .on_protocol_violation(Instant::now(), peer_id, connection_id);
+                }
+            }
+            Either::Left(Either::Right(Either::Right(never))) => match never {},
             Either::Right(ping) => {
                 self.ping
                     .on_connection_handler_event(peer_id, connection_id, ping)

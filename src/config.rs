@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 
-use crate::core::{Backoff, HealthScoring, Limits, Watermarks};
+use crate::core::{Backoff, HealthScoring, Limits, PeerExchange, Watermarks};
 
 /// Configuration of the connection manager.
 ///
@@ -42,6 +42,7 @@ pub struct Config {
     pub(crate) watermarks: Option<Watermarks>,
     pub(crate) trim_grace: Duration,
     pub(crate) trim_silence: Duration,
+    pub(crate) peer_exchange: Option<PeerExchange>,
 }
 
 /// When repeated protocol violations turn into a ban.
@@ -86,6 +87,7 @@ impl Config {
     /// | [`with_watermarks`](Self::with_watermarks) | none (no trimming) |
     /// | [`with_trim_grace`](Self::with_trim_grace) | 30 s |
     /// | [`with_trim_silence`](Self::with_trim_silence) | 10 s |
+    /// | [`with_peer_exchange`](Self::with_peer_exchange) | `None` (off) |
     pub fn new() -> Self {
         Self {
             goodbye_timeout: Duration::from_secs(2),
@@ -125,6 +127,7 @@ impl Config {
             watermarks: None,
             trim_grace: Duration::from_secs(30),
             trim_silence: Duration::from_secs(10),
+            peer_exchange: None,
         }
     }
 
@@ -345,6 +348,16 @@ impl Config {
     /// [`Behaviour::force_trim`](crate::Behaviour::force_trim) ignores it.
     pub fn with_trim_silence(mut self, silence: Duration) -> Self {
         self.trim_silence = silence;
+        self
+    }
+
+    /// Turns on peer exchange: when a connection is kept, and (rate limited) when the set of
+    /// connected peers changes, each side tells the other the peers it is connected to, with
+    /// addresses the other can plausibly reach (never banned peers). Received peers are treated
+    /// as discovery (see [`PeerExchange`]). Malformed or oversized lists are protocol
+    /// violations.
+    pub fn with_peer_exchange(mut self, exchange: Option<PeerExchange>) -> Self {
+        self.peer_exchange = exchange;
         self
     }
 

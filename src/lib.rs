@@ -141,6 +141,7 @@ pub mod bandwidth;
 mod behaviour;
 mod config;
 pub mod core;
+pub mod exchange_handler;
 pub mod handler;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -153,6 +154,7 @@ pub use behaviour::Behaviour;
 pub use config::Config;
 pub use core::{
     Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Health,
-    HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerInfo, Phase, RateLimit,
+    HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerExchange, PeerInfo, Phase,
+    RateLimit,
 };
 pub use reason::DisconnectReason;

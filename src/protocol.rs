@@ -20,6 +20,8 @@ use crate::DisconnectReason;
 #[path = "generated/mod.rs"]
 mod generated;
 
+pub mod exchange;
+
 use generated::goodbye as proto;
 
 /// The protocol name of the goodbye stream.

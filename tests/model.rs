@@ -207,7 +207,7 @@ impl World {
                             .on_closed(self.now, connection, peer, CloseCause::Local);
                     }
                 }
-                Action::Event(_) => {}
+                Action::Event(_) | Action::SendPeers { .. } => {}
             }
         }
         panic!("the manager never stops producing actions");

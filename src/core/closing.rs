@@ -22,6 +22,7 @@ impl Manager {
             .find(|c| c.id == winner.id)
             .map(|c| c.direction);
         if let (true, Some(direction)) = (newcomer == Some(winner.id), kept_direction) {
+            self.exchange_on_kept(now, peer, winner.id);
             self.push_event(Event::ConnectionKept {
                 peer,
                 connection: winner.id,

@@ -79,8 +79,13 @@ impl Manager {
         if peer == self.local || !self.config.learn_peer_addresses {
             return;
         }
-        if self.peers.contains_key(&peer) {
+        if let Some(record) = self.peers.get(&peer) {
+            let connected = record.is_connected();
             self.add_address(peer, address);
+            if connected {
+                // Others may want to know how to reach it.
+                self.exchange_changed(now);
+            }
         } else if self.config.auto_connect_learned_peers {
             let _ = self.add_discovered(now, peer, vec![address]);
         }

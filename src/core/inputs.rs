@@ -370,6 +370,7 @@ impl Manager {
         });
         if remaining == 0 {
             self.connected_peers -= 1;
+            self.exchange_changed(now);
         }
 
         // The side that dialed the lost connection redials. The other side cleans up, and

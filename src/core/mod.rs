@@ -16,6 +16,7 @@ mod denial;
 mod discovery;
 mod duplicates;
 mod event;
+mod exchange;
 mod health;
 mod inputs;
 mod limits;
@@ -41,6 +42,7 @@ pub use bans::{Ban, BanTarget};
 pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
+pub use exchange::PeerExchange;
 pub use health::{Health, HealthCategory, HealthScoring};
 use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
@@ -107,6 +109,15 @@ pub enum Action {
         retry_after: Option<Duration>,
         /// How long sending it may take.
         timeout: Duration,
+    },
+    /// Send a peer list on a connection (peer exchange).
+    SendPeers {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// The peers to tell it about.
+        peers: crate::protocol::exchange::PeerList,
     },
     /// Close a connection now.
     Close {
@@ -226,6 +237,9 @@ pub struct Manager {
     last_trim: Option<Instant>,
     /// When a trim postponed by the silence period is due.
     trim_due: Option<Instant>,
+    /// When the next round of peer-exchange updates is due, and when the last one went out.
+    exchange_due: Option<Instant>,
+    last_exchange: Option<Instant>,
     /// Inbound connections refused by a limit that are let through only to say goodbye, with
     /// their goodbye deadline (see `refusals`).
     refusing: HashMap<ConnectionId, (PeerId, Option<Instant>)>,
@@ -260,6 +274,8 @@ impl Manager {
             last_trim: None,
             trim_due: None,
             refusing: HashMap::new(),
+            exchange_due: None,
+            last_exchange: None,
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {
@@ -291,6 +307,7 @@ impl Manager {
                 Timer::Inactivity(connection) => self.on_inactive(now, connection),
                 Timer::Trim => self.on_trim_due(now),
                 Timer::Critical(connection) => self.on_critical_too_long(now, connection),
+                Timer::Exchange => self.on_exchange_due(now),
             }
         }
     }

@@ -29,6 +29,8 @@ pub(crate) enum Timer {
     Trim,
     /// This connection stayed Critical for the degraded grace: replace it.
     Critical(ConnectionId),
+    /// A round of peer-exchange updates.
+    Exchange,
 }
 
 /// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.

@@ -1,2 +1,3 @@
 // Automatically generated mod.rs
 pub mod goodbye;
+pub mod peers;

@@ -927,3 +927,60 @@ fn a_peer_closed_for_not_answering_gets_only_a_short_goodbye() {
         connection: cid(1)
     }));
 }
+
+#[test]
+fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
+    use crate::PeerExchange;
+    let config = Config::default()
+        .with_inactivity_timeout(None)
+        .with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)));
+    let (mut a, b) = pair(config);
+    let (c, banned) = (PeerId::random(), PeerId::random());
+    // a knows c (dialed it) and a banned peer; then b connects.
+    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(c), &[])
+        .unwrap();
+    a.establish(cid(1), c, Initiator::Local).unwrap();
+    a.establish(cid(2), banned, Initiator::Remote).unwrap();
+    a.manager.add_address(banned, addr(4));
+    a.manager.ban_peer(a.now, banned, None);
+    let _ = a.actions();
+    a.establish(cid(3), b.id, Initiator::Remote).unwrap();
+    let sent = a.actions().into_iter().find_map(|x| match x {
+        Action::SendPeers {
+            connection, peers, ..
+        } if connection == cid(3) => Some(peers),
+        _ => None,
+    });
+    let told: Vec<PeerId> = sent.expect("a list").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(told, vec![c], "c, not b itself, not the banned peer");
+
+    // What b hears: a stranger is dialed, and forgotten again if it cannot be reached.
+    let (mut b_node, stranger) = (Node::new(b.id, Config::default(), a.now), PeerId::random());
+    let config =
+        Config::default().with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)));
+    b_node.manager = Manager::new(b.id, config, b_node.now, 3);
+    b_node
+        .manager
+        .on_peers_received(b_node.now, a.id, vec![(stranger, vec![addr(9)])]);
+    assert!(b_node
+        .actions()
+        .iter()
+        .any(|x| matches!(x, Action::Dial { peer, .. } if *peer == stranger)));
+    assert!(b_node.manager.peer_info(&stranger).unwrap().flagged);
+    b_node
+        .manager
+        .on_pending_outbound(b_node.now, cid(9), Some(stranger), &[])
+        .unwrap();
+    b_node.manager.on_dial_failure(
+        b_node.now,
+        cid(9),
+        Some(stranger),
+        DialFailure::Transport { errors: vec![] },
+    );
+    assert!(
+        b_node.manager.peer_info(&stranger).is_none(),
+        "hearsay is forgotten"
+    );
+}
