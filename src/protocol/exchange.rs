@@ -121,6 +121,15 @@ pub fn decode_peers(message: proto::PeerList) -> Result<PeerList, ExchangeError>
         .collect()
 }
 
+/// Decodes one length-prefixed peer-list frame from `frame` (the same rules as
+/// [`recv_peers`]; for tests and fuzzing). An incomplete frame is [`ExchangeError::Empty`].
+pub fn decode_peers_frame(frame: &[u8]) -> Result<PeerList, ExchangeError> {
+    use asynchronous_codec::Decoder;
+    let mut buf = bytes::BytesMut::from(frame);
+    let message = codec().decode(&mut buf)?.ok_or(ExchangeError::Empty)?;
+    decode_peers(message)
+}
+
 fn codec() -> quick_protobuf_codec::Codec<proto::PeerList> {
     quick_protobuf_codec::Codec::new(MAX_PEERS_FRAME)
 }
@@ -225,10 +234,7 @@ mod tests {
         /// Random bytes never panic the frame decoder or the list decoder.
         #[test]
         fn random_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let mut buf = BytesMut::from(&bytes[..]);
-            if let Ok(Some(message)) = codec().decode(&mut buf) {
-                let _ = decode_peers(message);
-            }
+            let _ = decode_peers_frame(&bytes);
         }
     }
 }
