@@ -64,6 +64,9 @@ pub enum ExchangeError {
     /// An address that does not parse.
     #[error("peer list entry with an invalid multiaddress")]
     InvalidAddress,
+    /// The protobuf encoding is broken (a field running past its message, a bad key).
+    #[error("peer list with a broken protobuf encoding")]
+    BrokenEncoding,
 }
 
 impl ExchangeError {
@@ -126,12 +129,103 @@ pub fn decode_peers(message: proto::PeerList) -> Result<PeerList, ExchangeError>
 pub fn decode_peers_frame(frame: &[u8]) -> Result<PeerList, ExchangeError> {
     use asynchronous_codec::Decoder;
     let mut buf = bytes::BytesMut::from(frame);
-    let message = codec().decode(&mut buf)?.ok_or(ExchangeError::Empty)?;
+    let message = PeersCodec::default()
+        .decode(&mut buf)?
+        .ok_or(ExchangeError::Empty)?;
     decode_peers(message)
 }
 
 fn codec() -> quick_protobuf_codec::Codec<proto::PeerList> {
     quick_protobuf_codec::Codec::new(MAX_PEERS_FRAME)
+}
+
+/// The frame codec, with the protobuf structure checked before quick-protobuf reads it:
+/// quick-protobuf 0.8 can panic on a nested message whose fields run past its end (found by
+/// fuzzing), so malformed input must never reach it.
+#[derive(Default)]
+struct PeersCodec;
+
+impl asynchronous_codec::Decoder for PeersCodec {
+    type Item = proto::PeerList;
+    type Error = ExchangeError;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let (len, rest) = match unsigned_varint::decode::usize(src) {
+            Ok(parsed) => parsed,
+            Err(unsigned_varint::decode::Error::Insufficient) => return Ok(None),
+            Err(_) => return Err(ExchangeError::BrokenEncoding),
+        };
+        if len > MAX_PEERS_FRAME {
+            // Refused before the body is read (the codec below says the same).
+            return Ok(codec().decode(src)?);
+        }
+        let Some(body) = rest.get(..len) else {
+            return Ok(None);
+        };
+        if !wire::well_formed(body, wire::Message::PeerList) {
+            return Err(ExchangeError::BrokenEncoding);
+        }
+        Ok(codec().decode(src)?)
+    }
+}
+
+/// A strict walk over the protobuf encoding of a peer list.
+mod wire {
+    /// The messages whose fields are known.
+    #[derive(Clone, Copy)]
+    pub(super) enum Message {
+        PeerList,
+        Peer,
+    }
+
+    fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+        unsigned_varint::decode::u64(bytes).ok()
+    }
+
+    /// Whether every field of `bytes` (a `message`) is well formed and ends inside it.
+    pub(super) fn well_formed(mut bytes: &[u8], message: Message) -> bool {
+        while !bytes.is_empty() {
+            let Some((key, rest)) = varint(bytes) else {
+                return false;
+            };
+            let (field, wire_type) = (key >> 3, key & 7);
+            if field == 0 {
+                return false;
+            }
+            bytes = match wire_type {
+                0 => match varint(rest) {
+                    Some((_, rest)) => rest,
+                    None => return false,
+                },
+                1 => match rest.get(8..) {
+                    Some(rest) => rest,
+                    None => return false,
+                },
+                5 => match rest.get(4..) {
+                    Some(rest) => rest,
+                    None => return false,
+                },
+                2 => {
+                    let Some((len, rest)) = varint(rest) else {
+                        return false;
+                    };
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    let (Some(value), Some(after)) = (rest.get(..len), rest.get(len..)) else {
+                        return false;
+                    };
+                    if matches!(message, Message::PeerList)
+                        && field == 1
+                        && !well_formed(value, Message::Peer)
+                    {
+                        return false;
+                    }
+                    after
+                }
+                _ => return false,
+            };
+        }
+        true
+    }
 }
 
 /// Writes one peer list and closes the stream.
@@ -150,7 +244,7 @@ pub async fn recv_peers<S>(stream: S) -> Result<PeerList, ExchangeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = FramedRead::new(stream, codec());
+    let mut framed = FramedRead::new(stream, PeersCodec);
     let message = framed.next().await.ok_or(ExchangeError::Empty)??;
     let mut stream = framed.into_inner();
     // The list is in; a failure to close is the remote's business.
@@ -220,6 +314,16 @@ mod tests {
         };
         let err = decode_peers(bad_addr).unwrap_err();
         assert!(matches!(err, ExchangeError::InvalidAddress) && err.is_violation());
+    }
+
+    #[test]
+    fn a_nested_field_running_past_its_message_is_refused_not_a_panic() {
+        // Found by fuzzing: quick-protobuf 0.8 panics on this (subtract with overflow).
+        let crash = [0x07, 0x0a, 0x01, 0x00, 0x48, 0xed, 0x00, 0x00];
+        assert!(matches!(
+            decode_peers_frame(&crash),
+            Err(ExchangeError::BrokenEncoding)
+        ));
     }
 
     #[test]
