@@ -129,9 +129,7 @@ pub fn decode_peers(message: proto::PeerList) -> Result<PeerList, ExchangeError>
 pub fn decode_peers_frame(frame: &[u8]) -> Result<PeerList, ExchangeError> {
     use asynchronous_codec::Decoder;
     let mut buf = bytes::BytesMut::from(frame);
-    let message = PeersCodec::default()
-        .decode(&mut buf)?
-        .ok_or(ExchangeError::Empty)?;
+    let message = PeersCodec.decode(&mut buf)?.ok_or(ExchangeError::Empty)?;
     decode_peers(message)
 }
 
