@@ -984,3 +984,40 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
         "hearsay is forgotten"
     );
 }
+
+#[test]
+fn limits_and_caps_hold_against_advertised_peers() {
+    use crate::PeerExchange;
+    let config = Config::default()
+        .with_max_discovered_peers(2)
+        .with_limits(Limits::unlimited().with_max_pending_outbound(Some(1)))
+        .with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)));
+    let (mut a, b) = pair(config);
+    let advertised: Vec<(PeerId, Vec<Multiaddr>)> = (0..5)
+        .map(|n| (PeerId::random(), vec![addr(10 + n)]))
+        .collect();
+    a.manager.on_peers_received(a.now, b.id, advertised.clone());
+    let dialed: Vec<PeerId> = a
+        .actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Dial { peer, .. } => Some(peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dialed.len(), 2, "the discovered-peer cap holds");
+    // The pending-outbound limit holds when the swarm hands the dials over.
+    assert!(a
+        .manager
+        .on_pending_outbound(a.now, cid(1), Some(dialed[0]), &[])
+        .is_ok());
+    assert!(a
+        .manager
+        .on_pending_outbound(a.now, cid(2), Some(dialed[1]), &[])
+        .is_err());
+    assert_eq!(
+        a.manager.tracked_peers(),
+        2,
+        "nothing kept for the peers past the cap"
+    );
+}
