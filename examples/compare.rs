@@ -1,0 +1,1237 @@
+//! Side-by-side benchmark: the connection manager against what users compose today, on the same
+//! workloads, in one process and one run, printed as a markdown table with ratios to the bare
+//! swarm and PASS/MISS against the goals of BENCHMARKS.md.
+//!
+//! ```text
+//! cargo run --release --example compare
+//! cargo run --release --example compare -- --nodes 32 --churn-secs 5
+//! ```
+//!
+//! With the defaults it takes about a minute on two cores. Progress goes to stderr, the tables
+//! to stdout.
+//!
+//! # Configurations
+//!
+//! - **(a) bare**: `ping::Behaviour` alone.
+//! - **(b) composed**: `allow_block_list` (blocked peers) + `connection_limits` with
+//!   `max_established_per_peer(1)` + `ping`.
+//! - **(c) manager**: [`libp2p_connection_manager::Behaviour`] alone (it runs ping itself), with
+//!   `Config::default()`.
+//!
+//! Every swarm has a 60 s idle-connection timeout, so that no configuration loses connections to
+//! idleness during a run; no other setting differs.
+//!
+//! # Workloads
+//!
+//! 1. **Mesh**: `--nodes` swarms on TCP 127.0.0.1 with noise and yamux, each in its own task on a
+//!    multi-thread runtime. They are released at once and every node `Swarm::dial`s every other
+//!    (default dial options, so from the listening port: simultaneous dials can meet as one TCP
+//!    simultaneous open). Reported: connections at the end, pairs with 0 / 1 / 2 / 3+
+//!    connections, and the time until the mesh **settled**. Settled means: no connection opened,
+//!    closed or failed for `--quiet-ms` after the last such event, every node has nothing in
+//!    flight (no pending connection), and both ends of every pair count the same number of
+//!    connections. The settle time is that of the last open or close, measured from the release.
+//!    A mesh that is not settled by `--deadline-secs` is reported as "did not settle". The quiet
+//!    period is the only place where this harness waits on time rather than on an event; it is
+//!    detection only and is not part of the reported time.
+//! 2. **Churn**: two swarms on the in-memory transport (`MemoryTransport` upgraded with noise and
+//!    yamux, no sockets; multistream-select `V1` rather than the TCP builder's `V1Lazy`, see
+//!    [`memory_swarm`]), both driven by one task. One dials the other; once the connection is
+//!    established it closes it with `Swarm::disconnect_peer_id` (the same call in all three
+//!    configurations); a cycle counts once both sides reported the close (a cycle in which
+//!    either side reported a failure instead counts as failed), then the next dial starts. Cycles per
+//!    second over `--churn-secs` per configuration, split into `--rounds` slots interleaved
+//!    a/b/c with a rotating start, so that drift of the machine hits all three alike.
+//! 3. **Churn under load**: the same churn with `--preload` banned and tracked peers on both
+//!    swarms: (a) has no such state; (b) blocks `--preload` random peers in `allow_block_list`;
+//!    (c) bans `--preload` random peers for an hour and tracks `--preload` others through
+//!    `add_address`.
+//!
+//! And, on the sans-IO core without a swarm: the cost of one connection event (admit,
+//! establish, close, as in `benches/core.rs`) with 1k, 10k and 100k connected peers, and the
+//! memory per tracked peer, per connected peer and per ban, counted by a global allocator that
+//! sums the bytes requested and freed while the measurement runs (the system allocator's own
+//! per-block overhead is not included; live blocks are reported beside the bytes).
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    collections::HashMap,
+    fmt::Write as _,
+    hint::black_box,
+    net::Ipv4Addr,
+    sync::atomic::{AtomicBool, AtomicIsize, Ordering},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::Parser;
+use libp2p::{
+    allow_block_list, connection_limits,
+    core::{transport::MemoryTransport, upgrade::Version, Endpoint},
+    futures::{FutureExt as _, StreamExt as _},
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, ping,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, NetworkBehaviour, SwarmEvent,
+    },
+    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _,
+};
+use libp2p_connection_manager::{
+    self as manager,
+    core::{CloseCause, Manager, NewConnection},
+    Initiator, Limits,
+};
+use tokio::{
+    sync::{mpsc, watch},
+    time::{timeout, timeout_at, Instant},
+};
+
+/// Idle-connection timeout of every swarm.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the preloaded bans last.
+const BAN_DURATION: Duration = Duration::from_secs(3600);
+/// A churn slot that makes no progress for this long is an error, not a measurement.
+const CHURN_STALL: Duration = Duration::from_secs(10);
+/// Connected peers at which the core's cost per event is measured.
+const CORE_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+/// Timed connection events per batch, and batches (the median batch is reported).
+const CORE_EVENTS: u32 = 20_000;
+const CORE_BATCHES: usize = 5;
+
+/// The goals of issue 11, as ratios or absolute bounds.
+const GOAL_CHURN_RATIO: f64 = 0.95;
+const GOAL_SETTLE_RATIO: f64 = 1.2;
+/// "Flat": the cost per event with 100x the peers stays within this factor (linear growth would
+/// be 100x).
+const GOAL_FLAT_FACTOR: f64 = 2.0;
+const GOAL_BYTES_PER_PEER: f64 = 512.0;
+
+/// Side-by-side benchmark of a bare swarm, connection_limits + allow_block_list, and the manager.
+#[derive(Parser, Debug)]
+#[command(name = "compare")]
+struct Args {
+    /// Nodes in the mesh workload.
+    #[arg(long, default_value_t = 32)]
+    nodes: usize,
+    /// Seconds of churn per configuration and churn workload.
+    #[arg(long, default_value_t = 5)]
+    churn_secs: u64,
+    /// Interleaved slots the churn seconds are split into.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Runs of the mesh per configuration, interleaved (their medians are compared).
+    #[arg(long, default_value_t = 3)]
+    mesh_runs: usize,
+    /// Quiet period of settle detection, in milliseconds. Longer than anything the manager
+    /// schedules while a mesh forms (a prompt redial is at most 300 ms away, the first backoff
+    /// step at most 1.2 s).
+    #[arg(long, default_value_t = 1500)]
+    quiet_ms: u64,
+    /// Overall deadline of one mesh run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    deadline_secs: u64,
+    /// Banned and tracked peers in the churn-under-load workload and the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    preload: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------------------------
+
+/// The system allocator, counting requested bytes and blocks while [`COUNTING`] is on. Off, it
+/// costs one relaxed load per call, the same for every configuration.
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
+
+fn count(bytes: usize, blocks: isize, sign: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE_BYTES.fetch_add(sign * bytes as isize, Ordering::Relaxed);
+        LIVE_BLOCKS.fetch_add(sign * blocks, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counters have no effect on it.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 1, 1);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 1, 1);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(layout.size(), 1, -1);
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(layout.size(), 0, -1);
+        count(new_size, 0, 1);
+        // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Bytes and blocks still allocated after `work`, of those it allocated (or freed). Run it
+/// while no other thread allocates.
+fn retained_by(work: impl FnOnce()) -> (isize, isize) {
+    LIVE_BYTES.store(0, Ordering::SeqCst);
+    LIVE_BLOCKS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    work();
+    COUNTING.store(false, Ordering::SeqCst);
+    (
+        LIVE_BYTES.load(Ordering::SeqCst),
+        LIVE_BLOCKS.load(Ordering::SeqCst),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three configurations
+// ---------------------------------------------------------------------------------------------
+
+/// (b): what users compose today.
+#[derive(NetworkBehaviour)]
+struct Composed {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// A configuration under test: how to build its behaviour and preload it.
+trait Setup: NetworkBehaviour + Send + 'static {
+    fn new(key: &Keypair) -> Self;
+    /// Adds `count` banned and `count` tracked peers, as far as the configuration keeps such
+    /// state.
+    fn preload(&mut self, count: usize);
+}
+
+/// (a)
+impl Setup for ping::Behaviour {
+    fn new(_: &Keypair) -> Self {
+        ping::Behaviour::new(ping::Config::new())
+    }
+
+    fn preload(&mut self, _: usize) {}
+}
+
+/// (b)
+impl Setup for Composed {
+    fn new(_: &Keypair) -> Self {
+        Composed {
+            blocked: Default::default(),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(1)),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        }
+    }
+
+    fn preload(&mut self, count: usize) {
+        for _ in 0..count {
+            self.blocked.block_peer(PeerId::random());
+        }
+    }
+}
+
+/// (c)
+impl Setup for manager::Behaviour {
+    fn new(key: &Keypair) -> Self {
+        manager::Behaviour::new(key.public().to_peer_id(), manager::Config::default())
+    }
+
+    fn preload(&mut self, count: usize) {
+        for n in 0..count {
+            self.ban_peer(PeerId::random(), Some(BAN_DURATION));
+            self.add_address(PeerId::random(), distinct_address(n));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    Composed,
+    Managed,
+}
+
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::Bare, Variant::Composed, Variant::Managed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Bare => "(a) bare: ping",
+            Variant::Composed => "(b) ping + connection_limits + allow_block_list",
+            Variant::Managed => "(c) connection manager",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The order of round `round`: each configuration starts a round in turn.
+    fn rotation(round: usize) -> impl Iterator<Item = Variant> {
+        (0..3).map(move |i| Self::ALL[(round + i) % 3])
+    }
+}
+
+/// `/ip4/10.b.c.d/tcp/4001`, a different address for every `n` below 2^24.
+fn distinct_address(n: usize) -> Multiaddr {
+    let [_, b, c, d] = (n as u32).to_be_bytes();
+    Multiaddr::empty()
+        .with(Protocol::Ip4(Ipv4Addr::new(10, b, c, d)))
+        .with(Protocol::Tcp(4001))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Swarms
+// ---------------------------------------------------------------------------------------------
+
+fn tcp_swarm<B: Setup>() -> anyhow::Result<Swarm<B>> {
+    Ok(SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(B::new)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build())
+}
+
+/// The in-memory transport upgraded with noise and yamux like the TCP builder does, except for
+/// `Version::V1` instead of `V1Lazy`: with lazy negotiation the dialer counts the connection
+/// established before the listener has, and a dialer that closes at once leaves the listener
+/// with a failed upgrade instead of a connection.
+fn memory_swarm<B: Setup>() -> anyhow::Result<Swarm<B>> {
+    Ok(SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()))
+            },
+        )?
+        .with_behaviour(B::new)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build())
+}
+
+async fn listen<B: Setup>(swarm: &mut Swarm<B>, address: &str) -> anyhow::Result<Multiaddr> {
+    swarm.listen_on(address.parse()?)?;
+    let bound = async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    };
+    timeout(Duration::from_secs(5), bound)
+        .await
+        .context("no listen address within 5 s")
+}
+
+/// Handles every event the swarm has ready now (preloading queues thousands of behaviour
+/// events), so that none of them lands inside a measurement.
+fn drain_ready<B: Setup>(swarm: &mut Swarm<B>) {
+    while swarm.next().now_or_never().flatten().is_some() {}
+}
+
+fn dial_opts(peer: PeerId, address: Multiaddr) -> DialOpts {
+    DialOpts::peer_id(peer)
+        .addresses(vec![address])
+        .condition(PeerCondition::Always)
+        .build()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workload 1: the mesh
+// ---------------------------------------------------------------------------------------------
+
+/// What a node tells the coordinator after a connection-level event.
+#[derive(Debug)]
+struct Report {
+    node: usize,
+    at: Instant,
+    /// The node's connections in their handshake, after the event.
+    pending: u32,
+    change: Change,
+}
+
+#[derive(Debug)]
+enum Change {
+    /// A connection to the peer opened or closed; the node now has this many to it.
+    Pair(PeerId, u32),
+    /// A dial or an inbound connection failed (or was denied).
+    Failed,
+    /// A dial or an inbound connection started, or the node was released.
+    Other,
+}
+
+fn change_of<E>(event: &SwarmEvent<E>) -> Option<Change> {
+    match event {
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            num_established,
+            ..
+        } => Some(Change::Pair(*peer_id, num_established.get())),
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established,
+            ..
+        } => Some(Change::Pair(*peer_id, *num_established)),
+        SwarmEvent::OutgoingConnectionError { .. } | SwarmEvent::IncomingConnectionError { .. } => {
+            Some(Change::Failed)
+        }
+        SwarmEvent::Dialing { .. } | SwarmEvent::IncomingConnection { .. } => Some(Change::Other),
+        _ => None,
+    }
+}
+
+fn report<B: Setup>(node: usize, swarm: &Swarm<B>, change: Change) -> Report {
+    Report {
+        node,
+        at: Instant::now(),
+        pending: swarm.network_info().connection_counters().num_pending(),
+        change,
+    }
+}
+
+/// One mesh node: waits for the release, dials every target, then reports every
+/// connection-level event until it is aborted.
+async fn run_node<B: Setup>(
+    node: usize,
+    mut swarm: Swarm<B>,
+    targets: Vec<(PeerId, Multiaddr)>,
+    mut release: watch::Receiver<bool>,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    if release.wait_for(|go| *go).await.is_err() {
+        return;
+    }
+    for (peer, address) in targets {
+        if swarm.dial(dial_opts(peer, address)).is_err() {
+            let _ = reports.send(report(node, &swarm, Change::Failed));
+        }
+    }
+    if reports.send(report(node, &swarm, Change::Other)).is_err() {
+        return;
+    }
+    loop {
+        let event = swarm.select_next_some().await;
+        if let Some(change) = change_of(&event) {
+            if reports.send(report(node, &swarm, change)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The coordinator's view of the mesh, built from the reports.
+struct MeshState {
+    index: HashMap<PeerId, usize>,
+    /// `counts[i][j]`: connections node `i` has to node `j`.
+    counts: Vec<Vec<u32>>,
+    pending: Vec<u32>,
+    heard: Vec<bool>,
+    released: Instant,
+    last_change: Instant,
+    last_activity: Instant,
+    failures: usize,
+}
+
+impl MeshState {
+    fn new(peers: &[PeerId], released: Instant) -> Self {
+        let n = peers.len();
+        Self {
+            index: peers.iter().enumerate().map(|(i, p)| (*p, i)).collect(),
+            counts: vec![vec![0; n]; n],
+            pending: vec![0; n],
+            heard: vec![false; n],
+            released,
+            last_change: released,
+            last_activity: released,
+            failures: 0,
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        self.heard[report.node] = true;
+        self.pending[report.node] = report.pending;
+        self.last_activity = self.last_activity.max(report.at);
+        match report.change {
+            Change::Pair(peer, connections) => {
+                if let Some(&other) = self.index.get(&peer) {
+                    self.counts[report.node][other] = connections;
+                }
+                self.last_change = self.last_change.max(report.at);
+            }
+            Change::Failed => self.failures += 1,
+            Change::Other => {}
+        }
+    }
+
+    /// Every node heard from, nothing in flight, both ends of every pair agree.
+    fn stable(&self) -> bool {
+        let n = self.counts.len();
+        self.heard.iter().all(|h| *h)
+            && self.pending.iter().all(|p| *p == 0)
+            && (0..n).all(|i| (0..i).all(|j| self.counts[i][j] == self.counts[j][i]))
+    }
+
+    /// Pairs by connections: 0, 1, 2, 3 or more (as the lower-indexed node counts them).
+    fn pairs(&self) -> [usize; 4] {
+        let mut pairs = [0; 4];
+        let n = self.counts.len();
+        for i in 0..n {
+            for j in i + 1..n {
+                pairs[(self.counts[i][j] as usize).min(3)] += 1;
+            }
+        }
+        pairs
+    }
+
+    fn connections(&self) -> u32 {
+        let n = self.counts.len();
+        (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .map(|(i, j)| self.counts[i][j])
+            .sum()
+    }
+}
+
+/// Waits until the mesh settles (see the module docs), or `deadline`. Returns the settle time.
+async fn await_settled(
+    state: &mut MeshState,
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+    quiet: Duration,
+    deadline: Instant,
+) -> Option<Duration> {
+    loop {
+        let quiet_end = state.last_activity + quiet;
+        let now = Instant::now();
+        if now >= quiet_end && state.stable() {
+            return Some(state.last_change - state.released);
+        }
+        // Quiet but not stable: only a report can change that, so wait for one.
+        let wake = if now < quiet_end {
+            quiet_end.min(deadline)
+        } else {
+            deadline
+        };
+        match timeout_at(wake, reports.recv()).await {
+            Ok(Some(report)) => state.apply(report),
+            Ok(None) => return None,
+            Err(_) if wake >= deadline => return None,
+            Err(_) => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MeshRun {
+    settled: Option<Duration>,
+    connections: u32,
+    pairs: [usize; 4],
+    failures: usize,
+}
+
+/// The mesh's nodes, each in its own task, waiting for the release.
+struct Mesh {
+    peers: Vec<PeerId>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    release: watch::Sender<bool>,
+    reports: mpsc::UnboundedReceiver<Report>,
+}
+
+/// Starts `nodes` listening swarms, each told to dial all the others once released.
+async fn spawn_mesh<B: Setup>(nodes: usize) -> anyhow::Result<Mesh> {
+    let mut swarms = Vec::with_capacity(nodes);
+    let mut peers = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        let mut swarm = tcp_swarm::<B>()?;
+        let address = listen(&mut swarm, "/ip4/127.0.0.1/tcp/0").await?;
+        peers.push((*swarm.local_peer_id(), address));
+        swarms.push(swarm);
+    }
+    let (release, released) = watch::channel(false);
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let tasks = swarms
+        .into_iter()
+        .enumerate()
+        .map(|(node, swarm)| {
+            let mut targets = peers.clone();
+            targets.remove(node);
+            tokio::spawn(run_node(
+                node,
+                swarm,
+                targets,
+                released.clone(),
+                reports_tx.clone(),
+            ))
+        })
+        .collect();
+    Ok(Mesh {
+        peers: peers.into_iter().map(|(peer, _)| peer).collect(),
+        tasks,
+        release,
+        reports,
+    })
+}
+
+async fn mesh_run_with<B: Setup>(args: &Args) -> anyhow::Result<MeshRun> {
+    let mut mesh = spawn_mesh::<B>(args.nodes).await?;
+    let start = Instant::now();
+    let mut state = MeshState::new(&mesh.peers, start);
+    mesh.release.send(true)?;
+    let deadline = start + Duration::from_secs(args.deadline_secs);
+    let quiet = Duration::from_millis(args.quiet_ms);
+    let settled = await_settled(&mut state, &mut mesh.reports, quiet, deadline).await;
+    for task in &mesh.tasks {
+        task.abort();
+    }
+    for task in mesh.tasks {
+        let _ = task.await;
+    }
+    Ok(MeshRun {
+        settled,
+        connections: state.connections(),
+        pairs: state.pairs(),
+        failures: state.failures,
+    })
+}
+
+async fn mesh_run(variant: Variant, args: &Args) -> anyhow::Result<MeshRun> {
+    match variant {
+        Variant::Bare => mesh_run_with::<ping::Behaviour>(args).await,
+        Variant::Composed => mesh_run_with::<Composed>(args).await,
+        Variant::Managed => mesh_run_with::<manager::Behaviour>(args).await,
+    }
+}
+
+async fn mesh_workload(args: &Args) -> anyhow::Result<[Vec<MeshRun>; 3]> {
+    let mut runs: [Vec<MeshRun>; 3] = Default::default();
+    for round in 0..args.mesh_runs {
+        for variant in Variant::rotation(round) {
+            let run = mesh_run(variant, args).await?;
+            eprintln!(
+                "mesh {}/{} {}: {} connections, settled {}",
+                round + 1,
+                args.mesh_runs,
+                variant.label(),
+                run.connections,
+                settle_text(run.settled)
+            );
+            runs[variant.index()].push(run);
+        }
+    }
+    Ok(runs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads 2 and 3: churn
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Clone)]
+struct Churn {
+    cycles: u64,
+    elapsed: Duration,
+    failures: u64,
+    /// Cycles per second of each slot.
+    slot_rates: Vec<f64>,
+}
+
+impl Churn {
+    fn rate(&self) -> f64 {
+        self.cycles as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The median over rounds of this configuration's rate over `base`'s in the same round.
+    fn paired_ratio(&self, base: &Churn) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .slot_rates
+            .iter()
+            .zip(&base.slot_rates)
+            .map(|(rate, base)| rate / base)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
+
+    fn add(&mut self, slot: Churn) {
+        self.cycles += slot.cycles;
+        self.elapsed += slot.elapsed;
+        self.failures += slot.failures;
+        self.slot_rates.push(slot.rate());
+    }
+}
+
+/// Where one establish + close cycle stands. It ends once both sides are done with the
+/// connection: closed it, or failed it (then the cycle counts as a failure, not a cycle).
+#[derive(Debug, Default)]
+struct Cycle {
+    dialer_done: bool,
+    listener_done: bool,
+    failed: bool,
+}
+
+/// Churns for `length` between two fresh swarms preloaded with `preload` bans and peers.
+async fn churn_slot<B: Setup>(length: Duration, preload: usize) -> anyhow::Result<Churn> {
+    let mut listener = memory_swarm::<B>()?;
+    let mut dialer = memory_swarm::<B>()?;
+    listener.behaviour_mut().preload(preload);
+    dialer.behaviour_mut().preload(preload);
+    let address = listen(&mut listener, "/memory/0").await?;
+    drain_ready(&mut listener);
+    drain_ready(&mut dialer);
+    let target = *listener.local_peer_id();
+
+    let mut slot = Churn::default();
+    let mut cycle = Cycle::default();
+    let start = Instant::now();
+    dialer.dial(dial_opts(target, address.clone()))?;
+    loop {
+        let step = async {
+            tokio::select! {
+                event = dialer.select_next_some() => on_dialer_event(&mut dialer, event, &mut cycle),
+                event = listener.select_next_some() => on_listener_event(event, &mut cycle),
+            }
+        };
+        timeout(CHURN_STALL, step)
+            .await
+            .context("churn stalled: no event for 10 s")?;
+        if !(cycle.dialer_done && cycle.listener_done) {
+            continue;
+        }
+        if cycle.failed {
+            slot.failures += 1;
+        } else {
+            slot.cycles += 1;
+        }
+        cycle = Cycle::default();
+        if start.elapsed() >= length {
+            break;
+        }
+        dialer.dial(dial_opts(target, address.clone()))?;
+    }
+    slot.elapsed = start.elapsed();
+    Ok(slot)
+}
+
+fn on_dialer_event<B: Setup>(
+    dialer: &mut Swarm<B>,
+    event: SwarmEvent<B::ToSwarm>,
+    cycle: &mut Cycle,
+) {
+    match event {
+        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            let _ = dialer.disconnect_peer_id(peer_id);
+        }
+        SwarmEvent::ConnectionClosed { .. } => cycle.dialer_done = true,
+        SwarmEvent::OutgoingConnectionError { .. } => {
+            cycle.dialer_done = true;
+            cycle.failed = true;
+        }
+        _ => {}
+    }
+}
+
+fn on_listener_event<E>(event: SwarmEvent<E>, cycle: &mut Cycle) {
+    match event {
+        SwarmEvent::ConnectionClosed { .. } => cycle.listener_done = true,
+        SwarmEvent::IncomingConnectionError { .. } => {
+            cycle.listener_done = true;
+            cycle.failed = true;
+        }
+        _ => {}
+    }
+}
+
+async fn churn_variant(
+    variant: Variant,
+    length: Duration,
+    preload: usize,
+) -> anyhow::Result<Churn> {
+    match variant {
+        Variant::Bare => churn_slot::<ping::Behaviour>(length, preload).await,
+        Variant::Composed => churn_slot::<Composed>(length, preload).await,
+        Variant::Managed => churn_slot::<manager::Behaviour>(length, preload).await,
+    }
+}
+
+async fn churn_workload(args: &Args, preload: usize) -> anyhow::Result<[Churn; 3]> {
+    let rounds = args.rounds.max(1);
+    let slot = Duration::from_secs(args.churn_secs) / rounds as u32;
+    let mut totals: [Churn; 3] = Default::default();
+    for round in 0..rounds {
+        for variant in Variant::rotation(round) {
+            let churn = churn_variant(variant, slot, preload).await?;
+            totals[variant.index()].add(churn);
+        }
+    }
+    for variant in Variant::ALL {
+        eprintln!(
+            "churn (preload {preload}) {}: {:.0} cycles/s",
+            variant.label(),
+            totals[variant.index()].rate()
+        );
+    }
+    Ok(totals)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sans-IO core: cost per event and memory
+// ---------------------------------------------------------------------------------------------
+
+/// As in `benches/core.rs`: no limits, no inactivity timer.
+fn quiet_config() -> manager::Config {
+    manager::Config::default()
+        .with_limits(Limits::unlimited())
+        .with_inactivity_timeout(None)
+}
+
+fn inbound(address: &Multiaddr) -> NewConnection {
+    NewConnection::new(Initiator::Remote, Endpoint::Listener, address.clone())
+}
+
+/// Establishes one inbound connection from a new peer at `address`.
+fn establish(manager: &mut Manager, now: web_time::Instant, id: usize, address: &Multiaddr) {
+    let peer = PeerId::random();
+    let connection = ConnectionId::new_unchecked(id);
+    manager
+        .check_established(now, connection, peer, &inbound(address))
+        .expect("accepted");
+    manager.on_established(now, connection, peer, inbound(address));
+    while manager.poll_action().is_some() {}
+}
+
+/// A manager with `peers` inbound connections from different peers.
+fn connected_manager(peers: usize, now: web_time::Instant) -> Manager {
+    let mut manager = Manager::new(PeerId::random(), quiet_config(), now, 7);
+    let address: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().expect("address");
+    for id in 0..peers {
+        establish(&mut manager, now, id, &address);
+    }
+    manager
+}
+
+/// The cost of one admit + establish + close for each of [`CORE_SIZES`] connected peers: the
+/// median of [`CORE_BATCHES`] batches, the sizes taking turns batch by batch so that a change
+/// in the machine's load hits all of them.
+fn core_costs() -> Vec<(usize, Duration)> {
+    let now = web_time::Instant::now();
+    let address: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
+    let mut runs: Vec<(Manager, usize, Vec<Duration>)> = CORE_SIZES
+        .iter()
+        .map(|&peers| (connected_manager(peers, now), peers, Vec::new()))
+        .collect();
+    for _ in 0..CORE_BATCHES {
+        for (manager, next, batches) in &mut runs {
+            let start = std::time::Instant::now();
+            for _ in 0..CORE_EVENTS {
+                *next += 1;
+                one_event(manager, now, *next, &address);
+            }
+            batches.push(start.elapsed() / CORE_EVENTS);
+        }
+    }
+    CORE_SIZES
+        .iter()
+        .zip(runs)
+        .map(|(&peers, (_, _, mut batches))| {
+            batches.sort();
+            (peers, batches[CORE_BATCHES / 2])
+        })
+        .collect()
+}
+
+fn one_event(manager: &mut Manager, now: web_time::Instant, id: usize, address: &Multiaddr) {
+    let peer = PeerId::random();
+    let connection = ConnectionId::new_unchecked(id);
+    manager
+        .on_pending_inbound(now, connection, address)
+        .expect("admitted");
+    manager
+        .check_established(now, connection, peer, &inbound(address))
+        .expect("accepted");
+    manager.on_established(now, connection, peer, inbound(address));
+    manager.on_closed(now, connection, peer, CloseCause::Transport);
+    while let Some(action) = manager.poll_action() {
+        black_box(action);
+    }
+}
+
+#[derive(Debug)]
+struct Memory {
+    count: usize,
+    /// (bytes, blocks) retained by `count` tracked peers, connected peers, bans.
+    tracked: (isize, isize),
+    connected: (isize, isize),
+    bans: (isize, isize),
+}
+
+fn memory(count: usize) -> Memory {
+    let now = web_time::Instant::now();
+    let fresh = || Manager::new(PeerId::random(), manager::Config::default(), now, 7);
+    // The thread-local RNG behind `PeerId::random` allocates on first use.
+    black_box(PeerId::random());
+
+    let mut tracked = fresh();
+    let tracked_bytes = retained_by(|| {
+        for n in 0..count {
+            tracked.add_address(PeerId::random(), distinct_address(n));
+        }
+    });
+    assert_eq!(tracked.tracked_peers(), count);
+
+    let mut connected = fresh();
+    let connected_bytes = retained_by(|| {
+        for n in 0..count {
+            establish(&mut connected, now, n, &distinct_address(n));
+        }
+    });
+    assert_eq!(connected.established_connections(), count);
+
+    let mut banned = fresh();
+    let ban_bytes = retained_by(|| {
+        for _ in 0..count {
+            banned.ban_peer(now, PeerId::random(), Some(BAN_DURATION));
+        }
+        while banned.poll_action().is_some() {}
+    });
+    Memory {
+        count,
+        tracked: tracked_bytes,
+        connected: connected_bytes,
+        bans: ban_bytes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+fn settle_text(settled: Option<Duration>) -> String {
+    settled.map_or_else(
+        || "did not settle".to_owned(),
+        |d| format!("{:.3} s", d.as_secs_f64()),
+    )
+}
+
+/// The median settle time, a run that did not settle counting as infinitely long.
+fn median_settle(runs: &[MeshRun]) -> Option<Duration> {
+    let mut times: Vec<Option<Duration>> = runs.iter().map(|r| r.settled).collect();
+    times.sort_by_key(|t| t.unwrap_or(Duration::MAX));
+    times.get(times.len() / 2).copied().flatten()
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn join<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
+    items.iter().map(text).collect::<Vec<_>>().join(", ")
+}
+
+fn mesh_table(out: &mut String, args: &Args, runs: &[Vec<MeshRun>; 3]) {
+    let pairs = args.nodes * (args.nodes - 1) / 2;
+    let _ = writeln!(
+        out,
+        "### 1. Mesh: {} nodes on TCP 127.0.0.1 (noise, yamux), all dialing all at once\n\n\
+         Each node a swarm in its own task (multi-thread runtime); released together, every node \
+         `Swarm::dial`s every other (default port reuse). {pairs} pairs; {} runs per configuration, interleaved. Settled = no connection \
+         opened, closed or failed for {} ms, nothing pending on any node, both ends of every \
+         pair agree; the time is that of the last open or close, from the release; deadline {} s.\n",
+        args.nodes, args.mesh_runs, args.quiet_ms, args.deadline_secs
+    );
+    let _ = writeln!(
+        out,
+        "| configuration | connections at end (per run) | pairs with 0 / 1 / 2 / 3+ (all runs) | failed or denied connections (per run) | settled after (per run) | median | ratio to (a) |\n|---|---|---|---|---|---|---|"
+    );
+    let base = median_settle(&runs[0]);
+    for variant in Variant::ALL {
+        let runs = &runs[variant.index()];
+        let mut pairs = [0; 4];
+        for run in runs {
+            for (total, n) in pairs.iter_mut().zip(run.pairs) {
+                *total += n;
+            }
+        }
+        let median = median_settle(runs);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} / {} / {} / {} | {} | {} | {} | {} |",
+            variant.label(),
+            join(runs, |r| r.connections.to_string()),
+            pairs[0],
+            pairs[1],
+            pairs[2],
+            pairs[3],
+            join(runs, |r| r.failures.to_string()),
+            join(runs, |r| settle_text(r.settled)),
+            settle_text(median),
+            ratio_text(
+                median
+                    .zip(base)
+                    .map(|(m, b)| m.as_secs_f64() / b.as_secs_f64())
+            ),
+        );
+    }
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}x"))
+}
+
+fn churn_table(out: &mut String, title: &str, churn: &[Churn; 3]) {
+    let _ = writeln!(
+        out,
+        "{title}\n\n| configuration | cycles | seconds | cycles/s | per slot (min - max) | failed cycles | ratio to (a) | per-round ratio to (a), median |\n|---|---|---|---|---|---|---|---|"
+    );
+    let base = &churn[0];
+    for variant in Variant::ALL {
+        let c = &churn[variant.index()];
+        let min = c.slot_rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = c.slot_rates.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.0} | {min:.0} - {max:.0} | {} | {:.2}x | {:.2}x |",
+            variant.label(),
+            c.cycles,
+            c.elapsed.as_secs_f64(),
+            c.rate(),
+            c.failures,
+            c.rate() / base.rate(),
+            c.paired_ratio(base)
+        );
+    }
+    out.push('\n');
+}
+
+fn core_table(out: &mut String, costs: &[(usize, Duration)]) {
+    let _ = writeln!(
+        out,
+        "### Core cost per connection event (sans-IO `Manager`, no swarm)\n\n\
+         One inbound connection admitted, checked, established and closed, with N peers \
+         connected (the loop of `benches/core.rs`); median of {CORE_BATCHES} batches of \
+         {CORE_EVENTS}.\n\n| peers connected | per event | ratio to 1k |\n|---|---|---|"
+    );
+    let base = costs[0].1.as_secs_f64();
+    for (peers, cost) in costs {
+        let _ = writeln!(
+            out,
+            "| {peers} | {:.2} µs | {:.2}x |",
+            cost.as_secs_f64() * 1e6,
+            cost.as_secs_f64() / base
+        );
+    }
+    out.push('\n');
+}
+
+fn memory_table(out: &mut String, memory: &Memory) {
+    let n = memory.count;
+    let _ = writeln!(
+        out,
+        "### Memory in the `Manager` (counting global allocator, bytes requested)\n\n\
+         | what | bytes retained | live blocks | bytes per item | blocks per item |\n|---|---|---|---|---|"
+    );
+    let rows = [
+        (
+            "tracked peers (`add_address`, one address each)",
+            memory.tracked,
+        ),
+        (
+            "connected peers (`check_established` + `on_established`, one inbound connection each)",
+            memory.connected,
+        ),
+        ("peer bans (1 h)", memory.bans),
+    ];
+    for (what, (bytes, blocks)) in rows {
+        let _ = writeln!(
+            out,
+            "| {n} {what} | {bytes} | {blocks} | {:.0} | {:.2} |",
+            bytes as f64 / n as f64,
+            blocks as f64 / n as f64
+        );
+    }
+    out.push('\n');
+}
+
+struct Results {
+    /// The machine's load average before and after the run.
+    load: (String, String),
+    mesh: [Vec<MeshRun>; 3],
+    churn: [Churn; 3],
+    loaded: [Churn; 3],
+    costs: Vec<(usize, Duration)>,
+    memory: Memory,
+}
+
+fn goals_table(out: &mut String, args: &Args, r: &Results) {
+    let _ = writeln!(
+        out,
+        "### Goals\n\n| goal | measured | target | result |\n|---|---|---|---|"
+    );
+    let managed = Variant::Managed.index();
+    for (what, churn) in [
+        ("churn throughput, (c) / (a)", &r.churn),
+        (
+            "churn throughput with bans and tracked peers, (c) / (a)",
+            &r.loaded,
+        ),
+    ] {
+        let ratio = churn[managed].rate() / churn[0].rate();
+        let _ = writeln!(
+            out,
+            "| {what} | {ratio:.3}x (per-round median {:.3}x) | >= {GOAL_CHURN_RATIO}x | {} |",
+            churn[managed].paired_ratio(&churn[0]),
+            verdict(ratio >= GOAL_CHURN_RATIO)
+        );
+    }
+    let settle = median_settle(&r.mesh[managed])
+        .zip(median_settle(&r.mesh[0]))
+        .map(|(m, b)| m.as_secs_f64() / b.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "| time until a {}-node mesh settles (median), (c) / (a) | {} | <= {GOAL_SETTLE_RATIO}x | {} |",
+        args.nodes,
+        settle.map_or_else(|| "n/a".to_owned(), |s| format!("{s:.3}x")),
+        verdict(settle.is_some_and(|s| s <= GOAL_SETTLE_RATIO))
+    );
+    let growth = r.costs.last().expect("costs").1.as_secs_f64() / r.costs[0].1.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "| core cost per event, 100k peers / 1k peers (flat: within {GOAL_FLAT_FACTOR}x for 100x the peers) | {growth:.3}x | <= {GOAL_FLAT_FACTOR}x | {} |",
+        verdict(growth <= GOAL_FLAT_FACTOR)
+    );
+    let n = r.memory.count as f64;
+    for (what, bytes) in [
+        ("memory per tracked peer", r.memory.tracked.0),
+        (
+            "memory per connected peer (peer + connection)",
+            r.memory.connected.0,
+        ),
+    ] {
+        let per = bytes as f64 / n;
+        let _ = writeln!(
+            out,
+            "| {what} | {per:.0} B | < {GOAL_BYTES_PER_PEER} B | {} |",
+            verdict(per < GOAL_BYTES_PER_PEER)
+        );
+    }
+}
+
+fn render(args: &Args, r: &Results) -> String {
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        out,
+        "Configurations: (a) `ping` only; (b) `allow_block_list` + `connection_limits` \
+         (`max_established_per_peer(1)`) + `ping`; (c) `libp2p_connection_manager::Behaviour` \
+         alone with `Config::default()` (it runs ping itself). Every swarm: 60 s idle timeout. \
+         {cores} cores; load average (1, 5, 15 min) {} at the start, {} at the end.\n",
+        r.load.0, r.load.1
+    );
+    mesh_table(&mut out, args, &r.mesh);
+    out.push('\n');
+    let churn_intro = format!(
+        "### 2. Churn on the memory transport (noise, yamux; multistream-select V1)\n\n\
+         Dial, established, `Swarm::disconnect_peer_id`, both sides closed: one cycle. \
+         {} s per configuration in {} interleaved slots.",
+        args.churn_secs, args.rounds
+    );
+    churn_table(&mut out, &churn_intro, &r.churn);
+    let loaded_intro = format!(
+        "### 3. The same churn with {n} banned and {n} tracked peers\n\n\
+         On both swarms: (a) nothing to load; (b) {n} peers blocked in `allow_block_list`; \
+         (c) {n} `ban_peer` (1 h) and {n} `add_address` of other peers.",
+        n = args.preload
+    );
+    churn_table(&mut out, &loaded_intro, &r.loaded);
+    core_table(&mut out, &r.costs);
+    memory_table(&mut out, &r.memory);
+    goals_table(&mut out, args, r);
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+async fn swarm_workloads(
+    args: &Args,
+) -> anyhow::Result<([Vec<MeshRun>; 3], [Churn; 3], [Churn; 3])> {
+    let mesh = mesh_workload(args).await?;
+    let churn = churn_workload(args, 0).await?;
+    let loaded = churn_workload(args, args.preload).await?;
+    Ok((mesh, churn, loaded))
+}
+
+/// The 1, 5 and 15 minute load averages, where the system tells them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let load_at_start = load_average();
+    anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
+    anyhow::ensure!(args.mesh_runs >= 1, "--mesh-runs must be at least 1");
+    anyhow::ensure!(args.preload >= 1, "--preload must be at least 1");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    // The core first, before any runtime thread exists: nothing else allocates meanwhile.
+    let memory = memory(args.preload);
+    let costs = core_costs();
+    eprintln!("core and memory measured");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (mesh, churn, loaded) = runtime.block_on(swarm_workloads(&args))?;
+    let results = Results {
+        load: (load_at_start, load_average()),
+        mesh,
+        churn,
+        loaded,
+        costs,
+        memory,
+    };
+    println!("{}", render(&args, &results));
+    Ok(())
+}
