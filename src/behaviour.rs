@@ -134,7 +134,7 @@ impl Behaviour {
 
     /// Lifts a ban. Returns whether there was one.
     pub fn unban(&mut self, target: BanTarget) -> bool {
-        let lifted = self.manager.unban(target);
+        let lifted = self.manager.unban(Instant::now(), target);
         self.wake();
         lifted
     }

@@ -21,8 +21,9 @@ impl Manager {
             .get(&peer)
             .map(|r| r.open().map(|c| c.id).collect())
             .unwrap_or_default();
+        // The remote learns how long the ban lasts, and may come back then.
         for connection in open {
-            self.start_close(now, peer, connection, DisconnectReason::Banned, None);
+            self.start_close(now, peer, connection, DisconnectReason::Banned, duration);
         }
         self.forget_if_idle(peer);
     }
@@ -47,7 +48,7 @@ impl Manager {
     }
 
     /// Lifts a ban. Returns whether there was one.
-    pub fn unban(&mut self, target: BanTarget) -> bool {
+    pub fn unban(&mut self, now: Instant, target: BanTarget) -> bool {
         let target = target.normalized();
         let Some(until) = self.bans.remove(target) else {
             return false;
@@ -60,7 +61,31 @@ impl Manager {
             target,
             expired: false,
         });
+        self.revive_stranded(now);
         true
+    }
+
+    /// After a ban ends, wanted peers whose dials it refused are dialed again (spread out).
+    fn revive_stranded(&mut self, now: Instant) {
+        let stranded: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(peer, r)| {
+                r.wanted
+                    && !r.parked
+                    && !r.is_connected()
+                    && r.pending_outbound == 0
+                    && r.redial_at.is_none()
+                    && r.waiting.is_none()
+                    && self.bans.peer(peer, now).is_none()
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        let step = self.config.prompt_redial_delay;
+        for (position, peer) in stranded.into_iter().enumerate() {
+            let spread = step.saturating_mul(u32::try_from(position).unwrap_or(u32::MAX));
+            self.plan_redial(now, peer, RedialPlan::Prompt, None, spread);
+        }
     }
 
     /// Every ban in force at `now`, with its expiry.
@@ -184,6 +209,7 @@ impl Manager {
             target,
             expired: true,
         });
+        self.revive_stranded(now);
     }
 
     fn insert_ban(&mut self, now: Instant, target: BanTarget, duration: Option<Duration>) {

@@ -339,6 +339,9 @@ impl Manager {
             settling_duplicates: record
                 .last_duplicate_at
                 .is_some_and(|at| now.saturating_duration_since(at) <= self.config.duplicate_grace),
+            hinted: closed
+                .remote_goodbye
+                .is_some_and(|(_, hint)| hint.is_some()),
         };
         self.cancel_connection_timers(&closed);
         let counter = match closed.direction {

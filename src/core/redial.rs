@@ -48,6 +48,8 @@ pub struct PeerContext {
     /// A duplicate of this peer was closed or refused moments ago: the connection that was kept
     /// may have died before the remote ever saw it.
     pub settling_duplicates: bool,
+    /// The remote said when to come back (a retry-after hint).
+    pub hinted: bool,
 }
 
 /// The redial table of DESIGN.md section 4, for the initiator of the last connection to a peer.
@@ -63,6 +65,8 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
         (Duplicate, _) if peer.attempt < PROMPT_DUPLICATE_REDIALS => RedialPlan::Prompt,
         (Duplicate, _) if !peer.wanted => RedialPlan::Never,
         (Duplicate, _) => RedialPlan::TimeoutBackoff,
+        // A timed ban: the remote said when it ends (the delay honours the hint).
+        (Banned, ClosedBy::Remote) if peer.hinted && peer.wanted => RedialPlan::TimeoutBackoff,
         (Banned, _) => RedialPlan::Never,
         // A local Normal close is `disconnect`, `shutdown` or another behaviour's decision.
         (Normal, ClosedBy::Local) => RedialPlan::Never,
@@ -164,6 +168,7 @@ mod tests {
                 wanted,
                 attempt,
                 settling_duplicates: false,
+                hinted: false,
             };
             assert_eq!(
                 plan(reason, by, peer),
@@ -179,6 +184,7 @@ mod tests {
             wanted: false,
             attempt: 0,
             settling_duplicates: true,
+            hinted: false,
         };
         assert_eq!(
             plan(Timeout, ClosedBy::Remote, settling),

@@ -284,7 +284,8 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
         peer: b.id,
         connection: cid(1),
         reason: DisconnectReason::Banned,
-        retry_after: None,
+        // The remote learns when the ban ends.
+        retry_after: Some(Duration::from_secs(60)),
         timeout: Config::default().goodbye_timeout()
     }));
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
@@ -359,8 +360,8 @@ fn a_longer_ban_replaces_the_shorter_timer() {
     );
     a.advance(Duration::from_secs(3600));
     assert!(a.manager.is_peer_banned(&b.id, a.now));
-    assert!(a.manager.unban(BanTarget::Peer(b.id)));
-    assert!(!a.manager.unban(BanTarget::Peer(b.id)));
+    assert!(a.manager.unban(a.now, BanTarget::Peer(b.id)));
+    assert!(!a.manager.unban(a.now, BanTarget::Peer(b.id)));
     assert!(a.manager.bans(a.now).is_empty());
 }
 
@@ -466,7 +467,7 @@ fn unbanning_with_host_bits_finds_the_ban_and_its_timer() {
     );
     assert!(a
         .manager
-        .unban(BanTarget::Network("10.1.9.9/16".parse().unwrap())));
+        .unban(a.now, BanTarget::Network("10.1.9.9/16".parse().unwrap())));
     assert_eq!(a.manager.scheduled_timers(), 0);
     assert!(a.events().contains(&Event::Unbanned {
         target: BanTarget::Network("10.1.0.0/16".parse().unwrap()),
@@ -552,4 +553,66 @@ fn counters_return_to_zero_after_every_kind_of_end() {
     }
     assert_eq!(a.manager.pending_connections(), 0);
     assert_eq!(a.manager.established_connections(), 0);
+}
+
+#[test]
+fn the_end_of_a_network_ban_redials_the_wanted_peers_it_stranded() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.ban_network(
+        a.now,
+        "10.0.0.0/8".parse().unwrap(),
+        Some(Duration::from_secs(5)),
+    );
+    a.manager
+        .dial(a.now, b.id, vec![ip_addr("10.0.0.7", 1)])
+        .unwrap();
+    let _ = a.actions();
+    let denial = a
+        .manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[ip_addr("10.0.0.7", 1)])
+        .unwrap_err();
+    a.manager.on_dial_failure(
+        a.now,
+        cid(1),
+        Some(b.id),
+        DialFailure::DeniedByManager(denial),
+    );
+    let _ = a.actions();
+    assert!(
+        a.manager.peer_info(&b.id).unwrap().next_redial.is_none(),
+        "stranded"
+    );
+    a.advance(Duration::from_secs(5));
+    let _ = a.actions();
+    a.advance(Duration::from_secs(1));
+    assert!(
+        a.actions()
+            .iter()
+            .any(|x| matches!(x, Action::Dial { peer, .. } if *peer == b.id)),
+        "dialed again once the ban ended"
+    );
+}
+
+#[test]
+fn a_peer_told_how_long_it_is_banned_comes_back_after_it() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    let _ = a.actions();
+    a.manager.on_goodbye_received(
+        a.now,
+        cid(1),
+        DisconnectReason::Banned,
+        Some(Duration::from_secs(30)),
+    );
+    a.manager
+        .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+    let delay = a.events().into_iter().find_map(|e| match e {
+        Event::RedialScheduled { delay, .. } => Some(delay),
+        _ => None,
+    });
+    assert!(
+        delay.is_some_and(|d| d >= Duration::from_secs(30)),
+        "{delay:?}"
+    );
 }
