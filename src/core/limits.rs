@@ -24,6 +24,12 @@ use super::Denial;
 /// | [`with_max_inbound_per_ip`](Self::with_max_inbound_per_ip) | 16 | an inbound connection starts |
 /// | [`with_inbound_rate_per_ip`](Self::with_inbound_rate_per_ip) | 10/s, burst 20 | an inbound connection starts |
 ///
+/// The manager cannot close a connection still in its handshake: a slowloris (connections that
+/// never finish it) holds its pending slots until the transport's handshake timeout, and a new
+/// peer's identity is not known yet, so even allow-listed peers wait. Keep that timeout short
+/// (`SwarmBuilder::with_connection_timeout`). Forgetting an idle address from the per-IP table
+/// also forgets its rate-limit bucket.
+///
 /// The per-IP limits skip loopback addresses unless
 /// [`with_loopback_exempt(false)`](Self::with_loopback_exempt). Allow-listed peers bypass the
 /// limits that can see their peer id (outbound pending and established); a connection to a
