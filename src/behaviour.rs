@@ -35,6 +35,7 @@ use crate::{
     exchange_handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
+    store::{PeerStore, StoreConfig, StoreDriver, StoreError},
     Config,
 };
 
@@ -59,6 +60,8 @@ pub struct Behaviour {
     timer: Option<(Instant, Delay)>,
     /// Rates from the opt-in byte counter, for the health score.
     bandwidth: Option<BandwidthSampler>,
+    /// Where bans and peers are kept across restarts, if anywhere.
+    store: Option<StoreDriver>,
     waker: Option<Waker>,
 }
 
@@ -75,7 +78,46 @@ impl Behaviour {
             ping,
             timer: None,
             bandwidth: None,
+            store: None,
             waker: None,
+        }
+    }
+
+    /// Keeps bans, wanted peers, addresses, tags and last disconnects in `store`, and takes
+    /// over what it holds now: bans still in force are enforced again, and wanted peers are
+    /// redialed by the normal policy ([`Event::Restored`] says how many). Changes are written
+    /// in batches, about once a second; [`shutdown`](Self::shutdown) and dropping the
+    /// behaviour write the rest. Call it before the swarm runs.
+    ///
+    /// Fails if the store cannot be read.
+    pub fn with_store(self, store: impl PeerStore) -> Result<Self, StoreError> {
+        self.with_store_config(store, StoreConfig::default())
+    }
+
+    /// [`with_store`](Self::with_store), with how often changes are handed to the store.
+    pub fn with_store_config(
+        mut self,
+        store: impl PeerStore,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let (driver, summary) = StoreDriver::attach(Box::new(store), config, &mut self.manager)?;
+        tracing::info!(
+            bans = summary.bans,
+            expired_bans = summary.expired_bans,
+            peers = summary.peers,
+            redials = summary.redials,
+            "peer store restored"
+        );
+        self.store = Some(driver);
+        Ok(self)
+    }
+
+    /// Writes every pending change to the store and waits until it is durable. Without a store,
+    /// does nothing.
+    pub fn flush_store(&mut self) -> Result<(), StoreError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(&mut self.manager),
+            None => Ok(()),
         }
     }
 
@@ -113,6 +155,9 @@ impl Behaviour {
     /// (at most the goodbye timeout).
     pub fn shutdown(&mut self) {
         self.manager.shutdown(Instant::now());
+        if let Some(store) = self.store.as_mut() {
+            store.hand_over(&mut self.manager);
+        }
         self.wake();
     }
 
@@ -617,6 +662,9 @@ impl NetworkBehaviour for Behaviour {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
         self.waker = Some(cx.waker().clone());
+        if let Some(store) = self.store.as_mut() {
+            store.poll(cx, &mut self.manager);
+        }
         loop {
             if let Some(action) = self.manager.poll_action() {
                 return Poll::Ready(self.to_swarm(action));
@@ -657,6 +705,15 @@ impl NetworkBehaviour for Behaviour {
                 continue;
             }
             return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for Behaviour {
+    /// Writes what the store has not got yet (this waits for the disk).
+    fn drop(&mut self) {
+        if let Err(error) = self.flush_store() {
+            tracing::warn!(%error, "peer store: last changes not written");
         }
     }
 }

@@ -147,6 +147,7 @@ pub mod handler;
 pub mod metrics;
 pub mod protocol;
 mod reason;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -243,6 +243,8 @@ impl Metrics {
             Event::ConnectionReplaced { .. } => {
                 self.connections_replaced.inc();
             }
+            // Once per start; the node logs it.
+            Event::Restored(_) => {}
         }
     }
 

@@ -15,6 +15,7 @@ impl Manager {
             record.stop_wanting();
             record.parked = true;
         }
+        self.note_peer(peer);
         self.cancel_redial(peer);
         let open: Vec<ConnectionId> = self
             .peers
@@ -56,6 +57,7 @@ impl Manager {
         if let Some(at) = until {
             self.timers.cancel(at, Timer::BanExpiry(target));
         }
+        self.note_ban(target);
         tracing::debug!(%target, "unbanned");
         self.push_event(Event::Unbanned {
             target,
@@ -204,6 +206,7 @@ impl Manager {
             _ => return,
         }
         self.bans.remove(target);
+        self.note_ban(target);
         tracing::debug!(%target, "ban expired");
         self.push_event(Event::Unbanned {
             target,
@@ -221,6 +224,7 @@ impl Manager {
         if let Some(at) = until {
             self.timers.schedule(at, Timer::BanExpiry(target));
         }
+        self.note_ban(target.normalized());
         tracing::debug!(%target, ?duration, "banned");
         self.push_event(Event::Banned { target, until });
     }

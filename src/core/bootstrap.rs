@@ -34,8 +34,12 @@ impl Manager {
                 continue;
             }
             let record = self.peers.entry(peer).or_default();
-            record.add_address(address, max);
-            if record.pending_outbound == 0 {
+            let changed = record.add_address(address, max);
+            let idle = record.pending_outbound == 0;
+            if changed {
+                self.note_peer(peer);
+            }
+            if idle {
                 self.bootstrap.round.insert(peer);
                 self.push_dial(peer);
             }

@@ -30,7 +30,9 @@ impl Manager {
         for address in addresses {
             record.add_address(address, max);
         }
-        if record.is_connected() || record.pending_outbound > 0 {
+        let busy = record.is_connected() || record.pending_outbound > 0;
+        self.note_peer(peer);
+        if busy {
             return Ok(());
         }
         self.cancel_redial(peer);
@@ -44,10 +46,14 @@ impl Manager {
             return;
         }
         let max = self.config.max_addresses_per_peer;
-        self.peers
+        if self
+            .peers
             .entry(peer)
             .or_default()
-            .add_address(address, max);
+            .add_address(address, max)
+        {
+            self.note_peer(peer);
+        }
     }
 
     /// Stops wanting `peer`: cancels its redial, closes its connections with goodbye `Normal`,
@@ -69,6 +75,7 @@ impl Manager {
         record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         let had_connections = !record.connections.is_empty();
+        self.note_peer(peer);
         self.cancel_redial(peer);
         for connection in open {
             self.start_close(now, peer, connection, DisconnectReason::Normal, None);
@@ -84,6 +91,7 @@ impl Manager {
             return;
         }
         self.terminated = true;
+        self.freeze_journal();
         if let Some(due) = self.bootstrap.due.take() {
             self.timers.cancel(due, Timer::Bootstrap);
         }

@@ -66,6 +66,7 @@ impl Manager {
                 self.discovered -= 1;
             }
         }
+        self.note_forgotten(peer);
         tracing::debug!(%peer, "peer forgotten");
         self.push_event(Event::PeerForgotten { peer });
         self.forget_if_idle(peer);

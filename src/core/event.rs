@@ -150,6 +150,10 @@ pub enum Event {
         /// The replaced connection.
         connection: ConnectionId,
     },
+    /// State kept by a peer store was taken over at start (see [`Manager::restore`]).
+    ///
+    /// [`Manager::restore`]: super::Manager::restore
+    Restored(super::RestoreSummary),
     /// The node changed phase.
     PhaseChanged {
         /// The phase before.

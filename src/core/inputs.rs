@@ -124,8 +124,12 @@ impl Manager {
             .filter(|a| !addresses.contains(a))
             .cloned()
             .collect();
+        let mut changed = false;
         for address in addresses.iter().rev() {
-            record.add_address(address.clone(), max);
+            changed |= record.add_address(address.clone(), max);
+        }
+        if changed {
+            self.note_peer(peer);
         }
         Ok(known)
     }
@@ -264,9 +268,7 @@ impl Manager {
         let max = self.config.max_addresses_per_peer;
         let record = self.peers.entry(peer).or_default();
         let first = record.connections.is_empty();
-        if initiator == Initiator::Local {
-            record.add_address(remote_addr.clone(), max);
-        }
+        let learned = initiator == Initiator::Local && record.add_address(remote_addr.clone(), max);
         record.connections.push(ConnectionRecord {
             id: connection,
             initiator,
@@ -284,6 +286,9 @@ impl Manager {
             counted_ip,
         });
         record.waiting = None;
+        if learned {
+            self.note_peer(peer);
+        }
         self.owners.insert(connection, peer);
         self.cancel_redial(peer);
         if first {
@@ -374,6 +379,15 @@ impl Manager {
         if remaining == 0 {
             self.connected_peers -= 1;
             self.exchange_changed(now);
+            self.note_disconnect(
+                peer,
+                LastDisconnect {
+                    reason,
+                    closed_by,
+                    at: now,
+                    retry_after,
+                },
+            );
         }
 
         // The side that dialed the lost connection redials. The other side cleans up, and

@@ -22,6 +22,7 @@ mod inputs;
 mod limits;
 mod liveness;
 mod peers;
+mod persist;
 mod phase;
 mod redial;
 mod refusals;
@@ -52,6 +53,8 @@ use limits::{ip_of, Counters, PerIp};
 pub use limits::{LimitKind, Limits, RateLimit};
 use peers::{Closing, ConnectionRecord, PeerRecord, Slot};
 pub use peers::{ConnectionInfo, PeerInfo};
+use persist::Journal;
+pub use persist::{Change, DurablePeer, LastDisconnect, PeerUpdate, RestoreSummary};
 pub use phase::Phase;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 pub use redial::ClosedBy;
@@ -243,6 +246,8 @@ pub struct Manager {
     /// Inbound connections refused by a limit that are let through only to say goodbye, with
     /// their goodbye deadline (see `refusals`).
     refusing: HashMap<ConnectionId, (PeerId, Option<Instant>)>,
+    /// Changes a peer store must write (off unless a store is attached).
+    journal: Journal,
     rng: StdRng,
 }
 
@@ -276,6 +281,7 @@ impl Manager {
             refusing: HashMap::new(),
             exchange_due: None,
             last_exchange: None,
+            journal: Journal::default(),
             rng: StdRng::seed_from_u64(seed),
         };
         if !manager.config.bootstrap_peers.is_empty() {

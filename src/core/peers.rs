@@ -143,17 +143,19 @@ impl PeerRecord {
     }
 
     /// Remembers `address` as the most recent one, keeping at most `max`. A trailing
-    /// `/p2p/<peer>` is dropped so the same address is not kept (and dialed) twice.
-    pub(crate) fn add_address(&mut self, mut address: Multiaddr, max: usize) {
+    /// `/p2p/<peer>` is dropped so the same address is not kept (and dialed) twice. Returns
+    /// whether the list changed.
+    pub(crate) fn add_address(&mut self, mut address: Multiaddr, max: usize) -> bool {
         if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
             address.pop();
         }
-        if address.is_empty() {
-            return;
+        if address.is_empty() || max == 0 || self.addresses.front() == Some(&address) {
+            return false;
         }
         self.addresses.retain(|a| a != &address);
         self.addresses.push_front(address);
         self.addresses.truncate(max);
+        true
     }
 
     pub(crate) fn info(&self, scoring: &HealthScoring) -> PeerInfo {

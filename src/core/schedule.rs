@@ -27,6 +27,7 @@ impl Manager {
             if max_attempts.is_some_and(|max| record.redial_attempts >= max) {
                 let attempts = record.redial_attempts;
                 record.stop_wanting();
+                self.note_peer(peer);
                 self.push_event(Event::RedialGaveUp { peer, attempts });
                 return;
             }

@@ -24,6 +24,28 @@ impl Tags {
         self.protected.contains_key(peer)
     }
 
+    /// The protection tags of `peer`, sorted.
+    pub(super) fn protected_tags(&self, peer: &PeerId) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .protected
+            .get(peer)
+            .map(|tags| tags.iter().cloned().collect())
+            .unwrap_or_default();
+        tags.sort_unstable();
+        tags
+    }
+
+    /// The valued tags of `peer`, sorted by name.
+    pub(super) fn valued_tags(&self, peer: &PeerId) -> Vec<(String, i64)> {
+        let mut tags: Vec<(String, i64)> = self
+            .values
+            .get(peer)
+            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        tags.sort_unstable();
+        tags
+    }
+
     fn value(&self, peer: &PeerId) -> i64 {
         self.values.get(peer).map_or(0, |tags| {
             tags.values().fold(0i64, |sum, v| sum.saturating_add(*v))
@@ -65,6 +87,7 @@ impl Manager {
             .entry(peer)
             .or_default()
             .insert(tag.into());
+        self.note_peer(peer);
     }
 
     /// Removes one protection tag. Returns whether the peer is still protected by another.
@@ -73,7 +96,9 @@ impl Manager {
             return false;
         };
         tags.remove(tag);
-        if tags.is_empty() {
+        let still = !tags.is_empty();
+        self.note_peer(*peer);
+        if !still {
             self.tags.protected.remove(peer);
             return false;
         }
@@ -93,6 +118,7 @@ impl Manager {
             .entry(peer)
             .or_default()
             .insert(tag.into(), value);
+        self.note_peer(peer);
     }
 
     /// Removes a valued tag.
@@ -102,6 +128,7 @@ impl Manager {
             if tags.is_empty() {
                 self.tags.values.remove(peer);
             }
+            self.note_peer(*peer);
         }
     }
 
@@ -208,7 +235,12 @@ impl Manager {
         // Trimming is a decision to have fewer connections: the peer is not redialed.
         record.stop_wanting();
         record.parked = true;
-        let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
+        self.note_peer(peer);
+        let open: Vec<ConnectionId> = self
+            .peers
+            .get(&peer)
+            .map(|r| r.open().map(|c| c.id).collect())
+            .unwrap_or_default();
         for connection in open {
             self.start_close(
                 now,

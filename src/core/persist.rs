@@ -1,0 +1,280 @@
+//! What the manager keeps across restarts: the changes a peer store must write, and restoring
+//! from what a store read back.
+//!
+//! The manager only journals *which* peers and bans changed (one hash-set insert on the hot
+//! path); the changes themselves are built from the current state when the driver asks for
+//! them ([`Manager::take_changes`]), so a peer touched a thousand times between two flushes
+//! is written once. Journaling is off until [`Manager::track_changes`] turns it on: a manager
+//! without a store pays nothing.
+
+use super::*;
+
+/// How a peer's last connection ended, as kept across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastDisconnect {
+    /// Why it ended.
+    pub reason: DisconnectReason,
+    /// Which side ended it.
+    pub closed_by: ClosedBy,
+    /// When it ended.
+    pub at: Instant,
+    /// The remote's hint for when to come back, if it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+impl LastDisconnect {
+    /// The remote banned this node with no end in sight: the peer is not dialed again by itself.
+    fn banned_for_good(&self) -> bool {
+        self.reason == DisconnectReason::Banned
+            && self.closed_by == ClosedBy::Remote
+            && self.retry_after.is_none()
+    }
+}
+
+/// What the manager keeps of one peer across restarts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DurablePeer {
+    /// The application wants it connected: it is redialed after a restart.
+    pub wanted: bool,
+    /// Addresses to dial it on, newest first.
+    pub addresses: Vec<Multiaddr>,
+    /// Its protection tags (trimming never closes a protected peer).
+    pub protected: Vec<String>,
+    /// Its valued tags.
+    pub tags: Vec<(String, i64)>,
+    /// How its last connection ended.
+    pub last_disconnect: Option<LastDisconnect>,
+}
+
+/// The new state of one peer, for a store to merge into what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerUpdate {
+    /// Whether the application wants it connected.
+    pub wanted: bool,
+    /// Its addresses, newest first; `None` when the manager no longer holds them in memory
+    /// (the store keeps the ones it has).
+    pub addresses: Option<Vec<Multiaddr>>,
+    /// Its protection tags.
+    pub protected: Vec<String>,
+    /// Its valued tags.
+    pub tags: Vec<(String, i64)>,
+    /// How its last connection ended, if it ended since the previous update (otherwise the
+    /// store keeps the one it has).
+    pub last_disconnect: Option<LastDisconnect>,
+}
+
+/// One change a peer store must write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A ban is in force (new, or with a new end).
+    Ban(Ban),
+    /// A ban ended (expired or lifted).
+    Unban(BanTarget),
+    /// A peer's durable state changed.
+    Peer {
+        /// The peer.
+        peer: PeerId,
+        /// Its new state.
+        update: PeerUpdate,
+    },
+    /// The application asked to forget the peer ([`Manager::forget`]): drop everything stored.
+    Forget(PeerId),
+}
+
+/// What [`Manager::restore`] took over from a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RestoreSummary {
+    /// Bans still in force, now enforced again.
+    pub bans: usize,
+    /// Bans that had ended while the node was down, dropped.
+    pub expired_bans: usize,
+    /// Peers read back (their tags are restored; wanted ones also their addresses).
+    pub peers: usize,
+    /// Wanted peers scheduled for a dial.
+    pub redials: usize,
+}
+
+/// The journal of changes not yet taken by the driver.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    enabled: bool,
+    /// Set by `shutdown`: what shutting down does (un-wanting every peer) is not written, so
+    /// a restart picks up where the node was.
+    frozen: bool,
+    peers: HashMap<PeerId, Option<LastDisconnect>>,
+    forgotten: HashSet<PeerId>,
+    bans: HashSet<BanTarget>,
+    /// Changes built when the journal was frozen, waiting to be taken.
+    ready: Vec<Change>,
+}
+
+impl Journal {
+    fn recording(&self) -> bool {
+        self.enabled && !self.frozen
+    }
+
+    fn len(&self) -> usize {
+        self.peers.len() + self.forgotten.len() + self.bans.len() + self.ready.len()
+    }
+}
+
+impl Manager {
+    /// Starts (or stops) journaling the changes a peer store must write; take them with
+    /// [`take_changes`](Self::take_changes).
+    pub fn track_changes(&mut self, enabled: bool) {
+        self.journal.enabled = enabled;
+        if !enabled {
+            self.journal = Journal::default();
+        }
+    }
+
+    /// Changes journaled and not yet taken: a driver flushes early when this grows large.
+    pub fn pending_changes(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// The changes since the last call, one per peer or ban, built from the current state.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let mut changes = std::mem::take(&mut self.journal.ready);
+        changes.extend(self.build_changes());
+        changes
+    }
+
+    /// Takes over what a store kept: bans still in force at `now` are enforced again (ended
+    /// ones are dropped), and peers get back their addresses, tags and wants. Wanted peers are
+    /// dialed by the normal redial policy: soon (spread out by the prompt-redial jitter), no
+    /// sooner than a retry-after the remote gave, and not at all if the remote banned this node
+    /// for good. Call it on a fresh manager, before the first connection.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        bans: Vec<Ban>,
+        peers: Vec<(PeerId, DurablePeer)>,
+    ) -> RestoreSummary {
+        let mut summary = RestoreSummary::default();
+        for ban in bans {
+            if ban.until.is_some_and(|until| until <= now) {
+                summary.expired_bans += 1;
+                continue;
+            }
+            let target = ban.target.normalized();
+            if let Some(Some(previous)) = self.bans.insert(target, ban.until) {
+                self.timers.cancel(previous, Timer::BanExpiry(target));
+            }
+            if let Some(at) = ban.until {
+                self.timers.schedule(at, Timer::BanExpiry(target));
+            }
+            summary.bans += 1;
+        }
+        let max = self.config.max_addresses_per_peer;
+        for (peer, durable) in peers {
+            if peer == self.local {
+                continue;
+            }
+            summary.peers += 1;
+            for tag in durable.protected {
+                self.protect(peer, tag);
+            }
+            for (tag, value) in durable.tags {
+                self.tag_peer(peer, tag, value);
+            }
+            // Only wanted peers are held in memory; the store keeps the addresses of the others.
+            if !durable.wanted || self.bans.peer(&peer, now).is_some() {
+                continue;
+            }
+            let record = self.peers.entry(peer).or_default();
+            // Oldest first, so the newest ends up in front.
+            for address in durable.addresses.into_iter().rev() {
+                record.add_address(address, max);
+            }
+            record.wanted = true;
+            let last = durable.last_disconnect;
+            if last.is_some_and(|l| l.banned_for_good()) {
+                continue;
+            }
+            // What is left of the remote's retry-after hint.
+            let hint = last.and_then(|l| {
+                let end = later(l.at, l.retry_after?);
+                Some(end.saturating_duration_since(now)).filter(|left| !left.is_zero())
+            });
+            self.plan_redial(now, peer, RedialPlan::Prompt, hint, Duration::ZERO);
+            if self.peers.get(&peer).is_some_and(|r| r.redial_at.is_some()) {
+                summary.redials += 1;
+            }
+        }
+        tracing::debug!(?summary, "restored from the peer store");
+        self.push_event(Event::Restored(summary));
+        summary
+    }
+
+    /// Journals that `peer`'s durable state may have changed.
+    pub(super) fn note_peer(&mut self, peer: PeerId) {
+        if self.journal.recording() {
+            self.journal.forgotten.remove(&peer);
+            self.journal.peers.entry(peer).or_insert(None);
+        }
+    }
+
+    /// Journals how `peer`'s last connection ended.
+    pub(super) fn note_disconnect(&mut self, peer: PeerId, last: LastDisconnect) {
+        if self.journal.recording() {
+            self.journal.forgotten.remove(&peer);
+            self.journal.peers.insert(peer, Some(last));
+        }
+    }
+
+    /// Journals that `peer` is to be dropped from the store.
+    pub(super) fn note_forgotten(&mut self, peer: PeerId) {
+        if self.journal.recording() {
+            self.journal.peers.remove(&peer);
+            self.journal.forgotten.insert(peer);
+        }
+    }
+
+    /// Journals that the ban of `target` began, changed or ended.
+    pub(super) fn note_ban(&mut self, target: BanTarget) {
+        if self.journal.recording() {
+            self.journal.bans.insert(target);
+        }
+    }
+
+    /// Builds what is journaled into the ready list and stops journaling (see `Journal::frozen`).
+    pub(super) fn freeze_journal(&mut self) {
+        if self.journal.recording() {
+            let changes = self.build_changes();
+            self.journal.ready.extend(changes);
+            self.journal.frozen = true;
+        }
+    }
+
+    fn build_changes(&mut self) -> Vec<Change> {
+        let journal = &mut self.journal;
+        let peers = std::mem::take(&mut journal.peers);
+        let forgotten = std::mem::take(&mut journal.forgotten);
+        let bans = std::mem::take(&mut journal.bans);
+        let mut changes = Vec::with_capacity(peers.len() + forgotten.len() + bans.len());
+        changes.extend(forgotten.into_iter().map(Change::Forget));
+        for target in bans {
+            changes.push(match self.bans.get(target) {
+                Some(until) => Change::Ban(Ban { target, until }),
+                None => Change::Unban(target),
+            });
+        }
+        for (peer, last_disconnect) in peers {
+            let record = self.peers.get(&peer);
+            changes.push(Change::Peer {
+                peer,
+                update: PeerUpdate {
+                    wanted: record.is_some_and(|r| r.wanted),
+                    addresses: record
+                        .filter(|r| !r.addresses.is_empty())
+                        .map(|r| r.addresses.iter().cloned().collect()),
+                    protected: self.tags.protected_tags(&peer),
+                    tags: self.tags.valued_tags(&peer),
+                    last_disconnect,
+                },
+            });
+        }
+        changes
+    }
+}

@@ -1,0 +1,436 @@
+//! The persistent peer store, on redb.
+
+use std::{
+    collections::HashMap,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::{
+        mpsc::{self, Receiver, SyncSender, TrySendError},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+};
+
+use libp2p_identity::PeerId;
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
+    TableDefinition,
+};
+use web_time::SystemTime;
+
+use super::{
+    codec, memory::DEFAULT_MAX_PEERS, record::stalest_beyond, PeerStore, StoreError, StoreOp,
+    StoredBan, StoredPeer, StoredState,
+};
+
+const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
+const BANS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bans");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The key in `META` that holds the format of the records.
+const FORMAT_KEY: &str = "format";
+/// The format of the records this version writes and reads.
+pub(crate) const FORMAT: u64 = 1;
+/// Batches queued for the writer, at most; beyond, operations wait in the handle's backlog.
+const QUEUED_BATCHES: usize = 16;
+/// Operations the backlog holds, at most, while the writer is behind; the oldest go first.
+const MAX_BACKLOG: usize = 100_000;
+
+/// A peer store in a file, on the embedded database [redb](https://docs.rs/redb).
+///
+/// Every batch from [`write`](PeerStore::write) is one transaction, committed by a background
+/// thread with full durability: killing the process at any moment leaves the last committed
+/// batch. Opening checks every record, so a damaged file is an error at start
+/// ([`StoreError::Corrupted`], naming the file), never a panic later;
+/// [`open_or_start_fresh`](Self::open_or_start_fresh) sets such a file aside instead.
+#[derive(Debug)]
+pub struct RedbStore {
+    path: PathBuf,
+    db: Arc<Database>,
+    loaded: Option<StoredState>,
+    sender: Option<SyncSender<Message>>,
+    backlog: Vec<StoreOp>,
+    /// The last error of the writer thread, reported by the next `write`.
+    failure: Arc<Mutex<Option<String>>>,
+    writer: Option<JoinHandle<()>>,
+    set_aside: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Write(Vec<StoreOp>),
+    Flush(mpsc::Sender<Result<(), String>>),
+}
+
+impl RedbStore {
+    /// Opens the store in `path`, creating it if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_max_peers(path, DEFAULT_MAX_PEERS)
+    }
+
+    /// Opens the store, keeping at most `max_peers` peers [default: 10 000]: beyond it the
+    /// stalest peers that are not wanted and carry no tag are dropped.
+    pub fn open_with_max_peers(
+        path: impl AsRef<Path>,
+        max_peers: usize,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let (db, loaded) = open_and_read(&path)?;
+        let db = Arc::new(db);
+        let (sender, receiver) = mpsc::sync_channel(QUEUED_BATCHES);
+        let failure = Arc::new(Mutex::new(None));
+        let writer = {
+            let failure = failure.clone();
+            let file = path.clone();
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("peer-store".into())
+                .spawn(move || run_writer(db, receiver, failure, file, max_peers))
+                .map_err(|e| StoreError::Open {
+                    path: path.clone(),
+                    source: Box::new(e),
+                })?
+        };
+        Ok(Self {
+            path,
+            db,
+            loaded: Some(loaded),
+            sender: Some(sender),
+            backlog: Vec::new(),
+            failure,
+            writer: Some(writer),
+            set_aside: None,
+        })
+    }
+
+    /// Opens the store; if the file is corrupted or of an incompatible format, renames it to
+    /// `<file>.bad-<unix seconds>` and starts with an empty store (the rename is logged and
+    /// [`set_aside`](Self::set_aside) tells where it went). Other errors (permissions, a file
+    /// in use) are returned as they are.
+    pub fn open_or_start_fresh(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        match Self::open(path) {
+            Err(StoreError::Corrupted { .. } | StoreError::Incompatible { .. }) => {}
+            other => return other,
+        }
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".bad-{secs}"));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(path, &aside).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        tracing::warn!(file = %path.display(), moved_to = %aside.display(),
+            "peer store unreadable: set aside, starting with an empty one");
+        let mut store = Self::open(path)?;
+        store.set_aside = Some(aside);
+        Ok(store)
+    }
+
+    /// The file of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where [`open_or_start_fresh`](Self::open_or_start_fresh) moved an unreadable file.
+    pub fn set_aside(&self) -> Option<&Path> {
+        self.set_aside.as_deref()
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Closed {
+            path: self.path.clone(),
+        }
+    }
+}
+
+impl PeerStore for RedbStore {
+    fn load(&mut self) -> Result<StoredState, StoreError> {
+        match self.loaded.take() {
+            Some(state) => Ok(state),
+            None => {
+                // Read again: what was loaded at open has been handed out already.
+                self.flush()?;
+                read_all(&self.db, &self.path)
+            }
+        }
+    }
+
+    fn write(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        self.backlog.extend(ops);
+        if !self.backlog.is_empty() {
+            let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
+            let batch = std::mem::take(&mut self.backlog);
+            match sender.try_send(Message::Write(batch)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(Message::Write(batch))) => {
+                    // The writer is behind: keep the operations for the next call.
+                    self.backlog = batch;
+                    if self.backlog.len() > MAX_BACKLOG {
+                        let excess = self.backlog.len() - MAX_BACKLOG;
+                        self.backlog.drain(..excess);
+                        tracing::warn!(
+                            dropped = excess,
+                            "peer store writer behind; oldest changes dropped"
+                        );
+                    }
+                }
+                Err(_) => return Err(self.closed()),
+            }
+        }
+        match failure {
+            Some(detail) => Err(StoreError::Write {
+                path: self.path.clone(),
+                source: detail.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
+        let backlog = std::mem::take(&mut self.backlog);
+        if !backlog.is_empty() && sender.send(Message::Write(backlog)).is_err() {
+            return Err(self.closed());
+        }
+        let (reply, done) = mpsc::channel();
+        sender
+            .send(Message::Flush(reply))
+            .map_err(|_| self.closed())?;
+        match done.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(detail)) => Err(StoreError::Write {
+                path: self.path.clone(),
+                source: detail.into(),
+            }),
+            Err(_) => Err(self.closed()),
+        }
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::warn!(%error, "peer store: last changes not written");
+        }
+        // Closing the channel stops the writer; wait for it so the file is released.
+        self.sender = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Opens (or creates) the database and reads every record, checking the format.
+fn open_and_read(path: &Path) -> Result<(Database, StoredState), StoreError> {
+    // redb's debug builds assert on some kinds of damage instead of returning an error: a
+    // damaged file must not take the node down in any build.
+    let opened = catch_unwind(AssertUnwindSafe(|| -> Result<_, StoreError> {
+        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        ensure_format(&db, path)?;
+        let state = read_all(&db, path)?;
+        Ok((db, state))
+    }));
+    opened.unwrap_or_else(|_| {
+        Err(StoreError::Corrupted {
+            path: path.to_path_buf(),
+            detail: "the database engine refused the file".into(),
+        })
+    })
+}
+
+fn open_error(path: &Path, error: DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match error {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            StoreError::Locked { path }
+        }
+        DatabaseError::UpgradeRequired(version) => StoreError::Incompatible {
+            path,
+            found: format!("redb file format {version}"),
+            expected: FORMAT,
+        },
+        DatabaseError::Storage(storage) => storage_error(path, storage),
+        other => StoreError::Open {
+            path,
+            source: Box::new(other),
+        },
+    }
+}
+
+fn storage_error(path: PathBuf, error: StorageError) -> StoreError {
+    match error {
+        StorageError::Corrupted(detail) => StoreError::Corrupted { path, detail },
+        StorageError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Corrupted {
+                path,
+                detail: io.to_string(),
+            }
+        }
+        other => StoreError::Open {
+            path,
+            source: Box::new(other),
+        },
+    }
+}
+
+fn corrupted(path: &Path, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupted {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A new file gets the current format; an existing one must have it.
+fn ensure_format(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(|e| corrupted(path, e))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| corrupted(path, e))?;
+        let found = meta
+            .get(FORMAT_KEY)
+            .map_err(|e| corrupted(path, e))?
+            .map(|v| v.value());
+        match found {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(StoreError::Incompatible {
+                    path: path.to_path_buf(),
+                    found: format!("peer store format {other}"),
+                    expected: FORMAT,
+                })
+            }
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT)
+                    .map_err(|e| corrupted(path, e))?;
+            }
+        }
+        txn.open_table(PEERS).map_err(|e| corrupted(path, e))?;
+        txn.open_table(BANS).map_err(|e| corrupted(path, e))?;
+    }
+    txn.commit().map_err(|e| corrupted(path, e))
+}
+
+fn read_all(db: &Database, path: &Path) -> Result<StoredState, StoreError> {
+    let txn = db.begin_read().map_err(|e| corrupted(path, e))?;
+    let mut state = StoredState::default();
+    let bans = txn.open_table(BANS).map_err(|e| corrupted(path, e))?;
+    for entry in bans.iter().map_err(|e| corrupted(path, e))? {
+        let (key, value) = entry.map_err(|e| corrupted(path, e))?;
+        let target = codec::decode_ban_key(key.value())
+            .map_err(|e| corrupted(path, format_args!("a ban: {e}")))?;
+        let until = codec::decode_ban_until(value.value())
+            .map_err(|e| corrupted(path, format_args!("the ban of {target}: {e}")))?;
+        state.bans.push(StoredBan { target, until });
+    }
+    let peers = txn.open_table(PEERS).map_err(|e| corrupted(path, e))?;
+    for entry in peers.iter().map_err(|e| corrupted(path, e))? {
+        let (key, value) = entry.map_err(|e| corrupted(path, e))?;
+        let peer = PeerId::from_bytes(key.value())
+            .map_err(|e| corrupted(path, format_args!("a peer key: {e}")))?;
+        let stored = codec::decode_peer(value.value())
+            .map_err(|e| corrupted(path, format_args!("the record of {peer}: {e}")))?;
+        state.peers.push((peer, stored));
+    }
+    Ok(state)
+}
+
+fn run_writer(
+    db: Arc<Database>,
+    receiver: Receiver<Message>,
+    failure: Arc<Mutex<Option<String>>>,
+    path: PathBuf,
+    max_peers: usize,
+) {
+    while let Ok(first) = receiver.recv() {
+        // Everything queued goes into one transaction.
+        let mut ops = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Write(batch) => ops.extend(batch),
+                Message::Flush(reply) => flushes.push(reply),
+            }
+            next = receiver.try_recv().ok();
+        }
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            commit(&db, ops, max_peers).map_err(|e| e.to_string())
+        };
+        if let Err(detail) = &result {
+            tracing::error!(file = %path.display(), %detail, "peer store write failed");
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail.clone());
+        }
+        for reply in flushes {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn commit(db: &Database, ops: Vec<StoreOp>, max_peers: usize) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut peers = txn.open_table(PEERS)?;
+        let mut bans = txn.open_table(BANS)?;
+        for op in ops {
+            match op {
+                StoreOp::PutBan(ban) => {
+                    let key = codec::ban_key(&ban.target);
+                    bans.insert(
+                        key.as_slice(),
+                        codec::encode_ban_until(ban.until).as_slice(),
+                    )?;
+                }
+                StoreOp::RemoveBan(target) => {
+                    bans.remove(codec::ban_key(&target).as_slice())?;
+                }
+                StoreOp::UpdatePeer(peer, update) => {
+                    let key = peer.to_bytes();
+                    // A record that no longer decodes is replaced by the update.
+                    let mut stored = peers
+                        .get(key.as_slice())?
+                        .and_then(|v| codec::decode_peer(v.value()).ok())
+                        .unwrap_or_default();
+                    stored.apply(update);
+                    peers.insert(key.as_slice(), codec::encode_peer(&stored).as_slice())?;
+                }
+                StoreOp::RemovePeer(peer) => {
+                    peers.remove(peer.to_bytes().as_slice())?;
+                }
+            }
+        }
+        let total = usize::try_from(peers.len()?).unwrap_or(usize::MAX);
+        if total > max_peers {
+            // Down to 90% so that the scan is not repeated on every batch.
+            let keep = max_peers - max_peers / 10;
+            let mut all: HashMap<PeerId, StoredPeer> = HashMap::with_capacity(total);
+            for entry in peers.iter()? {
+                let (key, value) = entry?;
+                if let (Ok(id), Ok(stored)) = (
+                    PeerId::from_bytes(key.value()),
+                    codec::decode_peer(value.value()),
+                ) {
+                    all.insert(id, stored);
+                }
+            }
+            for peer in stalest_beyond(all.iter().map(|(id, p)| (*id, p)), total, keep) {
+                peers.remove(peer.to_bytes().as_slice())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
