@@ -57,6 +57,20 @@ pub trait PeerStore: Send + 'static {
     fn flush(&mut self) -> Result<(), StoreError>;
 }
 
+impl<S: PeerStore + ?Sized> PeerStore for Box<S> {
+    fn load(&mut self) -> Result<StoredState, StoreError> {
+        (**self).load()
+    }
+
+    fn write(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        (**self).write(ops)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+}
+
 /// One operation on a peer store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {

@@ -159,6 +159,8 @@ impl PeerStore for RedbStore {
     }
 
     fn write(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        // What was read at open is out of date from now on.
+        self.loaded = None;
         let failure = self
             .failure
             .lock()
@@ -433,4 +435,186 @@ fn commit(db: &Database, ops: Vec<StoreOp>, max_peers: usize) -> Result<(), redb
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use libp2p_core::Multiaddr;
+
+    use super::*;
+    use crate::{
+        core::{BanTarget, ClosedBy},
+        store::{StoredDisconnect, StoredUpdate},
+        DisconnectReason,
+    };
+
+    fn update(wanted: bool, address: &str) -> StoredUpdate {
+        StoredUpdate {
+            wanted,
+            addresses: Some(vec![address.parse::<Multiaddr>().unwrap()]),
+            protected: vec![],
+            tags: vec![("score".into(), 3)],
+            last_disconnect: Some(StoredDisconnect {
+                reason: DisconnectReason::Timeout,
+                closed_by: ClosedBy::Remote,
+                at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                retry_after: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn what_is_written_is_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            assert_eq!(store.load().unwrap(), StoredState::default());
+            store
+                .write(vec![
+                    StoreOp::UpdatePeer(a, update(true, "/ip4/10.0.0.1/tcp/1")),
+                    StoreOp::UpdatePeer(b, update(false, "/ip4/10.0.0.2/tcp/2")),
+                    StoreOp::PutBan(StoredBan {
+                        target: BanTarget::Peer(b),
+                        until: Some(until),
+                    }),
+                    StoreOp::PutBan(StoredBan {
+                        target: BanTarget::Network("10.9.0.0/16".parse().unwrap()),
+                        until: None,
+                    }),
+                ])
+                .unwrap();
+            store
+                .write(vec![
+                    StoreOp::RemovePeer(b),
+                    StoreOp::RemoveBan(BanTarget::Network("10.9.0.0/16".parse().unwrap())),
+                ])
+                .unwrap();
+        }
+        let mut store = RedbStore::open(&path).unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(
+            state.peers,
+            vec![(
+                a,
+                StoredPeer::from_update(update(true, "/ip4/10.0.0.1/tcp/1"))
+            )]
+        );
+        assert_eq!(
+            state.bans,
+            vec![StoredBan {
+                target: BanTarget::Peer(b),
+                until: Some(until),
+            }]
+        );
+        // A second load reads the file again, after what was written since.
+        store.write(vec![StoreOp::RemovePeer(a)]).unwrap();
+        assert!(store.load().unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_naming_it_and_can_be_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let error = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Corrupted { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+
+        let mut store = RedbStore::open_or_start_fresh(&path).unwrap();
+        assert_eq!(store.load().unwrap(), StoredState::default());
+        let aside = store
+            .set_aside()
+            .expect("the damaged file was moved")
+            .to_path_buf();
+        assert_eq!(std::fs::read(&aside).unwrap(), vec![0x5a; 8192]);
+    }
+
+    #[test]
+    fn a_file_of_another_format_is_incompatible() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, 99)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let error = RedbStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Incompatible { found, .. } if found.contains("99")),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_reported_with_its_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let peer = PeerId::random();
+        drop(RedbStore::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(PEERS)
+                .unwrap()
+                .insert(peer.to_bytes().as_slice(), [0xff_u8, 0xff, 0xff].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let error = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Corrupted { .. }), "{error:?}");
+        assert!(error.to_string().contains(&peer.to_string()), "{error}");
+    }
+
+    #[test]
+    fn a_file_in_use_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let _first = RedbStore::open(&path).unwrap();
+        let error = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn the_stalest_disposable_peers_are_dropped_beyond_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let mut store = RedbStore::open_with_max_peers(&path, 10).unwrap();
+        let wanted = PeerId::random();
+        let mut ops = vec![StoreOp::UpdatePeer(
+            wanted,
+            update(true, "/ip4/10.0.0.1/tcp/1"),
+        )];
+        for _ in 0..20 {
+            ops.push(StoreOp::UpdatePeer(
+                PeerId::random(),
+                update(false, "/ip4/10.0.0.2/tcp/2"),
+            ));
+        }
+        // Disposable: not wanted, no tags.
+        for op in &mut ops[1..] {
+            if let StoreOp::UpdatePeer(_, update) = op {
+                update.tags.clear();
+            }
+        }
+        store.write(ops).unwrap();
+        let peers = store.load().unwrap().peers;
+        assert_eq!(peers.len(), 9, "pruned down to 90% of the cap");
+        assert!(peers.iter().any(|(peer, _)| *peer == wanted));
+    }
 }

@@ -113,6 +113,8 @@ pub struct NodeConfig {
     pub listen_ip: Option<&'static str>,
     /// The TCP port to listen on (default: any free port).
     pub listen_port: Option<u16>,
+    /// A peer store for the manager, handed changes every 50 ms.
+    pub store: Option<Box<dyn manager::store::PeerStore>>,
 }
 
 impl Node {
@@ -125,6 +127,7 @@ impl Node {
         let keypair = config.keypair.unwrap_or_else(Keypair::generate_ed25519);
         let manager_config = config.manager;
         let limits = config.limits;
+        let store = config.store;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -134,7 +137,10 @@ impl Node {
             )
             .expect("tcp transport")
             .with_behaviour(|key| TestBehaviour {
-                manager: manager::Behaviour::new(key.public().to_peer_id(), manager_config),
+                manager: with_store(
+                    manager::Behaviour::new(key.public().to_peer_id(), manager_config),
+                    store,
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/test/1.0.0".into(),
                     key.public(),
@@ -246,6 +252,29 @@ impl Node {
     pub fn kill(self) {
         self.task.abort();
     }
+
+    /// Stops the node like [`kill`](Self::kill) and waits until its swarm is dropped (its
+    /// peer store written and released).
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn with_store(
+    behaviour: manager::Behaviour,
+    store: Option<Box<dyn manager::store::PeerStore>>,
+) -> manager::Behaviour {
+    let Some(store) = store else {
+        return behaviour;
+    };
+    let config = manager::store::StoreConfig {
+        flush_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    behaviour
+        .with_store_config(store, config)
+        .expect("the store loads")
 }
 
 fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
