@@ -29,13 +29,18 @@
 //! `--bootstrap` address names the peer with `/p2p/<peer id>`; a `--dial` address without it is
 //! dialed once with `Swarm::dial`. `--key-file` keeps the identity across runs. With
 //! `--features metrics`, `--metrics ADDR` serves Prometheus text on `http://ADDR/` (the bound
-//! address is printed as `metrics on http://.../metrics`). Ctrl-C or SIGTERM says goodbye to
-//! every peer (`shutdown`), waits up to 3 s for the connections to close, and exits 0.
+//! address is printed as `metrics on http://.../metrics`). With `--features redb`,
+//! `--store PATH` keeps bans, wanted peers, addresses and tags in a file: a restarted node is
+//! still banning whom it banned and redials whom it wanted (`--ban PEER_ID` bans at start; a
+//! damaged store is refused with a message naming the file, or set aside with `--fresh-store`).
+//! Ctrl-C or SIGTERM says goodbye to every peer (`shutdown`), waits up to 3 s for the
+//! connections to close, and exits 0.
 //!
 //! ```text
 //! cargo run --example node -- --listen /ip4/127.0.0.1/tcp/4001 --key-file node-a.key
 //! cargo run --example node -- --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/<peer id of the first>
 //! cargo run --example node --features metrics -- --metrics 127.0.0.1:9100
+//! cargo run --example node --features redb -- --key-file a.key --store a.redb --dial <addr/p2p/id>
 //! ```
 //!
 //! Logs go to stderr: the example's own at `--log` (default `info`), the libraries' at `warn`;
@@ -102,7 +107,7 @@ struct Args {
 }
 
 /// The options that select the long-lived node.
-const NODE_OPTIONS: [&str; 10] = [
+const NODE_OPTIONS: &[&str] = &[
     "listen",
     "bootstrap",
     "dial",
@@ -113,6 +118,12 @@ const NODE_OPTIONS: [&str; 10] = [
     "high_watermark",
     "metrics",
     "status_interval",
+    "store",
+    "fresh_store",
+    "ban",
+    "ping_interval",
+    "ping_timeout",
+    "inactivity_timeout",
 ];
 
 /// The long-lived node's options.
@@ -152,6 +163,27 @@ struct NodeArgs {
     /// Print a status table every SECS seconds; 0 disables it [default: 10].
     #[arg(long, value_name = "SECS")]
     status_interval: Option<u64>,
+    /// Keep bans, wanted peers, addresses and tags in this file across restarts (a redb
+    /// database, created if missing). Needs `--features redb`.
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// If the --store file is damaged or of another format, set it aside (renamed to
+    /// `<file>.bad-<time>`) and start with an empty store, instead of refusing to start.
+    #[arg(long, requires = "store")]
+    fresh_store: bool,
+    /// Ban this peer until unbanned (repeatable). With --store the ban outlives restarts.
+    #[arg(long, value_name = "PEER_ID")]
+    ban: Vec<PeerId>,
+    /// Ping every connection every SECS seconds [default: the manager's, 15].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    ping_interval: Option<u64>,
+    /// A ping fails after SECS seconds [default: the manager's, 20].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    ping_timeout: Option<u64>,
+    /// Close a connection (reason `Timeout`) when no ping succeeded for SECS seconds
+    /// [default: the manager's, 60].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    inactivity_timeout: Option<u64>,
 }
 
 impl NodeArgs {
@@ -166,6 +198,11 @@ impl NodeArgs {
             || self.high_watermark.is_some()
             || self.metrics.is_some()
             || self.status_interval.is_some()
+            || self.store.is_some()
+            || !self.ban.is_empty()
+            || self.ping_interval.is_some()
+            || self.ping_timeout.is_some()
+            || self.inactivity_timeout.is_some()
     }
 }
 
@@ -222,6 +259,15 @@ fn check_node_args(node: &NodeArgs) {
                 .exit();
         }
     }
+    if node.store.is_some() && !cfg!(feature = "redb") {
+        command
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--store needs the example built with the redb feature: \
+                 cargo run --example node --features redb -- --store node.redb",
+            )
+            .exit();
+    }
     if node.metrics.is_some() && !cfg!(feature = "metrics") {
         command
             .error(
@@ -235,6 +281,15 @@ fn check_node_args(node: &NodeArgs) {
 
 /// A swarm on TCP with noise and yamux for `key`, with a manager configured by `config`.
 fn build_swarm(key: Keypair, config: manager::Config) -> anyhow::Result<Swarm<NodeBehaviour>> {
+    let manager = manager::Behaviour::new(key.public().to_peer_id(), config);
+    build_swarm_with(key, manager)
+}
+
+/// A swarm on TCP with noise and yamux for `key`, around `manager`.
+fn build_swarm_with(
+    key: Keypair,
+    manager: manager::Behaviour,
+) -> anyhow::Result<Swarm<NodeBehaviour>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -244,7 +299,7 @@ fn build_swarm(key: Keypair, config: manager::Config) -> anyhow::Result<Swarm<No
         )
         .context("cannot set up TCP with noise and yamux")?
         .with_behaviour(|key| NodeBehaviour {
-            manager: manager::Behaviour::new(key.public().to_peer_id(), config),
+            manager,
             identify: identify::Behaviour::new(identify::Config::new(
                 "/connection-manager-example/1.0.0".into(),
                 key.public(),
@@ -340,6 +395,11 @@ fn describe(event: &Event) -> String {
             format!("replacing connection {connection} with {peer}: its health stayed critical")
         }
         Event::PhaseChanged { old, new } => format!("phase {old} -> {new}"),
+        Event::Restored(summary) => format!(
+            "restored from the peer store: {} ban(s) in force ({} ended while down), {} peer(s), \
+             {} redial(s)",
+            summary.bans, summary.expired_bans, summary.peers, summary.redials
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -362,10 +422,18 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(path) => load_or_create_key(path)?,
         None => Keypair::generate_ed25519(),
     };
-    let mut swarm = build_swarm(key, node_config(&args))?;
+    let manager = manager::Behaviour::new(key.public().to_peer_id(), node_config(&args));
+    let manager = match &args.store {
+        Some(path) => with_store(manager, path, args.fresh_store)?,
+        None => manager,
+    };
+    let mut swarm = build_swarm_with(key, manager)?;
     let local = *swarm.local_peer_id();
     println!("peer id: {local}");
     print_settings(&args);
+    for peer in &args.ban {
+        swarm.behaviour_mut().manager.ban_peer(*peer, None);
+    }
     let mut telemetry = Telemetry::start(args.metrics).await?;
     let listen = match args.listen {
         Some(address) => address,
@@ -395,6 +463,53 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `manager` keeping its state in the redb file `path`.
+#[cfg(feature = "redb")]
+fn with_store(
+    manager: manager::Behaviour,
+    path: &Path,
+    fresh: bool,
+) -> anyhow::Result<manager::Behaviour> {
+    use manager::store::RedbStore;
+    let store = if fresh {
+        RedbStore::open_or_start_fresh(path)
+    } else {
+        RedbStore::open(path)
+    };
+    let store = store.map_err(|error| {
+        let hint = match error {
+            manager::store::StoreError::Corrupted { .. }
+            | manager::store::StoreError::Incompatible { .. } => {
+                "; start with --fresh-store to set the file aside and begin with an empty store"
+            }
+            _ => "",
+        };
+        anyhow::anyhow!("{error}{hint}")
+    })?;
+    if let Some(aside) = store.set_aside() {
+        println!(
+            "peer store {} was unreadable: moved to {}, starting empty",
+            path.display(),
+            aside.display()
+        );
+    }
+    println!("peer store: {}", path.display());
+    Ok(manager.with_store(store)?)
+}
+
+/// Without the redb feature `check_node_args` refuses `--store` before this is reached.
+#[cfg(not(feature = "redb"))]
+fn with_store(
+    _manager: manager::Behaviour,
+    path: &Path,
+    _fresh: bool,
+) -> anyhow::Result<manager::Behaviour> {
+    anyhow::bail!(
+        "--store {} needs the example built with the redb feature",
+        path.display()
+    )
+}
+
 /// The manager's configuration from the command line.
 fn node_config(args: &NodeArgs) -> manager::Config {
     let mut limits = manager::Limits::new();
@@ -412,6 +527,15 @@ fn node_config(args: &NodeArgs) -> manager::Config {
     }
     if let (Some(low), Some(high)) = (args.low_watermark, args.high_watermark) {
         config = config.with_watermarks(low, high);
+    }
+    if let Some(secs) = args.ping_interval {
+        config = config.with_ping_interval(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.ping_timeout {
+        config = config.with_ping_timeout(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.inactivity_timeout {
+        config = config.with_inactivity_timeout(Some(Duration::from_secs(secs)));
     }
     config
 }
@@ -590,6 +714,9 @@ async fn shut_down(swarm: &mut Swarm<NodeBehaviour>, telemetry: &Telemetry, sign
             "shut down: {} connection(s) still open after {SHUTDOWN_DRAIN:?}, exiting anyway",
             swarm.network_info().connection_counters().num_established()
         ),
+    }
+    if let Err(error) = swarm.behaviour_mut().manager.flush_store() {
+        println!("peer store: last changes not written: {error}");
     }
 }
 

@@ -130,6 +130,173 @@ fn key_file_keeps_the_identity_and_a_corrupt_one_is_refused() {
     );
 }
 
+/// A node restarted on the same `--store` file is still banning the peer it banned and dials
+/// the peer it wanted, with neither `--ban` nor `--dial` given again. Then a node killed with
+/// SIGKILL (no goodbye, no final write) leaves a store that opens and still has both.
+#[cfg(feature = "redb")]
+#[test]
+fn a_restarted_node_keeps_its_bans_and_redials_whom_it_wanted() {
+    let transcript = Transcript::default();
+    let directory = TempDir::new("store");
+    let path = |name: &str| {
+        directory
+            .path()
+            .join(name)
+            .to_str()
+            .expect("a UTF-8 temporary path")
+            .to_owned()
+    };
+    let (store, a_key, b_key) = (path("a.redb"), path("a.key"), path("b.key"));
+
+    let c = NodeProcess::start(
+        "C",
+        &["--listen", "/ip4/127.0.0.1/tcp/0", "--status-interval", "0"],
+        &transcript,
+    );
+    let c_peer = c.value_after("peer id: ");
+    let c_address = c.value_after("listening on ");
+    // B's identity lives in a key file, so that A can ban it before B ever dials.
+    let b_peer = NodeProcess::start(
+        "B0",
+        &["--key-file", &b_key, "--status-interval", "0"],
+        &transcript,
+    )
+    .value_after("peer id: ");
+
+    let mut a = NodeProcess::start(
+        "A1",
+        &[
+            "--key-file",
+            &a_key,
+            "--store",
+            &store,
+            "--ban",
+            &b_peer,
+            "--dial",
+            &c_address,
+            "--status-interval",
+            "0",
+        ],
+        &transcript,
+    );
+    a.wait_for_line("A bans B", STARTUP, |line| {
+        line == format!("manager: banned peer {b_peer} until unbanned")
+    });
+    a.wait_for_line("A keeps a connection to C", CONNECT, |line| {
+        line.starts_with("manager: kept connection ") && line.contains(&c_peer)
+    });
+    a.interrupt();
+    let status = a.wait_for_exit(EXIT);
+    assert!(
+        status.success(),
+        "A exited with {status}; transcript:\n{transcript}"
+    );
+    drop(a);
+
+    let restart = |name: &'static str| {
+        let a = NodeProcess::start(
+            name,
+            &[
+                "--key-file",
+                &a_key,
+                "--store",
+                &store,
+                "--status-interval",
+                "0",
+            ],
+            &transcript,
+        );
+        // The two lines come in either order.
+        let (mut restored, mut address) = (None, None);
+        while restored.is_none() || address.is_none() {
+            let line = a.wait_for_line("A restores and listens", STARTUP, |line| {
+                line.starts_with("manager: restored from the peer store: ")
+                    || line.starts_with("listening on ")
+            });
+            match line.strip_prefix("listening on ") {
+                Some(rest) => address = Some(rest.to_owned()),
+                None => restored = Some(line),
+            }
+        }
+        let restored = restored.unwrap_or_default();
+        assert!(
+            restored.contains(": 1 ban(s) in force") && restored.ends_with(", 1 redial(s)"),
+            "{restored}; transcript:\n{transcript}"
+        );
+        a.wait_for_line("A redials C by itself", CONNECT, |line| {
+            line.starts_with("manager: kept connection ") && line.contains(&c_peer)
+        });
+        (a, address.unwrap_or_default())
+    };
+    let (a, a_address) = restart("A2");
+    let b = NodeProcess::start(
+        "B",
+        &[
+            "--key-file",
+            &b_key,
+            "--dial",
+            &a_address,
+            "--status-interval",
+            "0",
+        ],
+        &transcript,
+    );
+    a.wait_for_line("A refuses B: still banned", CONNECT, |line| {
+        line.starts_with("manager: refused connection ")
+            && line.contains(&format!("peer {b_peer} is banned"))
+    });
+    drop(b);
+
+    // SIGKILL: no shutdown, no final flush. The store opens and has what was written.
+    drop(a);
+    let (_a, _) = restart("A3");
+}
+
+/// A damaged `--store` file stops the node with a message naming the file; `--fresh-store`
+/// sets it aside and starts empty.
+#[cfg(feature = "redb")]
+#[test]
+fn a_damaged_store_is_refused_or_set_aside() {
+    let transcript = Transcript::default();
+    let directory = TempDir::new("bad-store");
+    let store = directory.path().join("damaged.redb");
+    std::fs::write(&store, vec![0x42; 4096]).expect("write a damaged store");
+    let store_arg = store.to_str().expect("a UTF-8 temporary path");
+
+    let output = Command::new(example_binary())
+        .args(["--store", store_arg, "--status-interval", "0"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the node example");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a damaged store was accepted");
+    assert!(
+        stderr.contains(&format!("the peer store {store_arg} is corrupted"))
+            && stderr.contains("--fresh-store"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let fresh = NodeProcess::start(
+        "fresh",
+        &[
+            "--store",
+            store_arg,
+            "--fresh-store",
+            "--status-interval",
+            "0",
+        ],
+        &transcript,
+    );
+    let moved = fresh.value_after(&format!("peer store {store_arg} was unreadable: moved to "));
+    let moved = moved.trim_end_matches(", starting empty");
+    assert_eq!(
+        std::fs::read(moved).expect("the damaged file is kept aside"),
+        vec![0x42; 4096]
+    );
+    fresh.value_after("listening on ");
+}
+
 /// `GET /metrics` over a plain TCP connection; the whole response, head and body.
 fn scrape(address: SocketAddr) -> String {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))

@@ -120,11 +120,9 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
     },
-    /// The file is damaged.
-    #[error(
-        "the peer store {path} is corrupted ({detail}); move it away, or open it with \
-         `start_fresh` to set it aside and begin with an empty store"
-    )]
+    /// The file is damaged. Move it away, or open it with
+    /// [`RedbStore::open_or_start_fresh`] to set it aside and begin with an empty store.
+    #[error("the peer store {path} is corrupted: {detail}")]
     Corrupted {
         /// The file.
         path: PathBuf,
@@ -132,10 +130,8 @@ pub enum StoreError {
         detail: String,
     },
     /// The file was written by another version, in a format this one does not read.
-    #[error(
-        "the peer store {path} has format {found}, this version reads format {expected}; \
-         open it with `start_fresh` to set it aside and begin with an empty store"
-    )]
+    /// [`RedbStore::open_or_start_fresh`] sets it aside and begins with an empty store.
+    #[error("the peer store {path} has {found}; this version reads peer store format {expected}")]
     Incompatible {
         /// The file.
         path: PathBuf,
