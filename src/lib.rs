@@ -26,6 +26,9 @@
 //!   connection is kept, and a connection on which no ping succeeded within the inactivity
 //!   timeout is closed with reason `Timeout` (then redialed by its initiator).
 //! - A node-level [`Phase`] with bootstrap peers, re-bootstrapping when every connection is lost.
+//! - A **peer store** that survives restarts ([`Behaviour::with_store`], [`store`]): bans, wanted
+//!   peers, addresses, tags and last disconnects, restored on start and written in batches off
+//!   the hot path; in memory, or in a file with the `redb` feature.
 //!
 //! The policy lives in a sans-IO state machine, [`core::Manager`], driven with time as an
 //! argument; [`Behaviour`] only translates between it and the swarm.
@@ -95,6 +98,27 @@
 //!   `max_established_per_peer(1)` beside it: a per-peer
 //!   limit that refuses the second connection before the tie-break can run is what leaves two
 //!   peers dialing each other with no connection at all.
+//!
+//! # Keeping state across restarts
+//!
+//! ```
+//! use libp2p_connection_manager::{store::MemoryStore, Behaviour, Config, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new(); // or `store::RedbStore::open(path)?` (feature `redb`)
+//! let local = libp2p::PeerId::random();
+//! let banned = libp2p::PeerId::random();
+//!
+//! let mut first = Behaviour::new(local, Config::default()).with_store(store.clone())?;
+//! first.ban_peer(banned, None);
+//! drop(first); // writes what the store has not got yet (so does `flush_store`)
+//!
+//! // The next run (here the same process; with RedbStore, a new one).
+//! let second = Behaviour::new(local, Config::default()).with_store(store)?;
+//! assert!(second.is_peer_banned(&banned));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Feeding it discovery
 //!

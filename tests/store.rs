@@ -9,7 +9,7 @@ use common::*;
 use libp2p::identity::Keypair;
 use libp2p_connection_manager::{
     store::{MemoryStore, PeerStore},
-    BanTarget, Denial, Event,
+    Event,
 };
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -69,7 +69,7 @@ async fn wanted_peers_are_redialed_after_a_restart() {
 #[cfg(feature = "redb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_survives_a_restart_on_disk() {
-    use libp2p_connection_manager::store::RedbStore;
+    use libp2p_connection_manager::{store::RedbStore, BanTarget, Denial};
 
     init_tracing();
     let dir = std::env::temp_dir().join(format!("cm-store-test-{}", std::process::id()));
