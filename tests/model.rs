@@ -2,15 +2,18 @@
 //!
 //! A small model of the swarm drives one `Manager` with random operation sequences (inbound and
 //! outbound connections, establishments, closes, dial failures, goodbyes, pings, bans, limit
-//! changes, discovery, time jumps) and only ever sends inputs a real swarm could send. After
-//! every step the invariants are checked; at the end everything is torn down and the manager
-//! must hold no state for peers nobody wants. Failing cases shrink to a readable sequence.
+//! changes, discovery, time jumps, restarts) and only ever sends inputs a real swarm could send.
+//! After every step the invariants are checked, and the journal of durable changes is handed to
+//! a mirror of a peer store that must agree with the manager on bans and wanted peers; a restart
+//! builds a new manager from that mirror, which must carry over every ban in force and every
+//! wanted peer. At the end everything is torn down and the manager must hold no state for peers
+//! nobody wants. Failing cases shrink to a readable sequence.
 
 use std::{collections::HashMap, time::Duration};
 
 use libp2p_connection_manager::{
-    core::{Action, CloseCause, Manager, NewConnection},
-    Config, DialFailure, DisconnectReason, Initiator, Limits,
+    core::{Action, Change, CloseCause, DurablePeer, Manager, NewConnection},
+    Ban, BanTarget, Config, DialFailure, DisconnectReason, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -72,6 +75,9 @@ enum Op {
     Advance {
         millis: u64,
     },
+    /// The process dies and starts again: connections vanish, and a new manager takes over
+    /// what the peer store kept.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -92,6 +98,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (proptest::option::of(0u32..4), proptest::option::of(0u32..4))
             .prop_map(|(established, pending)| Op::SetLimits { established, pending }),
         3 => (0u64..20_000).prop_map(|millis| Op::Advance { millis }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -106,7 +113,62 @@ struct Conn {
     refused: bool,
 }
 
+/// The peer store, as the manager's journal of changes describes it.
+#[derive(Default)]
+struct Mirror {
+    bans: HashMap<BanTarget, Option<Instant>>,
+    peers: HashMap<PeerId, DurablePeer>,
+}
+
+impl Mirror {
+    fn apply(&mut self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Ban(ban) => {
+                    self.bans.insert(ban.target, ban.until);
+                }
+                Change::Unban(target) => {
+                    self.bans.remove(&target);
+                }
+                Change::Forget(peer) => {
+                    self.peers.remove(&peer);
+                }
+                Change::Peer { peer, update } => {
+                    let stored = self.peers.entry(peer).or_default();
+                    stored.wanted = update.wanted;
+                    stored.protected = update.protected;
+                    stored.tags = update.tags;
+                    if let Some(addresses) = update.addresses {
+                        stored.addresses = addresses;
+                    }
+                    if let Some(last) = update.last_disconnect {
+                        stored.last_disconnect = Some(last);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bans_in_force(&self, now: Instant) -> Vec<Ban> {
+        let mut bans: Vec<Ban> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| until.is_none_or(|until| now < until))
+            .map(|(target, until)| Ban {
+                target: *target,
+                until: *until,
+            })
+            .collect();
+        bans.sort_by_key(|ban| ban.target);
+        bans
+    }
+}
+
 struct World {
+    local: PeerId,
+    config: Config,
+    initial_limits: Limits,
+    store: Mirror,
     manager: Manager,
     now: Instant,
     peers: Vec<PeerId>,
@@ -135,8 +197,15 @@ impl World {
             .with_degraded_grace(Some(Duration::from_secs(20)))
             .with_watermarks(3, 4)
             .with_trim_grace(Duration::from_secs(5));
+        let local = PeerId::random();
+        let mut manager = Manager::new(local, config.clone(), now, 1);
+        manager.track_changes(true);
         Self {
-            manager: Manager::new(PeerId::random(), config, now, 1),
+            local,
+            config,
+            initial_limits: limits.clone(),
+            store: Mirror::default(),
+            manager,
             now,
             peers: (0..PEERS).map(|_| PeerId::random()).collect(),
             next_id: 0,
@@ -386,9 +455,74 @@ impl World {
                 self.now += Duration::from_millis(millis);
                 self.manager.handle_timeout(self.now);
             }
+            Op::Restart => self.restart()?,
         }
         self.drain();
-        self.check()
+        self.check()?;
+        self.sync_store()
+    }
+
+    /// Hands the journal to the mirror store, which must then agree with the manager on
+    /// bans and wanted peers.
+    fn sync_store(&mut self) -> Result<(), TestCaseError> {
+        let changes = self.manager.take_changes();
+        self.store.apply(changes);
+        let mut bans = self.manager.bans(self.now);
+        bans.sort_by_key(|ban| ban.target);
+        prop_assert_eq!(
+            bans,
+            self.store.bans_in_force(self.now),
+            "stored bans drifted"
+        );
+        for peer in &self.peers {
+            let wanted = self.manager.peer_info(peer).is_some_and(|i| i.wanted);
+            let stored = self.store.peers.get(peer).is_some_and(|p| p.wanted);
+            prop_assert_eq!(wanted, stored, "stored want of {} drifted", peer);
+        }
+        Ok(())
+    }
+
+    /// A new manager restored from the mirror: bans in force and wanted peers carry over.
+    fn restart(&mut self) -> Result<(), TestCaseError> {
+        let bans = self.store.bans_in_force(self.now);
+        let wanted: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|p| self.manager.peer_info(p).is_some_and(|i| i.wanted))
+            .copied()
+            .collect();
+        self.pending.clear();
+        self.established.clear();
+        self.closing.clear();
+        self.limits = self.initial_limits.clone();
+        self.manager = Manager::new(self.local, self.config.clone(), self.now, 2);
+        let stored: Vec<Ban> = self
+            .store
+            .bans
+            .iter()
+            .map(|(target, until)| Ban {
+                target: *target,
+                until: *until,
+            })
+            .collect();
+        let peers = self
+            .store
+            .peers
+            .iter()
+            .map(|(peer, durable)| (*peer, durable.clone()))
+            .collect();
+        let summary = self.manager.restore(self.now, stored, peers);
+        self.manager.track_changes(true);
+        prop_assert_eq!(summary.bans, bans.len());
+        let mut restored = self.manager.bans(self.now);
+        restored.sort_by_key(|ban| ban.target);
+        prop_assert_eq!(restored, bans, "bans lost in the restart");
+        for peer in &self.peers {
+            let before = wanted.contains(peer);
+            let after = self.manager.peer_info(peer).is_some_and(|i| i.wanted);
+            prop_assert_eq!(before, after, "the want of {} changed in the restart", peer);
+        }
+        Ok(())
     }
 
     fn limits_established_inbound(&self) -> Option<u32> {
