@@ -6,7 +6,7 @@ use std::task::Context;
 use futures::FutureExt;
 use futures_timer::Delay;
 
-use super::{to_ops, to_restore, Clocks, PeerStore, StoreConfig, StoreError};
+use super::{to_ops, to_restore, Clocks, PeerStore, StoreConfig, StoreError, StoreOp};
 use crate::core::{Manager, RestoreSummary};
 
 pub(crate) struct StoreDriver {
@@ -24,6 +24,16 @@ impl StoreDriver {
     ) -> Result<(Self, RestoreSummary), StoreError> {
         let state = store.load()?;
         let clocks = Clocks::now();
+        // Bans that ended while the node was down are dropped from the store too.
+        let ended: Vec<StoreOp> = state
+            .bans
+            .iter()
+            .filter(|ban| ban.until.is_some_and(|until| until <= clocks.wall()))
+            .map(|ban| StoreOp::RemoveBan(ban.target))
+            .collect();
+        if !ended.is_empty() {
+            store.write(ended)?;
+        }
         let (bans, peers) = to_restore(state, clocks);
         let summary = manager.restore(clocks.instant(), bans, peers);
         manager.track_changes(true);

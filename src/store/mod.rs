@@ -177,6 +177,10 @@ impl Clocks {
         self.instant
     }
 
+    pub(crate) fn wall(&self) -> SystemTime {
+        self.wall
+    }
+
     /// `at` on the wall clock.
     pub(crate) fn to_wall(self, at: Instant) -> SystemTime {
         if at >= self.instant {
@@ -260,7 +264,14 @@ pub(crate) fn to_restore(
                     reason: last.reason,
                     closed_by: last.closed_by,
                     at: clocks.to_instant(last.at),
-                    retry_after: last.retry_after,
+                    // A hint that ran out while the node was down is dropped here, on the wall
+                    // clock: a moment further back than the monotonic clock reaches is clamped,
+                    // and the hint would count from the clamped moment.
+                    retry_after: last.retry_after.filter(|hint| {
+                        last.at
+                            .checked_add(*hint)
+                            .is_some_and(|end| end > clocks.wall)
+                    }),
                 }),
             };
             (peer, durable)
@@ -276,4 +287,76 @@ pub const MAX_STORED_ADDRESSES: usize = 32;
 fn cap_addresses(mut addresses: Vec<Multiaddr>) -> Vec<Multiaddr> {
     addresses.truncate(MAX_STORED_ADDRESSES);
     addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{core::ClosedBy, Config, DisconnectReason};
+
+    #[test]
+    fn the_two_clocks_agree_both_ways() {
+        let clocks = Clocks::now();
+        for offset in [0u64, 1, 3_600, 86_400] {
+            let ahead = clocks.wall() + Duration::from_secs(offset);
+            assert_eq!(clocks.to_wall(clocks.to_instant(ahead)), ahead);
+            let behind = clocks.wall() - Duration::from_secs(offset.min(60));
+            assert_eq!(clocks.to_wall(clocks.to_instant(behind)), behind);
+        }
+    }
+
+    #[test]
+    fn a_hint_that_ran_out_while_down_is_dropped() {
+        let clocks = Clocks::now();
+        let peer = PeerId::random();
+        let lost = |ago: u64, hint: u64| StoredPeer {
+            wanted: true,
+            last_disconnect: Some(StoredDisconnect {
+                reason: DisconnectReason::ResourceConstraint,
+                closed_by: ClosedBy::Remote,
+                at: clocks.wall() - Duration::from_secs(ago),
+                retry_after: Some(Duration::from_secs(hint)),
+            }),
+            ..StoredPeer::default()
+        };
+        let hint = |stored: StoredPeer| {
+            let state = StoredState {
+                bans: vec![],
+                peers: vec![(peer, stored)],
+            };
+            let (_, peers) = to_restore(state, clocks);
+            peers[0].1.last_disconnect.and_then(|l| l.retry_after)
+        };
+        // Two days ago, with a 30 s hint: over long ago.
+        assert_eq!(hint(lost(2 * 86_400, 30)), None);
+        // 10 s ago with a 30 s hint: 20 s are left, counted from when it was given.
+        assert_eq!(hint(lost(10, 30)), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn attaching_drops_bans_that_ended_while_down() {
+        let store = MemoryStore::new();
+        let now = SystemTime::now();
+        let (ended, running) = (PeerId::random(), PeerId::random());
+        store
+            .clone()
+            .write(vec![
+                StoreOp::PutBan(StoredBan {
+                    target: BanTarget::Peer(ended),
+                    until: Some(now - Duration::from_secs(5)),
+                }),
+                StoreOp::PutBan(StoredBan {
+                    target: BanTarget::Peer(running),
+                    until: Some(now + Duration::from_secs(600)),
+                }),
+            ])
+            .unwrap();
+        let behaviour = crate::Behaviour::new(PeerId::random(), Config::default())
+            .with_store(store.clone())
+            .unwrap();
+        assert!(behaviour.is_peer_banned(&running));
+        assert!(!behaviour.is_peer_banned(&ended));
+        let stored: Vec<BanTarget> = store.snapshot().bans.iter().map(|b| b.target).collect();
+        assert_eq!(stored, vec![BanTarget::Peer(running)]);
+    }
 }
