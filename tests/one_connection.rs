@@ -77,6 +77,7 @@ async fn a_mesh_where_every_node_dials_every_other_at_once_has_one_connection_pe
             }
         }
     }
+    let peers: Vec<_> = nodes.iter().map(|n| n.peer).collect();
     let mut refs: Vec<&mut Node> = nodes.iter_mut().collect();
     let result = wait_until(&mut refs, Duration::from_secs(60), |s| {
         s.iter().all(|s| {
@@ -92,7 +93,27 @@ async fn a_mesh_where_every_node_dials_every_other_at_once_has_one_connection_pe
             .iter()
             .map(|s| (s.established, s.pending, s.closing))
             .collect();
-        panic!("mesh did not settle: (established, pending, closing) per node {counts:?}")
+        // What both ends of the first unconnected pair went through.
+        let unconnected = (0..N)
+            .flat_map(|i| (i + 1..N).map(move |j| (i, j)))
+            .find(|(i, j)| s[*i].connections_to(&peers[*j]) == 0);
+        let story = unconnected.map_or_else(String::new, |(i, j)| {
+            let about = |from: usize, peer| {
+                s[from]
+                    .events
+                    .iter()
+                    .filter(|e| format!("{e:?}").contains(&format!("{peer}")))
+                    .map(|e| format!("    {e:?}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            format!(
+                "\nnode {i} about node {j}:\n{}\nnode {j} about node {i}:\n{}",
+                about(i, peers[j]),
+                about(j, peers[i])
+            )
+        });
+        panic!("mesh did not settle: (established, pending, closing) per node {counts:?}{story}")
     });
     let total: u32 = snapshots.iter().map(|s| s.established).sum();
     assert_eq!(

@@ -344,6 +344,10 @@ impl Manager {
             settling_duplicates: record
                 .last_duplicate_at
                 .is_some_and(|at| now.saturating_duration_since(at) <= self.config.duplicate_grace),
+            died_young: closed.pings == 0
+                && closed.remote_goodbye.is_none()
+                && closed.closing.is_none()
+                && now.saturating_duration_since(closed.established_at) < self.config.stable_after,
             hinted: closed
                 .remote_goodbye
                 .is_some_and(|(_, hint)| hint.is_some()),

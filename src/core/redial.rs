@@ -48,6 +48,10 @@ pub struct PeerContext {
     /// A duplicate of this peer was closed or refused moments ago: the connection that was kept
     /// may have died before the remote ever saw it.
     pub settling_duplicates: bool,
+    /// The lost connection died unexplained (no goodbye) before its first ping, soon after it
+    /// was established: the remote may never have finished its side of the handshake (under
+    /// load, its upgrade timed out while ours had completed).
+    pub died_young: bool,
     /// The remote said when to come back (a retry-after hint).
     pub hinted: bool,
 }
@@ -73,6 +77,10 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
         // The survivor of a tie-break died unexplained while the two sides settled: the remote
         // may never have seen it, and may have closed its own as the loser.
         (Timeout, ClosedBy::Remote) if peer.settling_duplicates => RedialPlan::Prompt,
+        // A peer nobody asked for is rescued like after a failed dial: promptly, within the
+        // rescue budget. A wanted peer stays on the timeout backoff below, so a remote that
+        // accepts and drops it at once is not dialed in a tight loop.
+        (Timeout, ClosedBy::Remote) if peer.died_young && !peer.wanted => RedialPlan::Prompt,
         _ if !peer.wanted => RedialPlan::Never,
         (Normal, ClosedBy::Remote) if peer.attempt == 0 => RedialPlan::Prompt,
         (Normal, ClosedBy::Remote) => RedialPlan::TimeoutBackoff,
@@ -168,6 +176,7 @@ mod tests {
                 wanted,
                 attempt,
                 settling_duplicates: false,
+                died_young: false,
                 hinted: false,
             };
             assert_eq!(
@@ -184,6 +193,7 @@ mod tests {
             wanted: false,
             attempt: 0,
             settling_duplicates: true,
+            died_young: false,
             hinted: false,
         };
         assert_eq!(
@@ -198,6 +208,31 @@ mod tests {
         );
         assert_eq!(plan(Normal, ClosedBy::Local, settling), RedialPlan::Never);
         assert_eq!(plan(Banned, ClosedBy::Remote, settling), RedialPlan::Never);
+    }
+
+    #[test]
+    fn a_connection_that_died_before_its_first_ping_is_retried_like_a_failed_dial() {
+        let young = |wanted, attempt| PeerContext {
+            wanted,
+            attempt,
+            settling_duplicates: false,
+            died_young: true,
+            hinted: false,
+        };
+        assert_eq!(
+            plan(Timeout, ClosedBy::Remote, young(false, 0)),
+            RedialPlan::Prompt
+        );
+        // A wanted peer is redialed anyway, on the backoff: a remote that keeps accepting and
+        // dropping it is not dialed in a tight loop.
+        assert_eq!(
+            plan(Timeout, ClosedBy::Remote, young(true, 0)),
+            RedialPlan::TimeoutBackoff
+        );
+        assert_eq!(
+            plan(Normal, ClosedBy::Local, young(false, 0)),
+            RedialPlan::Never
+        );
     }
 
     #[test]

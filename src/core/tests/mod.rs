@@ -509,6 +509,49 @@ fn lost_duplicate_tie_break_with_nothing_left_is_redialed_promptly_even_unwanted
 }
 
 #[test]
+fn a_connection_of_others_that_dies_before_its_first_ping_is_rescued_a_bounded_number_of_times() {
+    // Under load the remote's handshake can time out after ours completed: our connection is
+    // established, then dies without a goodbye before anything crossed it. Seen in a 12-node
+    // mesh on 2 busy cores, where both ends of a pair lost their own dial this way.
+    let (mut a, b) = pair(Config::default().with_max_rescue_dials(2));
+    let mut rescues = 0;
+    for n in 0..10 {
+        a.manager
+            .on_pending_outbound(a.now, cid(n), Some(b.id), &[])
+            .unwrap();
+        a.establish(cid(n), b.id, Initiator::Local).unwrap();
+        a.advance(Duration::from_millis(100));
+        a.manager
+            .on_closed(a.now, cid(n), b.id, CloseCause::Transport);
+        a.advance(Duration::from_secs(1));
+        let dials = a
+            .actions()
+            .iter()
+            .filter(|a| matches!(a, Action::Dial { new_port: true, .. }))
+            .count();
+        if dials == 0 {
+            break;
+        }
+        rescues += dials;
+    }
+    assert_eq!(rescues, 2);
+    assert_eq!(a.manager.tracked_peers(), 0);
+
+    // One that answered a ping was seen by the remote: its loss is not a rescue case.
+    let (mut a, b) = pair(Config::default());
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
+        .unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    a.manager
+        .on_ping_success(a.now, cid(1), Duration::from_millis(5));
+    a.manager
+        .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+    a.advance(Duration::from_secs(1));
+    assert!(!a.actions().iter().any(|a| matches!(a, Action::Dial { .. })));
+}
+
+#[test]
 fn failed_dials_of_others_are_rescued_a_bounded_number_of_times() {
     let (mut a, b) = pair(Config::default().with_max_rescue_dials(2));
     let failure = DialFailure::Transport {
