@@ -11,7 +11,7 @@
 //! Two stores come with the crate:
 //! - [`MemoryStore`]: in memory. Cheap clones share one state, so a swarm rebuilt in the same
 //!   process (or a test) sees what the previous one wrote.
-//! - [`RedbStore`] (feature `redb`): a file, on the embedded database [redb]. Each batch is
+//! - `RedbStore` (feature `redb`): a file, on the embedded database [redb]. Each batch is
 //!   one transaction, written by a background thread; killing the process at any moment
 //!   leaves the last committed batch.
 //!
@@ -44,7 +44,7 @@ use crate::core::{Ban, BanTarget, Change, DurablePeer, LastDisconnect, PeerUpdat
 /// Where the manager's durable state goes. See the [module docs](self).
 ///
 /// `write` is called from the swarm's task: an implementation that does I/O should queue the
-/// operations and return (as [`RedbStore`] does), and do the I/O elsewhere.
+/// operations and return (as `RedbStore` does), and do the I/O elsewhere.
 pub trait PeerStore: Send + 'static {
     /// Everything stored, read once at start.
     fn load(&mut self) -> Result<StoredState, StoreError>;
@@ -121,7 +121,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The file is damaged. Move it away, or open it with
-    /// [`RedbStore::open_or_start_fresh`] to set it aside and begin with an empty store.
+    /// `RedbStore::open_or_start_fresh` to set it aside and begin with an empty store.
     #[error("the peer store {path} is corrupted: {detail}")]
     Corrupted {
         /// The file.
@@ -130,7 +130,7 @@ pub enum StoreError {
         detail: String,
     },
     /// The file was written by another version, in a format this one does not read.
-    /// [`RedbStore::open_or_start_fresh`] sets it aside and begins with an empty store.
+    /// `RedbStore::open_or_start_fresh` sets it aside and begins with an empty store.
     #[error("the peer store {path} has {found}; this version reads peer store format {expected}")]
     Incompatible {
         /// The file.
