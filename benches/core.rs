@@ -1,5 +1,6 @@
 //! Benchmarks of the sans-IO core: the cost of one connection event as the number of tracked
-//! peers grows, a ban check, and a trim of 10,000 peers.
+//! peers grows (also with the peer store's journal on, and with its changes written to a
+//! `MemoryStore`), a ban check, and a trim of 10,000 peers.
 //!
 //! `cargo bench --bench core` (add `-- --quick` for a fast pass).
 
@@ -7,13 +8,14 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use libp2p_connection_manager::{
-    core::{CloseCause, Manager, NewConnection},
+    core::{Change, CloseCause, Manager, NewConnection},
+    store::{MemoryStore, PeerStore, StoreOp, StoredBan, StoredDisconnect, StoredUpdate},
     Config, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
-use web_time::Instant;
+use web_time::{Instant, SystemTime};
 
 /// A manager with `peers` connected peers (inbound, one connection each).
 fn manager_with(peers: usize, config: Config, now: Instant) -> (Manager, usize) {
@@ -47,42 +49,153 @@ fn quiet_config() -> Config {
         .with_inactivity_timeout(None)
 }
 
+/// Connected peers in the connection-event benchmarks.
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// Connection events between two hand-overs of the journal: the default `StoreConfig::max_batch`
+/// (the behaviour hands over sooner only when fewer events than this happen in a second).
+const BATCH: usize = 1024;
+
+/// One inbound connection from a new peer: admitted, checked, established, closed.
+fn one_event(manager: &mut Manager, now: Instant, id: usize, addr: &Multiaddr) {
+    let peer = PeerId::random();
+    let connection = ConnectionId::new_unchecked(id);
+    manager
+        .on_pending_inbound(now, connection, addr)
+        .expect("admitted");
+    manager
+        .check_established(
+            now,
+            connection,
+            peer,
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
+        )
+        .expect("accepted");
+    manager.on_established(
+        now,
+        connection,
+        peer,
+        NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
+    );
+    manager.on_closed(now, connection, peer, CloseCause::Transport);
+    while let Some(action) = manager.poll_action() {
+        black_box(action);
+    }
+}
+
 fn connection_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("establish_and_close");
-    for peers in [1_000usize, 10_000, 100_000] {
+    for peers in SIZES {
         let now = Instant::now();
         let (mut manager, mut next) = manager_with(peers, quiet_config(), now);
         let addr: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
         group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, _| {
             b.iter(|| {
                 next += 1;
-                let peer = PeerId::random();
-                let connection = ConnectionId::new_unchecked(next);
-                manager
-                    .on_pending_inbound(now, connection, &addr)
-                    .expect("admitted");
-                manager
-                    .check_established(
-                        now,
-                        connection,
-                        peer,
-                        &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
-                    )
-                    .expect("accepted");
-                manager.on_established(
-                    now,
-                    connection,
-                    peer,
-                    NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
-                );
-                manager.on_closed(now, connection, peer, CloseCause::Transport);
-                while let Some(action) = manager.poll_action() {
-                    black_box(action);
+                one_event(&mut manager, now, next, &addr);
+            })
+        });
+    }
+    group.finish();
+}
+
+/// `establish_and_close` with the journal of a peer store on (`track_changes(true)`, as
+/// `Behaviour::with_store` sets it): every event records a new peer, and every [`BATCH`]
+/// events the changes are taken, as the behaviour's store driver does.
+fn journaled_connection_event(c: &mut Criterion) {
+    let mut group = c.benchmark_group("establish_and_close_journaled");
+    for peers in SIZES {
+        let now = Instant::now();
+        let (mut manager, mut next) = manager_with(peers, quiet_config(), now);
+        manager.track_changes(true);
+        let addr: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
+        group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, _| {
+            b.iter(|| {
+                next += 1;
+                one_event(&mut manager, now, next, &addr);
+                if next.is_multiple_of(BATCH) {
+                    black_box(manager.take_changes());
                 }
             })
         });
     }
     group.finish();
+}
+
+/// The manager's changes as store operations, the way the behaviour's store driver converts
+/// them (times moved from the monotonic clock to the wall clock around one moment).
+fn to_ops(changes: Vec<Change>, now: Instant, wall: SystemTime) -> Vec<StoreOp> {
+    let to_wall =
+        |at: Instant| wall - now.saturating_duration_since(at) + at.saturating_duration_since(now);
+    changes
+        .into_iter()
+        .map(|change| match change {
+            Change::Ban(ban) => StoreOp::PutBan(StoredBan {
+                target: ban.target,
+                until: ban.until.map(to_wall),
+            }),
+            Change::Unban(target) => StoreOp::RemoveBan(target),
+            Change::Forget(peer) => StoreOp::RemovePeer(peer),
+            Change::Peer { peer, update } => StoreOp::UpdatePeer(
+                peer,
+                StoredUpdate {
+                    wanted: update.wanted,
+                    addresses: update.addresses,
+                    protected: update.protected,
+                    tags: update.tags,
+                    last_disconnect: update.last_disconnect.map(|last| StoredDisconnect {
+                        reason: last.reason,
+                        closed_by: last.closed_by,
+                        at: to_wall(last.at),
+                        retry_after: last.retry_after,
+                    }),
+                },
+            ),
+        })
+        .collect()
+}
+
+/// `establish_and_close_journaled` with 1,000 peers connected and the changes converted to
+/// store operations (dropped): what the driver does on the swarm's task before
+/// `PeerStore::write`, which for `RedbStore` only queues the batch.
+fn journaled_event_to_ops(c: &mut Criterion) {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let (mut manager, mut next) = manager_with(1_000, quiet_config(), now);
+    manager.track_changes(true);
+    let addr: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
+    c.bench_function("establish_and_close_journaled_to_ops/1000", |b| {
+        b.iter(|| {
+            next += 1;
+            one_event(&mut manager, now, next, &addr);
+            if next.is_multiple_of(BATCH) {
+                drop(black_box(to_ops(manager.take_changes(), now, wall)));
+            }
+        })
+    });
+}
+
+/// `establish_and_close_journaled` with 1,000 peers connected, the changes converted to store
+/// operations and written to a `MemoryStore` (which applies them in `write`, on the caller's
+/// thread; with a new peer every event it stays at its default cap of 10,000 peers, pruning
+/// the stalest 10% whenever a batch takes it past).
+fn journaled_event_to_memory_store(c: &mut Criterion) {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let (mut manager, mut next) = manager_with(1_000, quiet_config(), now);
+    manager.track_changes(true);
+    let mut store = MemoryStore::new();
+    let addr: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
+    c.bench_function("establish_and_close_journaled_to_memory_store/1000", |b| {
+        b.iter(|| {
+            next += 1;
+            one_event(&mut manager, now, next, &addr);
+            if next.is_multiple_of(BATCH) {
+                let ops = to_ops(manager.take_changes(), now, wall);
+                store.write(ops).expect("written");
+            }
+        })
+    });
 }
 
 fn ban_check(c: &mut Criterion) {
@@ -132,5 +245,13 @@ fn trim(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, connection_event, ban_check, trim);
+criterion_group!(
+    benches,
+    connection_event,
+    journaled_connection_event,
+    journaled_event_to_ops,
+    journaled_event_to_memory_store,
+    ban_check,
+    trim
+);
 criterion_main!(benches);

@@ -3,12 +3,14 @@
 //! swarm and PASS/MISS against the goals of BENCHMARKS.md.
 //!
 //! ```text
-//! cargo run --release --example compare
+//! cargo run --release --example compare --features redb
+//! cargo run --release --example compare --features redb -- --store-only
 //! cargo run --release --example compare -- --nodes 32 --churn-secs 5
 //! ```
 //!
-//! With the defaults it takes about a minute on two cores. Progress goes to stderr, the tables
-//! to stdout.
+//! With the defaults it takes about two minutes on two cores (`--store-only`: about 70 s).
+//! Progress goes to stderr, the tables to stdout. Without `--features redb` the peer-store
+//! workload measures `MemoryStore` only.
 //!
 //! # Configurations
 //!
@@ -46,6 +48,18 @@
 //!    swarms: (a) has no such state; (b) blocks `--preload` random peers in `allow_block_list`;
 //!    (c) bans `--preload` random peers for an hour and tracks `--preload` others through
 //!    `add_address`.
+//! 4. **Peer store**: the cost of writing the manager's changes to a peer store
+//!    (`Behaviour::with_store`, `StoreConfig::default()`): (c) without a store, (d) with a
+//!    `MemoryStore`, (e) with a `RedbStore` in a temporary file, `--store-secs` each in
+//!    `--store-rounds` interleaved slots (fresh swarms and stores per slot; a slot should last
+//!    longer than the 1 s flush interval). Two workloads: **4a**, workload 2 with a store on both
+//!    swarms (one peer, journaled once per flush however often it churns); **4b**, a listener
+//!    with a store and a new dialer (a `ping` swarm with a fresh identity) every cycle, so that
+//!    the listener writes a new peer every cycle. The stores are wrapped to count the batches
+//!    and changes handed over and to time `write` on the swarm's task (and how much of that the
+//!    thread spent waiting for a CPU); the CPU time of the `RedbStore` writer thread is read
+//!    from `/proc/self/task/*/schedstat`. **4c**: the core's cost per connection event with the
+//!    journal a store needs off and on (`Manager::track_changes`), interleaved batch by batch.
 //!
 //! And, on the sans-IO core without a swarm: the cost of one connection event (admit,
 //! establish, close, as in `benches/core.rs`) with 1k, 10k and 100k connected peers, and the
@@ -59,7 +73,10 @@ use std::{
     fmt::Write as _,
     hint::black_box,
     net::Ipv4Addr,
-    sync::atomic::{AtomicBool, AtomicIsize, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -78,9 +95,14 @@ use libp2p::{
     },
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _,
 };
+#[cfg(feature = "redb")]
+use libp2p_connection_manager::store::RedbStore;
 use libp2p_connection_manager::{
     self as manager,
-    core::{CloseCause, Manager, NewConnection},
+    core::{CloseCause, ClosedBy, Manager, NewConnection},
+    store::{
+        MemoryStore, PeerStore, StoreError, StoreOp, StoredDisconnect, StoredState, StoredUpdate,
+    },
     Initiator, Limits,
 };
 use tokio::{
@@ -135,6 +157,20 @@ struct Args {
     /// Banned and tracked peers in the churn-under-load workload and the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     preload: usize,
+    /// Seconds per configuration in each peer-store workload.
+    #[arg(long, default_value_t = 10)]
+    store_secs: u64,
+    /// Interleaved slots the peer-store seconds are split into. Keep a slot longer than the
+    /// store's flush interval (1 s), or the stores get nothing while the clock runs.
+    #[arg(long, default_value_t = 5)]
+    store_rounds: usize,
+    /// Disposable peers written into every store before its slot (the stores keep at most
+    /// 10,000 by default, and prune when a batch takes them past it).
+    #[arg(long, default_value_t = 0)]
+    store_preload: usize,
+    /// Run only the peer-store workloads (4a and 4b).
+    #[arg(long)]
+    store_only: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,17 +358,22 @@ fn tcp_swarm<B: Setup>() -> anyhow::Result<Swarm<B>> {
 /// established before the listener has, and a dialer that closes at once leaves the listener
 /// with a failed upgrade instead of a connection.
 fn memory_swarm<B: Setup>() -> anyhow::Result<Swarm<B>> {
+    memory_swarm_with(|key| Ok(B::new(key)))
+}
+
+/// [`memory_swarm`] with the behaviour built by `make`.
+fn memory_swarm_with<B: NetworkBehaviour>(
+    make: impl FnOnce(&Keypair) -> Result<B, BoxError>,
+) -> anyhow::Result<Swarm<B>> {
     Ok(SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(
-            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                Ok(MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default()))
-            },
-        )?
-        .with_behaviour(B::new)?
+        .with_other_transport(|key| -> Result<_, BoxError> {
+            Ok(MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default()))
+        })?
+        .with_behaviour(make)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build())
 }
@@ -701,9 +742,18 @@ async fn churn_slot<B: Setup>(length: Duration, preload: usize) -> anyhow::Resul
     let mut dialer = memory_swarm::<B>()?;
     listener.behaviour_mut().preload(preload);
     dialer.behaviour_mut().preload(preload);
-    let address = listen(&mut listener, "/memory/0").await?;
-    drain_ready(&mut listener);
-    drain_ready(&mut dialer);
+    churn_between(&mut listener, &mut dialer, length).await
+}
+
+/// Churns for `length`: `dialer` dials `listener`, closes once established, and again.
+async fn churn_between<B: Setup>(
+    listener: &mut Swarm<B>,
+    dialer: &mut Swarm<B>,
+    length: Duration,
+) -> anyhow::Result<Churn> {
+    let address = listen(listener, "/memory/0").await?;
+    drain_ready(listener);
+    drain_ready(dialer);
     let target = *listener.local_peer_id();
 
     let mut slot = Churn::default();
@@ -713,7 +763,7 @@ async fn churn_slot<B: Setup>(length: Duration, preload: usize) -> anyhow::Resul
     loop {
         let step = async {
             tokio::select! {
-                event = dialer.select_next_some() => on_dialer_event(&mut dialer, event, &mut cycle),
+                event = dialer.select_next_some() => on_dialer_event(dialer, event, &mut cycle),
                 event = listener.select_next_some() => on_listener_event(event, &mut cycle),
             }
         };
@@ -800,6 +850,374 @@ async fn churn_workload(args: &Args, preload: usize) -> anyhow::Result<[Churn; 3
 }
 
 // ---------------------------------------------------------------------------------------------
+// Workload 4: the peer store
+// ---------------------------------------------------------------------------------------------
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the manager keeps its peers in the peer-store workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// No store: the manager as in (c).
+    Without,
+    /// `store::MemoryStore`.
+    Memory,
+    /// `store::RedbStore` in a file of a temporary directory.
+    #[cfg(feature = "redb")]
+    Redb,
+}
+
+impl StoreKind {
+    /// The kinds this build measures (the redb one needs `--features redb`).
+    fn all() -> Vec<StoreKind> {
+        let kinds = vec![StoreKind::Without, StoreKind::Memory];
+        #[cfg(feature = "redb")]
+        let kinds = [kinds, vec![StoreKind::Redb]].concat();
+        kinds
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            StoreKind::Without => "(c) connection manager, no store",
+            StoreKind::Memory => "(d) (c) + `MemoryStore`",
+            #[cfg(feature = "redb")]
+            StoreKind::Redb => "(e) (c) + `RedbStore` (temp file)",
+        }
+    }
+}
+
+/// What the behaviours handed to their stores during a slot.
+#[derive(Debug, Default)]
+struct StoreStats {
+    batches: AtomicU64,
+    ops: AtomicU64,
+    write_nanos: AtomicU64,
+    max_write_nanos: AtomicU64,
+    /// Of `write_nanos`, the time the swarm's thread waited for a CPU.
+    wait_nanos: AtomicU64,
+}
+
+/// Nanoseconds the current thread has spent waiting for a CPU (runnable, not running), from
+/// Linux's `/proc/thread-self/schedstat`; `None` where that is not readable.
+fn run_delay() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A store that counts the batches the behaviour hands it and times `write`, which runs on the
+/// swarm's task (the conversion of the journal before it is not included).
+struct Counted<S> {
+    inner: S,
+    stats: Arc<StoreStats>,
+}
+
+impl<S: PeerStore> PeerStore for Counted<S> {
+    fn load(&mut self) -> Result<StoredState, StoreError> {
+        self.inner.load()
+    }
+
+    fn write(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        let count = ops.len() as u64;
+        let waited = run_delay();
+        let start = std::time::Instant::now();
+        let result = self.inner.write(ops);
+        let nanos = start.elapsed().as_nanos() as u64;
+        if let Some((before, after)) = waited.zip(run_delay()) {
+            self.stats
+                .wait_nanos
+                .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.ops.fetch_add(count, Ordering::Relaxed);
+        self.stats.write_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.stats
+            .max_write_nanos
+            .fetch_max(nanos, Ordering::Relaxed);
+        result
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `count` disposable peers (not wanted, no tags, last seen an hour ago) into `store`.
+fn prefill(store: &mut impl PeerStore, count: usize) -> Result<(), StoreError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let ops = (0..count)
+        .map(|n| {
+            StoreOp::UpdatePeer(
+                PeerId::random(),
+                StoredUpdate {
+                    wanted: false,
+                    addresses: Some(vec![distinct_address(n)]),
+                    protected: Vec::new(),
+                    tags: Vec::new(),
+                    last_disconnect: Some(StoredDisconnect {
+                        reason: manager::DisconnectReason::Normal,
+                        closed_by: ClosedBy::Local,
+                        at: an_hour_ago,
+                        retry_after: None,
+                    }),
+                },
+            )
+        })
+        .collect();
+    store.write(ops)?;
+    store.flush()
+}
+
+/// The stores of one slot: builds the behaviours, and counts what the stores hold afterwards.
+struct Stores {
+    kind: StoreKind,
+    preload: usize,
+    stats: Arc<StoreStats>,
+    memories: Vec<MemoryStore>,
+    #[cfg(feature = "redb")]
+    dir: tempfile::TempDir,
+    #[cfg(feature = "redb")]
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Stores {
+    fn new(kind: StoreKind, preload: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            kind,
+            preload,
+            stats: Arc::default(),
+            memories: Vec::new(),
+            #[cfg(feature = "redb")]
+            dir: tempfile::tempdir()?,
+            #[cfg(feature = "redb")]
+            files: Vec::new(),
+        })
+    }
+
+    /// The manager with `Config::default()` for `key`, with a store of this slot's kind.
+    fn behaviour(&mut self, key: &Keypair) -> Result<manager::Behaviour, BoxError> {
+        let local = key.public().to_peer_id();
+        let behaviour = manager::Behaviour::new(local, manager::Config::default());
+        let stats = self.stats.clone();
+        Ok(match self.kind {
+            StoreKind::Without => behaviour,
+            StoreKind::Memory => {
+                let mut store = MemoryStore::new();
+                prefill(&mut store, self.preload)?;
+                self.memories.push(store.clone());
+                behaviour.with_store(Counted {
+                    inner: store,
+                    stats,
+                })?
+            }
+            #[cfg(feature = "redb")]
+            StoreKind::Redb => {
+                let path = self.dir.path().join(format!("{local}.redb"));
+                let mut store = RedbStore::open(&path)?;
+                prefill(&mut store, self.preload)?;
+                self.files.push(path);
+                behaviour.with_store(Counted {
+                    inner: store,
+                    stats,
+                })?
+            }
+        })
+    }
+
+    /// Peers in all the stores of the slot; call it once the swarms are dropped (which writes
+    /// their last changes).
+    fn stored_peers(&self) -> anyhow::Result<usize> {
+        let in_memory: usize = self.memories.iter().map(|m| m.snapshot().peers.len()).sum();
+        #[cfg(feature = "redb")]
+        let in_files = {
+            let mut peers = 0;
+            for file in &self.files {
+                peers += RedbStore::open(file)?.load()?.peers.len();
+            }
+            peers
+        };
+        #[cfg(not(feature = "redb"))]
+        let in_files = 0;
+        Ok(in_memory + in_files)
+    }
+}
+
+/// CPU time of the threads named `peer-store` (the `RedbStore` writers), from Linux's
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); `None` where that is not readable.
+fn store_threads_cpu() -> Option<Duration> {
+    let mut nanos = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = entry.path();
+        // A thread that exited meanwhile has no files left: skip it.
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if name.trim() != "peer-store" {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(nanos))
+}
+
+/// One configuration's peer-store churn, over all its slots.
+#[derive(Debug, Default, Clone)]
+struct StoreChurn {
+    churn: Churn,
+    batches: u64,
+    ops: u64,
+    write_time: Duration,
+    max_write: Duration,
+    write_wait: Duration,
+    writer_cpu: Option<Duration>,
+    stored_peers: usize,
+}
+
+impl StoreChurn {
+    fn add(&mut self, slot: StoreChurn) {
+        self.churn.add(slot.churn);
+        self.batches += slot.batches;
+        self.ops += slot.ops;
+        self.write_time += slot.write_time;
+        self.max_write = self.max_write.max(slot.max_write);
+        self.write_wait += slot.write_wait;
+        self.writer_cpu = match (self.writer_cpu, slot.writer_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.stored_peers += slot.stored_peers;
+    }
+}
+
+/// The slot's figures, read while its swarms (and stores) are still alive.
+fn store_slot(churn: Churn, stores: &Stores, cpu_start: Option<Duration>) -> StoreChurn {
+    let stats = &stores.stats;
+    StoreChurn {
+        churn,
+        batches: stats.batches.load(Ordering::Relaxed),
+        ops: stats.ops.load(Ordering::Relaxed),
+        write_time: Duration::from_nanos(stats.write_nanos.load(Ordering::Relaxed)),
+        max_write: Duration::from_nanos(stats.max_write_nanos.load(Ordering::Relaxed)),
+        write_wait: Duration::from_nanos(stats.wait_nanos.load(Ordering::Relaxed)),
+        writer_cpu: store_threads_cpu()
+            .zip(cpu_start)
+            .map(|(end, start)| end.saturating_sub(start)),
+        stored_peers: 0,
+    }
+}
+
+/// Workload 2 with a store of `kind` on both swarms: one peer, churned.
+async fn store_pair_slot(
+    kind: StoreKind,
+    length: Duration,
+    preload: usize,
+) -> anyhow::Result<StoreChurn> {
+    let mut stores = Stores::new(kind, preload)?;
+    let mut slot = {
+        let mut listener = memory_swarm_with(|key| stores.behaviour(key))?;
+        let mut dialer = memory_swarm_with(|key| stores.behaviour(key))?;
+        let cpu_start = store_threads_cpu();
+        let churn = churn_between(&mut listener, &mut dialer, length).await?;
+        store_slot(churn, &stores, cpu_start)
+    };
+    slot.stored_peers = stores.stored_peers()?;
+    Ok(slot)
+}
+
+/// A listener with a store of `kind`; each cycle a new dialer (a `ping` swarm with a fresh
+/// identity) dials it and closes once established, so the listener records a new peer every
+/// cycle. Building the dialer is part of the cycle, the same in every configuration.
+async fn store_distinct_slot(
+    kind: StoreKind,
+    length: Duration,
+    preload: usize,
+) -> anyhow::Result<StoreChurn> {
+    let mut stores = Stores::new(kind, preload)?;
+    let mut slot = {
+        let mut listener = memory_swarm_with(|key| stores.behaviour(key))?;
+        let address = listen(&mut listener, "/memory/0").await?;
+        drain_ready(&mut listener);
+        let target = *listener.local_peer_id();
+        let cpu_start = store_threads_cpu();
+        let mut churn = Churn::default();
+        let start = Instant::now();
+        loop {
+            let mut dialer = memory_swarm::<ping::Behaviour>()?;
+            dialer.dial(dial_opts(target, address.clone()))?;
+            let mut cycle = Cycle::default();
+            while !(cycle.dialer_done && cycle.listener_done) {
+                let step = async {
+                    tokio::select! {
+                        event = dialer.select_next_some() => on_dialer_event(&mut dialer, event, &mut cycle),
+                        event = listener.select_next_some() => on_listener_event(event, &mut cycle),
+                    }
+                };
+                timeout(CHURN_STALL, step)
+                    .await
+                    .context("distinct-peer churn stalled: no event for 10 s")?;
+            }
+            if cycle.failed {
+                churn.failures += 1;
+            } else {
+                churn.cycles += 1;
+            }
+            if start.elapsed() >= length {
+                break;
+            }
+        }
+        churn.elapsed = start.elapsed();
+        store_slot(churn, &stores, cpu_start)
+    };
+    slot.stored_peers = stores.stored_peers()?;
+    Ok(slot)
+}
+
+/// One peer-store workload: every store kind for `--store-secs`, in `--store-rounds` slots
+/// interleaved with a rotating start.
+async fn store_workload(args: &Args, distinct: bool) -> anyhow::Result<Vec<StoreChurn>> {
+    let kinds = StoreKind::all();
+    let rounds = args.store_rounds.max(1);
+    let slot = Duration::from_secs(args.store_secs) / rounds as u32;
+    let mut totals = vec![StoreChurn::default(); kinds.len()];
+    for round in 0..rounds {
+        for i in 0..kinds.len() {
+            let index = (round + i) % kinds.len();
+            let kind = kinds[index];
+            let result = if distinct {
+                store_distinct_slot(kind, slot, args.store_preload).await?
+            } else {
+                store_pair_slot(kind, slot, args.store_preload).await?
+            };
+            totals[index].add(result);
+        }
+    }
+    for (kind, total) in kinds.iter().zip(&totals) {
+        eprintln!(
+            "store churn ({}) {}: {:.0} cycles/s, {} changes in {} batches",
+            if distinct {
+                "distinct peers"
+            } else {
+                "one peer"
+            },
+            kind.label(),
+            total.churn.rate(),
+            total.ops,
+            total.batches
+        );
+    }
+    Ok(totals)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The sans-IO core: cost per event and memory
 // ---------------------------------------------------------------------------------------------
 
@@ -879,6 +1297,118 @@ fn one_event(manager: &mut Manager, now: web_time::Instant, id: usize, address: 
     while let Some(action) = manager.poll_action() {
         black_box(action);
     }
+}
+
+/// Connection events between two hand-overs of the journal: the default
+/// `StoreConfig::max_batch` (the behaviour hands over sooner only when fewer events than this
+/// happen in its 1 s flush interval).
+const JOURNAL_BATCH: usize = 1024;
+/// Batches per measurement of the journal's cost (more than [`CORE_BATCHES`]: the difference
+/// is small).
+const JOURNAL_BATCHES: usize = 9;
+
+/// The cost of one connection event with the store's journal off and on, with `peers`
+/// connected.
+#[derive(Debug)]
+struct JournalCost {
+    peers: usize,
+    /// Per event, journal off (median of the batches).
+    off: Duration,
+    /// Per event, journal on, the changes taken every [`JOURNAL_BATCH`] events (median).
+    on: Duration,
+    /// Of `on`, the part in `take_changes` (and dropping what it returned), per event (median).
+    take: Duration,
+    /// The median over batches of on / off in the same batch.
+    paired: f64,
+    /// The lowest and highest of those ratios.
+    spread: (f64, f64),
+}
+
+/// A run of connection events on one manager, for [`journal_costs`].
+struct JournalRun {
+    manager: Manager,
+    next: usize,
+    journaled: bool,
+    batches: Vec<Duration>,
+    takes: Vec<Duration>,
+}
+
+impl JournalRun {
+    fn new(peers: usize, journaled: bool, now: web_time::Instant) -> Self {
+        let mut manager = connected_manager(peers, now);
+        manager.track_changes(journaled);
+        Self {
+            manager,
+            next: peers,
+            journaled,
+            batches: Vec::new(),
+            takes: Vec::new(),
+        }
+    }
+
+    /// One batch of [`CORE_EVENTS`] events; records the time per event and the part of it in
+    /// `take_changes`.
+    fn batch(&mut self, now: web_time::Instant, address: &Multiaddr) {
+        let mut take = Duration::ZERO;
+        let start = std::time::Instant::now();
+        for _ in 0..CORE_EVENTS {
+            self.next += 1;
+            one_event(&mut self.manager, now, self.next, address);
+            if self.journaled && self.next.is_multiple_of(JOURNAL_BATCH) {
+                let taking = std::time::Instant::now();
+                drop(black_box(self.manager.take_changes()));
+                take += taking.elapsed();
+            }
+        }
+        self.batches.push(start.elapsed() / CORE_EVENTS);
+        self.takes.push(take / CORE_EVENTS);
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// The cost of one connection event (as in [`core_costs`]) with the journal a peer store
+/// needs off and on (`Manager::track_changes`), every new peer journaled and the changes taken
+/// every [`JOURNAL_BATCH`] events as the behaviour's store driver does (it then converts them
+/// and hands them to the store: not included). Off and on run batch by batch in turn, their
+/// order alternating, so that a change in the machine's load hits both.
+fn journal_costs() -> Vec<JournalCost> {
+    let now = web_time::Instant::now();
+    let address: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("address");
+    CORE_SIZES
+        .iter()
+        .map(|&peers| {
+            let mut off = JournalRun::new(peers, false, now);
+            let mut on = JournalRun::new(peers, true, now);
+            for batch in 0..JOURNAL_BATCHES {
+                if batch % 2 == 0 {
+                    off.batch(now, &address);
+                    on.batch(now, &address);
+                } else {
+                    on.batch(now, &address);
+                    off.batch(now, &address);
+                }
+            }
+            let mut ratios: Vec<f64> = on
+                .batches
+                .iter()
+                .zip(&off.batches)
+                .map(|(on, off)| on.as_secs_f64() / off.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            JournalCost {
+                peers,
+                off: median(off.batches),
+                on: median(on.batches),
+                take: median(on.takes),
+                paired: ratios[ratios.len() / 2],
+                spread: (ratios[0], ratios[ratios.len() - 1]),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -1145,6 +1675,163 @@ fn goals_table(out: &mut String, args: &Args, r: &Results) {
     }
 }
 
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The quartiles of the per-round ratios of `churn` to `base`.
+fn ratio_quartiles(churn: &Churn, base: &Churn) -> (f64, f64, f64) {
+    let mut ratios: Vec<f64> = churn
+        .slot_rates
+        .iter()
+        .zip(&base.slot_rates)
+        .map(|(rate, base)| rate / base)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+    (at(1), at(2), at(3))
+}
+
+fn store_table(out: &mut String, title: &str, results: &[StoreChurn]) {
+    let _ = writeln!(
+        out,
+        "{title}\n\n| configuration | cycles | cycles/s | per slot (min - max) | failed cycles | ratio to (c) | per-round ratio to (c): median (quartiles) | batches handed over | changes handed over | `write` on the swarm task: total (longest; waiting for a CPU) | writer thread CPU (per cycle) | peers in the stores after |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let base = &results[0].churn;
+    for (kind, r) in StoreKind::all().into_iter().zip(results) {
+        let c = &r.churn;
+        let min = c.slot_rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = c.slot_rates.iter().copied().fold(0.0, f64::max);
+        let (q1, median, q3) = ratio_quartiles(c, base);
+        let cpu = r.writer_cpu.map_or_else(
+            || "n/a".to_owned(),
+            |cpu| {
+                format!(
+                    "{} ({:.1} µs)",
+                    millis(cpu),
+                    cpu.as_secs_f64() * 1e6 / c.cycles.max(1) as f64
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {min:.0} - {max:.0} | {} | {:.3}x | {median:.3}x ({q1:.3} - {q3:.3}) | {} | {} | {} ({:.0} µs; {}) | {cpu} | {} |",
+            kind.label(),
+            c.cycles,
+            c.rate(),
+            c.failures,
+            c.rate() / base.rate(),
+            r.batches,
+            r.ops,
+            millis(r.write_time),
+            r.max_write.as_secs_f64() * 1e6,
+            millis(r.write_wait),
+            r.stored_peers,
+        );
+    }
+    out.push('\n');
+}
+
+fn render_store(
+    args: &Args,
+    load: &(String, String),
+    one_peer: &[StoreChurn],
+    distinct: &[StoreChurn],
+    journal: &[JournalCost],
+) -> String {
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let slot = args.store_secs as f64 / args.store_rounds.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "### 4. Peer store: the churn of (c) with its changes written\n\n\
+         (c) without a store; (d) with `MemoryStore`; (e) with `RedbStore` in a temp file \
+         (only with `--features redb`). `StoreConfig::default()`: changes handed over every \
+         1 s or at 1024 pending. {} s per configuration in {} interleaved slots of {slot:.1} s, \
+         each slot with fresh swarms and stores{}. The stores are wrapped to count what is \
+         handed over and to time `write` (which runs on the swarm's task; for `RedbStore` it \
+         queues the batch for its writer thread). {cores} cores; load average (1, 5, 15 min) {} \
+         at the start, {} at the end.\n",
+        args.store_secs,
+        args.store_rounds,
+        if args.store_preload > 0 {
+            format!(
+                " holding {} disposable peers beforehand",
+                args.store_preload
+            )
+        } else {
+            String::new()
+        },
+        load.0,
+        load.1
+    );
+    if slot < 1.0 {
+        let _ = writeln!(
+            out,
+            "**A slot is shorter than the flush interval: the stores get (almost) nothing \
+             while the clock runs.**\n"
+        );
+    }
+    store_table(
+        &mut out,
+        "#### 4a. One peer: workload 2, both swarms with a store\n\n\
+         The dialer churns its one connection to the listener: each side journals one peer, \
+         however many cycles.",
+        one_peer,
+    );
+    store_table(
+        &mut out,
+        "#### 4b. Distinct peers: the listener with a store, a new dialer every cycle\n\n\
+         Each cycle a `ping` swarm with a fresh identity dials the listener and closes once \
+         established: the listener journals a new peer every cycle. Building the dialer is \
+         part of the cycle.",
+        distinct,
+    );
+    let _ = writeln!(
+        out,
+        "#### 4c. Core: the journal's cost per connection event (sans-IO `Manager`, no swarm)\n\n\
+         One inbound connection from a new peer admitted, checked, established and closed (the loop \
+         of `benches/core.rs`), with the journal off and on (`track_changes(true)`, as \
+         `with_store` sets it); with it on, `take_changes` every {JOURNAL_BATCH} events (its \
+         conversion and hand-over to the store not included). Median of {JOURNAL_BATCHES} \
+         batches of {CORE_EVENTS}, off and on in turn.\n\n\
+         | peers connected | journal off | journal on | difference | of which `take_changes` | on / off per batch: median (min - max) |\n|---|---|---|---|---|---|"
+    );
+    for cost in journal {
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} µs | {:.3} µs | {:+.3} µs | {:.3} µs | {:.3}x ({:.3} - {:.3}) |",
+            cost.peers,
+            cost.off.as_secs_f64() * 1e6,
+            cost.on.as_secs_f64() * 1e6,
+            (cost.on.as_secs_f64() - cost.off.as_secs_f64()) * 1e6,
+            cost.take.as_secs_f64() * 1e6,
+            cost.paired,
+            cost.spread.0,
+            cost.spread.1,
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "#### Peer store goal\n\n| goal | measured | target | result |\n|---|---|---|---|"
+    );
+    let kinds = StoreKind::all();
+    for (workload, results) in [("one peer", one_peer), ("distinct peers", distinct)] {
+        for (index, kind) in kinds.iter().enumerate().skip(1) {
+            let ratio = results[index].churn.rate() / results[0].churn.rate();
+            let _ = writeln!(
+                out,
+                "| churn ({workload}) with {}, / without | {ratio:.3}x (per-round median {:.3}x) | >= {GOAL_CHURN_RATIO}x | {} |",
+                kind.label(),
+                results[index].churn.paired_ratio(&results[0].churn),
+                verdict(ratio >= GOAL_CHURN_RATIO)
+            );
+        }
+    }
+    out
+}
+
 fn render(args: &Args, r: &Results) -> String {
     let mut out = String::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -1191,6 +1878,12 @@ async fn swarm_workloads(
     Ok((mesh, churn, loaded))
 }
 
+async fn store_workloads(args: &Args) -> anyhow::Result<(Vec<StoreChurn>, Vec<StoreChurn>)> {
+    let one_peer = store_workload(args, false).await?;
+    let distinct = store_workload(args, true).await?;
+    Ok((one_peer, distinct))
+}
+
 /// The 1, 5 and 15 minute load averages, where the system tells them.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -1215,17 +1908,35 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
 
+    if args.store_only {
+        let journal = journal_costs();
+        eprintln!("journal cost measured");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let (one_peer, distinct) = runtime.block_on(store_workloads(&args))?;
+        let load = (load_at_start, load_average());
+        println!(
+            "{}",
+            render_store(&args, &load, &one_peer, &distinct, &journal)
+        );
+        return Ok(());
+    }
+
     // The core first, before any runtime thread exists: nothing else allocates meanwhile.
     let memory = memory(args.preload);
     let costs = core_costs();
+    let journal = journal_costs();
     eprintln!("core and memory measured");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let (mesh, churn, loaded) = runtime.block_on(swarm_workloads(&args))?;
+    let load_at_store = load_average();
+    let (one_peer, distinct) = runtime.block_on(store_workloads(&args))?;
     let results = Results {
-        load: (load_at_start, load_average()),
+        load: (load_at_start, load_at_store.clone()),
         mesh,
         churn,
         loaded,
@@ -1233,5 +1944,10 @@ fn main() -> anyhow::Result<()> {
         memory,
     };
     println!("{}", render(&args, &results));
+    let load = (load_at_store, load_average());
+    println!(
+        "{}",
+        render_store(&args, &load, &one_peer, &distinct, &journal)
+    );
     Ok(())
 }

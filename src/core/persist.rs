@@ -113,6 +113,13 @@ impl Journal {
         self.enabled && !self.frozen
     }
 
+    /// The peer is back: it is not to be dropped from the store after all.
+    fn forget_not(&mut self, peer: &PeerId) {
+        if !self.forgotten.is_empty() {
+            self.forgotten.remove(peer);
+        }
+    }
+
     fn len(&self) -> usize {
         self.peers.len() + self.forgotten.len() + self.bans.len() + self.ready.len()
     }
@@ -210,7 +217,7 @@ impl Manager {
     /// Journals that `peer`'s durable state may have changed.
     pub(super) fn note_peer(&mut self, peer: PeerId) {
         if self.journal.recording() {
-            self.journal.forgotten.remove(&peer);
+            self.journal.forget_not(&peer);
             self.journal.peers.entry(peer).or_insert(None);
         }
     }
@@ -218,7 +225,7 @@ impl Manager {
     /// Journals how `peer`'s last connection ended.
     pub(super) fn note_disconnect(&mut self, peer: PeerId, last: LastDisconnect) {
         if self.journal.recording() {
-            self.journal.forgotten.remove(&peer);
+            self.journal.forget_not(&peer);
             self.journal.peers.insert(peer, Some(last));
         }
     }
@@ -248,12 +255,13 @@ impl Manager {
     }
 
     fn build_changes(&mut self) -> Vec<Change> {
+        // Drained rather than taken: the maps keep their capacity for the next batch.
         let journal = &mut self.journal;
-        let peers = std::mem::take(&mut journal.peers);
-        let forgotten = std::mem::take(&mut journal.forgotten);
-        let bans = std::mem::take(&mut journal.bans);
-        let mut changes = Vec::with_capacity(peers.len() + forgotten.len() + bans.len());
-        changes.extend(forgotten.into_iter().map(Change::Forget));
+        let mut changes =
+            Vec::with_capacity(journal.peers.len() + journal.forgotten.len() + journal.bans.len());
+        changes.extend(journal.forgotten.drain().map(Change::Forget));
+        let bans: Vec<BanTarget> = journal.bans.drain().collect();
+        let peers: Vec<(PeerId, Option<LastDisconnect>)> = journal.peers.drain().collect();
         for target in bans {
             changes.push(match self.bans.get(target) {
                 Some(until) => Change::Ban(Ban { target, until }),
