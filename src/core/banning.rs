@@ -87,6 +87,8 @@ impl Manager {
         for (position, peer) in stranded.into_iter().enumerate() {
             let spread = step.saturating_mul(u32::try_from(position).unwrap_or(u32::MAX));
             self.plan_redial(now, peer, RedialPlan::Prompt, None, spread);
+            // The plan may have given up on it (max_redial_attempts).
+            self.forget_if_idle(peer);
         }
     }
 

@@ -208,6 +208,8 @@ impl Manager {
             if self.peers.get(&peer).is_some_and(|r| r.redial_at.is_some()) {
                 summary.redials += 1;
             }
+            // The plan may have given up on it (max_redial_attempts).
+            self.forget_if_idle(peer);
         }
         tracing::debug!(?summary, "restored from the peer store");
         self.push_event(Event::Restored(summary));

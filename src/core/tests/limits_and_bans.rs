@@ -616,3 +616,38 @@ fn a_peer_told_how_long_it_is_banned_comes_back_after_it() {
         "{delay:?}"
     );
 }
+
+#[test]
+fn a_peer_given_up_on_when_its_ban_ends_is_forgotten() {
+    // Found by the core_ops fuzz target (seed `regression-revive-stranded-gave-up`).
+    let (mut a, b) = pair(Config::default().with_max_redial_attempts(Some(0)));
+    let everything: IpNet = "0.0.0.0/0".parse().unwrap();
+    a.manager
+        .ban_network(a.now, everything, Some(Duration::from_secs(130)));
+    let address: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().unwrap();
+    a.manager
+        .add_discovered(a.now, b.id, vec![address.clone()])
+        .unwrap();
+    let _ = a.actions();
+    let denial = a
+        .manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[address])
+        .unwrap_err();
+    a.manager.on_dial_failure(
+        a.now,
+        cid(1),
+        Some(b.id),
+        DialFailure::DeniedByManager(denial),
+    );
+    a.advance(Duration::from_secs(130));
+    assert!(a
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::RedialGaveUp { .. })));
+    assert_eq!(
+        a.manager.tracked_peers(),
+        0,
+        "{:?}",
+        a.manager.peer_info(&b.id)
+    );
+}
