@@ -30,7 +30,9 @@ impl Manager {
         let max = self.config.max_addresses_per_peer;
         let peers = self.config.bootstrap_peers.clone();
         for (peer, address) in peers {
-            if peer == self.local {
+            // A banned bootstrap peer waits for a round after its ban (our own check would
+            // refuse the dial anyway).
+            if peer == self.local || self.bans.peer(&peer, now).is_some() {
                 continue;
             }
             let record = self.peers.entry(peer).or_default();

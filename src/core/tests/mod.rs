@@ -677,6 +677,34 @@ fn dials_time_out_and_are_reported() {
 }
 
 #[test]
+fn a_banned_bootstrap_peer_is_dialed_only_after_its_ban() {
+    // Found by the core_ops fuzz target: every round dialed it, and our own check refused it.
+    let (small, large) = ordered_ids();
+    let start = Instant::now();
+    let backoff =
+        Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let config = Config::default()
+        .with_bootstrap_peer(large, addr(2))
+        .with_bootstrap_backoff(backoff);
+    let mut a = Node::new(small, config, start);
+    a.manager
+        .ban_peer(a.now, large, Some(Duration::from_secs(5)));
+    let dials = |a: &mut Node| {
+        a.actions()
+            .iter()
+            .filter(|x| matches!(x, Action::Dial { peer, .. } if *peer == large))
+            .count()
+    };
+    a.advance(Duration::ZERO);
+    assert_eq!(dials(&mut a), 0);
+    a.advance(Duration::from_secs(2));
+    assert_eq!(dials(&mut a), 0, "the second round, still banned");
+    // The ban ends; the next round dials it.
+    a.advance(Duration::from_secs(10));
+    assert!(dials(&mut a) >= 1);
+}
+
+#[test]
 fn phases_bootstrap_connect_lose_and_rebootstrap() {
     let (small, large) = ordered_ids();
     let start = Instant::now();
