@@ -22,25 +22,31 @@ fn manager_with(peers: usize, config: Config, now: Instant) -> (Manager, usize) 
     let mut manager = Manager::new(PeerId::random(), config, now, 7);
     let addr: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().expect("address");
     for n in 0..peers {
-        let peer = PeerId::random();
-        let connection = ConnectionId::new_unchecked(n);
-        manager
-            .check_established(
-                now,
-                connection,
-                peer,
-                &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
-            )
-            .expect("accepted");
-        manager.on_established(
+        establish_inbound(
+            &mut manager,
             now,
-            connection,
-            peer,
-            NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
+            ConnectionId::new_unchecked(n),
+            PeerId::random(),
+            &addr,
         );
     }
     while manager.poll_action().is_some() {}
     (manager, peers)
+}
+
+/// An inbound connection from `peer` through the established check, as the swarm reports it.
+fn establish_inbound(
+    manager: &mut Manager,
+    now: Instant,
+    connection: ConnectionId,
+    peer: PeerId,
+    addr: &Multiaddr,
+) {
+    let new = NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone());
+    manager
+        .check_established(now, connection, peer, &new)
+        .expect("accepted");
+    manager.on_established(now, connection, peer, new);
 }
 
 fn quiet_config() -> Config {
@@ -63,20 +69,7 @@ fn one_event(manager: &mut Manager, now: Instant, id: usize, addr: &Multiaddr) {
     manager
         .on_pending_inbound(now, connection, addr)
         .expect("admitted");
-    manager
-        .check_established(
-            now,
-            connection,
-            peer,
-            &NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
-        )
-        .expect("accepted");
-    manager.on_established(
-        now,
-        connection,
-        peer,
-        NewConnection::new(Initiator::Remote, Endpoint::Listener, addr.clone()),
-    );
+    establish_inbound(manager, now, connection, peer, addr);
     manager.on_closed(now, connection, peer, CloseCause::Transport);
     while let Some(action) = manager.poll_action() {
         black_box(action);
