@@ -381,7 +381,7 @@ fn describe(event: &Event) -> String {
             format!("{peer} waits for a free slot: {denial}")
         }
         Event::PeerForgotten { peer } => format!("forgot {peer}"),
-        Event::Trimmed { peers } => format!("trimming {} peer(s): {peers:?}", peers.len()),
+        Event::Trimmed { peers, .. } => format!("trimming {} peer(s): {peers:?}", peers.len()),
         Event::HealthChanged {
             peer,
             connection,

@@ -229,7 +229,7 @@ impl Metrics {
             Event::PeerForgotten { .. } => {
                 self.peers_forgotten.inc();
             }
-            Event::Trimmed { peers } => {
+            Event::Trimmed { peers, .. } => {
                 self.peers_trimmed.inc_by(peers.len() as u64);
             }
             Event::PhaseChanged { new, .. } => {
@@ -508,6 +508,7 @@ mod tests {
         });
         metrics.record(&Event::Trimmed {
             peers: vec![peer, PeerId::random()],
+            no_longer_wanted: Vec::new(),
         });
         metrics.record(&Event::PhaseChanged {
             old: Phase::Disconnected,

@@ -58,7 +58,7 @@ async fn a_hub_above_its_high_watermark_trims_to_low_with_goodbye_network_restru
     assert!(s[0]
         .events
         .iter()
-        .any(|e| matches!(e, Event::Trimmed { peers } if peers.len() == 2)));
+        .any(|e| matches!(e, Event::Trimmed { peers, .. } if peers.len() == 2)));
     // The trimmed leaves wanted the hub, but a remote restructure is not retried at once.
     for leaf in s[1..].iter().filter(|s| restructured(s)) {
         assert_eq!(leaf.established, 0);

@@ -127,9 +127,14 @@ pub enum Event {
     },
     /// Connected peers went above the high watermark: these peers' connections are being
     /// closed (goodbye `NetworkRestructure`), first trimmed first. They are not redialed.
+    /// Peers the application dialed are never trimmed; peers discovery brought are trimmed
+    /// only after every peer nobody asked for (outside the share kept for diversity), and
+    /// are then no longer wanted: `no_longer_wanted` names them.
     Trimmed {
         /// The trimmed peers.
         peers: Vec<PeerId>,
+        /// Those of `peers` that were wanted (added by discovery) and are not any more.
+        no_longer_wanted: Vec<PeerId>,
     },
     /// The health category of a connection changed (`old` is `None` on its first assessment).
     HealthChanged {

@@ -16,6 +16,7 @@ mod denial;
 mod discovery;
 mod duplicates;
 mod event;
+mod eviction;
 mod exchange;
 mod health;
 mod inputs;

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::*;
+use super::{
+    eviction::{self, Asked, Candidate, NetGroup},
+    *,
+};
 
 /// Watermarks and pacing of trimming (off unless [`Config::with_watermarks`] is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,31 +53,6 @@ impl Tags {
         self.values.get(peer).map_or(0, |tags| {
             tags.values().fold(0i64, |sum, v| sum.saturating_add(*v))
         })
-    }
-}
-
-/// One peer that may be trimmed, with what decides its place in line.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    peer: PeerId,
-    wanted: bool,
-    value: i64,
-    /// The health score; unmeasured counts as middling (0.5).
-    health: f64,
-    inbound: bool,
-    since: Instant,
-}
-
-impl Candidate {
-    /// The order of trimming, first trimmed first: peers the application did not ask for, then
-    /// the lowest value, then the worst health, then inbound before outbound, then the newest.
-    fn order(&self, other: &Self) -> std::cmp::Ordering {
-        self.wanted
-            .cmp(&other.wanted)
-            .then(self.value.cmp(&other.value))
-            .then(self.health.total_cmp(&other.health))
-            .then(other.inbound.cmp(&self.inbound))
-            .then(other.since.cmp(&self.since))
     }
 }
 
@@ -172,75 +150,111 @@ impl Manager {
         }
     }
 
-    /// Closes the connections of the first peers in trimming order until at most the low
-    /// watermark of peers remain connected. O(n) selection plus a sort of the chosen few.
+    /// Closes the connections of the first peers in trimming order (see [`eviction`]) until
+    /// at most the low watermark of settled peers remain connected.
+    ///
+    /// Peers connected for less than the trim grace are neither trimmed nor counted: a burst
+    /// of new peers cannot push settled ones out. If they keep the count above the high
+    /// watermark, another trim is due when the first of them settles. Peers the application
+    /// dialed, protected peers and allow-listed peers are counted but never trimmed.
     fn trim(&mut self, now: Instant) -> Vec<PeerId> {
         let Some(marks) = self.config.watermarks else {
             return Vec::new();
         };
         self.last_trim = Some(now);
         let grace = self.config.trim_grace;
+        let bootstrap: HashSet<PeerId> = self
+            .config
+            .bootstrap_peers
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
         let mut connected = 0usize;
+        let mut young = 0usize;
+        let mut first_settles: Option<Instant> = None;
+        let mut kept_anyway = 0usize;
         let mut candidates = Vec::new();
         for (peer, record) in &self.peers {
             let Some(kept) = record.open().min_by_key(|c| c.established_at) else {
                 continue;
             };
             connected += 1;
-            let young = now.saturating_duration_since(kept.established_at) < grace;
-            if young || self.tags.is_protected(peer) || self.allowed.contains(peer) {
+            let dialed = record.wanted && !record.discovered;
+            if dialed || self.tags.is_protected(peer) || self.allowed.contains(peer) {
+                kept_anyway += 1;
                 continue;
             }
+            let settles = later(kept.established_at, grace);
+            if settles > now {
+                young += 1;
+                first_settles = Some(first_settles.map_or(settles, |t| t.min(settles)));
+                continue;
+            }
+            let asked = if record.wanted || bootstrap.contains(peer) {
+                Asked::Indirectly
+            } else {
+                Asked::No
+            };
             candidates.push(Candidate {
                 peer: *peer,
-                wanted: record.wanted,
+                asked,
                 value: self.tags.value(peer),
                 health: kept
                     .health
                     .assess(&self.config.health_scoring)
                     .map_or(0.5, |h| h.score),
+                rtt: kept.rtt,
                 inbound: kept.initiator == Initiator::Remote,
                 since: kept.established_at,
+                group: NetGroup::of(&kept.remote_addr),
             });
         }
-        let excess = connected.saturating_sub(marks.low).min(candidates.len());
-        if excess == 0 {
-            return Vec::new();
+        let settled = connected - young;
+        let excess = settled.saturating_sub(marks.low);
+        let room = marks.low.saturating_sub(kept_anyway);
+        let trimmed = eviction::choose(candidates, excess, room);
+        if let Some(at) = first_settles {
+            if connected - trimmed.len() > marks.high && self.trim_due.is_none() {
+                let at = at.max(later(now, self.config.trim_silence));
+                self.trim_due = Some(at);
+                self.timers.schedule(at, Timer::Trim);
+            }
         }
-        if excess < candidates.len() {
-            candidates.select_nth_unstable_by(excess, |a, b| a.order(b));
-            candidates.truncate(excess);
+        if trimmed.is_empty() {
+            return trimmed;
         }
-        candidates.sort_unstable_by(|a, b| a.order(b));
-        let trimmed: Vec<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        let mut no_longer_wanted = Vec::new();
         for peer in &trimmed {
-            self.close_trimmed(now, *peer);
+            if self.close_trimmed(now, *peer) {
+                no_longer_wanted.push(*peer);
+            }
         }
         tracing::debug!(
             connected,
+            young,
             trimmed = trimmed.len(),
             low = marks.low,
             "trimmed"
         );
         self.push_event(Event::Trimmed {
             peers: trimmed.clone(),
+            no_longer_wanted,
         });
         trimmed
     }
 
-    fn close_trimmed(&mut self, now: Instant, peer: PeerId) {
+    /// Closes `peer`'s connections with goodbye `NetworkRestructure`, and parks it: trimming
+    /// is a decision to have fewer connections, so it is not redialed. Returns whether it was
+    /// wanted (through discovery) and no longer is.
+    fn close_trimmed(&mut self, now: Instant, peer: PeerId) -> bool {
         let Some(record) = self.peers.get_mut(&peer) else {
-            return;
+            return false;
         };
-        // Trimming is a decision to have fewer connections: the peer is not redialed.
+        let was_wanted = record.wanted;
         record.stop_wanting();
         record.parked = true;
+        let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         self.note_peer(peer);
-        let open: Vec<ConnectionId> = self
-            .peers
-            .get(&peer)
-            .map(|r| r.open().map(|c| c.id).collect())
-            .unwrap_or_default();
         for connection in open {
             self.start_close(
                 now,
@@ -250,5 +264,6 @@ impl Manager {
                 None,
             );
         }
+        was_wanted
     }
 }

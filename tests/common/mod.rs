@@ -109,7 +109,7 @@ pub struct NodeConfig {
     pub idle_timeout: Option<Duration>,
     /// The interval of the sibling `ping::Behaviour` (default: ping's own).
     pub sibling_ping_interval: Option<Duration>,
-    /// The IP address to listen on (default 127.0.0.1).
+    /// The IP address to listen on, IPv4 or IPv6 (default 127.0.0.1).
     pub listen_ip: Option<&'static str>,
     /// The TCP port to listen on (default: any free port).
     pub listen_port: Option<u16>,
@@ -163,12 +163,13 @@ impl Node {
         let mut addrs = Vec::new();
         // Events of the manager from the very start (a bootstrap begins at once).
         let mut events = Vec::new();
+        let ip = config.listen_ip.unwrap_or("127.0.0.1");
         for _ in 0..=config.extra_listeners {
             swarm
                 .listen_on(
                     format!(
-                        "/ip4/{}/tcp/{}",
-                        config.listen_ip.unwrap_or("127.0.0.1"),
+                        "/{}/{ip}/tcp/{}",
+                        if ip.contains(':') { "ip6" } else { "ip4" },
                         config.listen_port.unwrap_or(0)
                     )
                     .parse()

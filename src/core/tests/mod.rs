@@ -9,6 +9,7 @@ use web_time::Instant;
 
 use super::*;
 
+mod address_economics;
 mod limits_and_bans;
 mod persist;
 mod redial_and_discovery;

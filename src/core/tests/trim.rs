@@ -14,7 +14,7 @@ fn trimmed(events: &[Event]) -> Vec<Vec<PeerId>> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Trimmed { peers } => Some(peers.clone()),
+            Event::Trimmed { peers, .. } => Some(peers.clone()),
             _ => None,
         })
         .collect()
@@ -29,7 +29,9 @@ fn connect(node: &mut Node, n: usize, initiator: Initiator) -> PeerId {
 
 #[test]
 fn above_high_trims_exactly_to_low_in_the_documented_order() {
-    let (mut a, _) = pair(trimming(3, 5));
+    // Low 1, filled by the protected peer: no room for a diversity share, so the order alone
+    // decides.
+    let (mut a, _) = pair(trimming(1, 5));
     // Five peers, old enough to be trimmed, each differing in one thing.
     let valued = connect(&mut a, 1, Initiator::Remote);
     let slow = connect(&mut a, 2, Initiator::Local);
@@ -59,9 +61,9 @@ fn above_high_trims_exactly_to_low_in_the_documented_order() {
             _ => None,
         })
         .collect();
-    // 6 connected, low 3: three go. Worst health first (slow), then inbound before outbound at
-    // equal health (inbound, then fast); the valued one is kept.
-    assert_eq!(trimmed(&events), vec![vec![slow, inbound, fast]]);
+    // 5 settled, low 1: four go. The lowest value first, then inbound before outbound, then
+    // the worst health (slow before fast); the valued one last. The young one is not counted.
+    assert_eq!(trimmed(&events), vec![vec![inbound, slow, fast, valued]]);
     let goodbyes: Vec<_> = actions
         .iter()
         .filter_map(|x| match x {
@@ -69,13 +71,38 @@ fn above_high_trims_exactly_to_low_in_the_documented_order() {
             _ => None,
         })
         .collect();
-    assert_eq!(goodbyes.len(), 3);
+    assert_eq!(goodbyes.len(), 4);
     assert!(goodbyes
         .iter()
         .all(|(_, r)| *r == DisconnectReason::NetworkRestructure));
-    for kept in [valued, protected, young] {
+    for kept in [protected, young] {
         assert!(a.manager.is_connected(&kept));
     }
+}
+
+#[test]
+fn young_peers_are_not_counted_and_go_first_once_settled() {
+    let (mut a, _) = pair(trimming(2, 3));
+    let old: Vec<PeerId> = (0..3)
+        .map(|n| connect(&mut a, n, Initiator::Remote))
+        .collect();
+    a.advance(Duration::from_secs(60));
+    let _ = a.actions();
+    let fresh: Vec<PeerId> = (10..13)
+        .map(|n| connect(&mut a, n, Initiator::Remote))
+        .collect();
+    // Six connected, above high 3, but only the three settled ones count: 3 - 2 = one goes,
+    // chosen among the settled (the only candidates).
+    let first = trimmed(&a.events());
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].len(), 1);
+    assert!(old.contains(&first[0][0]));
+    // When the young ones settle (10 s grace, after the 30 s silence), the newest go first.
+    a.advance(Duration::from_secs(30));
+    let second = trimmed(&a.events());
+    assert_eq!(second.len(), 1, "a trim is due once the burst settles");
+    assert_eq!(second[0].len(), 3, "five connected, low 2");
+    assert!(fresh.iter().all(|p| second[0].contains(p)));
 }
 
 #[test]
@@ -132,7 +159,7 @@ fn force_trim_ignores_the_silence() {
 }
 
 #[test]
-fn trimmed_peers_are_not_redialed_even_when_wanted() {
+fn peers_the_application_dialed_are_never_trimmed() {
     let (mut a, _) = pair(trimming(0, 0).with_trim_grace(Duration::ZERO));
     let peer = PeerId::random();
     a.manager.dial(a.now, peer, vec![addr(2)]).unwrap();
@@ -140,13 +167,174 @@ fn trimmed_peers_are_not_redialed_even_when_wanted() {
         .on_pending_outbound(a.now, cid(1), Some(peer), &[])
         .unwrap();
     a.establish(cid(1), peer, Initiator::Local).unwrap();
-    assert_eq!(
-        a.closes(),
-        vec![(cid(1), DisconnectReason::NetworkRestructure)]
+    assert_eq!(a.closes(), vec![]);
+    assert!(a.manager.force_trim(a.now).is_empty());
+    assert!(a.manager.peer_info(&peer).unwrap().wanted);
+}
+
+#[test]
+fn trimmed_discovered_peers_are_reported_no_longer_wanted_and_not_redialed() {
+    let (mut a, _) = pair(trimming(0, 0).with_trim_grace(Duration::ZERO));
+    let peer = PeerId::random();
+    a.manager
+        .add_discovered(a.now, peer, vec![addr(2)])
+        .unwrap();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(peer), &[])
+        .unwrap();
+    a.manager
+        .check_established(
+            a.now,
+            cid(1),
+            peer,
+            &NewConnection::new(Initiator::Local, Endpoint::Dialer, addr(2)),
+        )
+        .unwrap();
+    a.manager.on_established(
+        a.now,
+        cid(1),
+        peer,
+        NewConnection::new(Initiator::Local, Endpoint::Dialer, addr(2)),
     );
+    let actions = a.actions();
+    assert!(actions.iter().any(|x| matches!(x,
+        Action::Event(Event::Trimmed { peers, no_longer_wanted })
+            if peers == &vec![peer] && no_longer_wanted == &vec![peer])));
     a.manager.on_closed(a.now, cid(1), peer, CloseCause::Local);
     assert_eq!(redial_delay(&a.events()), None);
     a.advance(Duration::from_secs(3600));
     assert!(a.actions().is_empty());
-    assert_eq!(a.manager.tracked_peers(), 0);
+}
+
+/// Establishes connection `n` from `peer` arriving from `remote` (a full multiaddress).
+fn connect_from(node: &mut Node, n: usize, peer: PeerId, initiator: Initiator, remote: &str) {
+    let direction = match initiator {
+        Initiator::Local => Endpoint::Dialer,
+        Initiator::Remote => Endpoint::Listener,
+    };
+    let remote: Multiaddr = remote.parse().unwrap();
+    let connection = NewConnection::new(initiator, direction, remote);
+    node.manager
+        .check_established(node.now, cid(n), peer, &connection)
+        .unwrap();
+    node.manager
+        .on_established(node.now, cid(n), peer, connection);
+}
+
+/// The eclipse through trimming: six peers the application dialed, settled, then a burst of
+/// ten fresh inbound peers from `attacker_addr(i)`. Returns (wanted peers still connected and
+/// wanted, attackers still connected, total connected) once the burst's grace is over.
+fn burst_after_wanted(attacker_addr: impl Fn(usize) -> String) -> (usize, usize, usize) {
+    let (mut a, _) = pair(trimming(4, 8));
+    let mut wanted = Vec::new();
+    for n in 0..6 {
+        let peer = PeerId::random();
+        let address = format!("/ip4/10.{n}.0.1/tcp/4001");
+        a.manager
+            .dial(a.now, peer, vec![address.parse().unwrap()])
+            .unwrap();
+        a.manager
+            .on_pending_outbound(a.now, cid(n), Some(peer), &[])
+            .unwrap();
+        connect_from(&mut a, n, peer, Initiator::Local, &address);
+        wanted.push(peer);
+    }
+    a.advance(Duration::from_secs(60));
+    let _ = a.actions();
+
+    let mut attackers = Vec::new();
+    for i in 0..10 {
+        let peer = PeerId::random();
+        connect_from(&mut a, 100 + i, peer, Initiator::Remote, &attacker_addr(i));
+        attackers.push(peer);
+    }
+    // Let every close the manager decides land, through the grace of the burst and beyond.
+    for _ in 0..8 {
+        for (connection, _) in a.closes() {
+            let peer = *a.manager.owners.get(&connection).unwrap();
+            a.manager
+                .on_closed(a.now, connection, peer, CloseCause::Local);
+        }
+        a.advance(Duration::from_secs(10));
+    }
+    let kept_wanted = wanted
+        .iter()
+        .filter(|p| a.manager.is_connected(p) && a.manager.peer_info(p).unwrap().wanted)
+        .count();
+    let kept_attackers = attackers
+        .iter()
+        .filter(|p| a.manager.is_connected(p))
+        .count();
+    let total = a.manager.connected_peers().count();
+    println!(
+        "attacker spent: 10 PeerIds, 10 inbound connections; got: {} of 6 wanted peers \
+         trimmed, {kept_attackers} attackers connected, {total} peers connected (high 8)",
+        6 - kept_wanted
+    );
+    (kept_wanted, kept_attackers, total)
+}
+
+#[test]
+fn a_burst_of_fresh_inbound_peers_does_not_push_out_the_wanted_ones() {
+    for (what, addr) in [
+        (
+            "many /16s",
+            (|i| format!("/ip4/172.{}.0.1/tcp/4001", 16 + i)) as fn(usize) -> String,
+        ),
+        ("one /24", |i| format!("/ip4/203.0.113.{}/tcp/4001", i + 1)),
+        ("one /48", |i| format!("/ip6/2001:db8:48:{i:x}::1/tcp/4001")),
+    ] {
+        println!("burst from {what}:");
+        let (kept_wanted, _, total) = burst_after_wanted(addr);
+        assert_eq!(kept_wanted, 6, "every wanted peer kept and still wanted");
+        assert!(
+            total <= 8,
+            "back under the high watermark, {total} connected"
+        );
+    }
+}
+
+#[test]
+fn a_diverse_share_of_peers_nobody_asked_for_survives_a_burst_of_better_connected_peers() {
+    let (mut a, _) = pair(trimming(4, 8));
+    let honest: Vec<PeerId> = (0..4)
+        .map(|n| {
+            let peer = PeerId::random();
+            let from = format!("/ip4/198.{}.0.1/tcp/4001", 18 + n);
+            connect_from(&mut a, n, peer, Initiator::Remote, &from);
+            a.manager
+                .on_ping_success(a.now, cid(n), Duration::from_millis(400));
+            peer
+        })
+        .collect();
+    a.advance(Duration::from_secs(60));
+    let _ = a.actions();
+    // Forty Sybils, each from its own /16, answering pings at once: better health than the
+    // settled peers, and no network group bigger than theirs.
+    for i in 0..40 {
+        let from = format!("/ip4/{}.1.0.1/tcp/4001", 20 + i);
+        connect_from(&mut a, 100 + i, PeerId::random(), Initiator::Remote, &from);
+        a.manager
+            .on_ping_success(a.now, cid(100 + i), Duration::from_millis(1));
+    }
+    for _ in 0..8 {
+        for (connection, _) in a.closes() {
+            let peer = *a.manager.owners.get(&connection).unwrap();
+            a.manager
+                .on_closed(a.now, connection, peer, CloseCause::Local);
+        }
+        a.advance(Duration::from_secs(10));
+    }
+    let kept = honest.iter().filter(|p| a.manager.is_connected(p)).count();
+    let total = a.manager.connected_peers().count();
+    println!(
+        "attacker spent: 40 PeerIds from 40 /16s, fast pings; got: {} of 4 settled peers trimmed, {} \
+         attackers connected",
+        4 - kept,
+        total - kept
+    );
+    // The share has four places: outbound (none here), one per network group, the fastest,
+    // the longest uptime. A Sybil can win the latency place by being the fastest, and no other.
+    assert!(kept >= 3, "{kept} of 4 settled peers kept");
+    assert!(total <= 8);
 }
