@@ -9,11 +9,14 @@
 //! wanted peer. At the end everything is torn down and the manager must hold no state for peers
 //! nobody wants. Failing cases shrink to a readable sequence.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use libp2p_connection_manager::{
     core::{Action, Change, CloseCause, DurablePeer, Manager, NewConnection},
-    Ban, BanTarget, Config, DialFailure, DisconnectReason, Initiator, Limits,
+    Ban, BanTarget, Config, DialFailure, DisconnectReason, Event, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -178,6 +181,10 @@ struct World {
     /// Connections the manager asked to close.
     closing: Vec<ConnectionId>,
     limits: Limits,
+    /// Peers the application dialed itself (and the manager still wants): never trimmed.
+    dialed: HashSet<usize>,
+    /// `Trimmed` events since the last check: (trimmed, no longer wanted).
+    trims: Vec<(Vec<PeerId>, Vec<PeerId>)>,
 }
 
 fn ip_addr(ip: u8) -> Multiaddr {
@@ -213,6 +220,8 @@ impl World {
             established: Vec::new(),
             closing: Vec::new(),
             limits,
+            dialed: HashSet::new(),
+            trims: Vec::new(),
         }
     }
 
@@ -276,6 +285,10 @@ impl World {
                             .on_closed(self.now, connection, peer, CloseCause::Local);
                     }
                 }
+                Action::Event(Event::Trimmed {
+                    peers,
+                    no_longer_wanted,
+                }) => self.trims.push((peers, no_longer_wanted)),
                 Action::Event(_) | Action::SendPeers { .. } => {}
             }
         }
@@ -283,6 +296,44 @@ impl World {
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let wanted_before: HashSet<PeerId> = self
+            .peers
+            .iter()
+            .filter(|p| self.manager.peer_info(p).is_some_and(|i| i.wanted))
+            .copied()
+            .collect();
+        self.apply_op(op)?;
+        self.check_trims(&wanted_before)?;
+        self.sync_store()
+    }
+
+    /// Trimming never closes a peer the application dialed, and never un-wants a peer
+    /// without saying so.
+    fn check_trims(&mut self, wanted_before: &HashSet<PeerId>) -> Result<(), TestCaseError> {
+        for (trimmed, no_longer_wanted) in std::mem::take(&mut self.trims) {
+            for peer in &trimmed {
+                let index = self.peer_index(peer);
+                prop_assert!(
+                    !self.dialed.contains(&index),
+                    "trimmed peer {} that the application dialed",
+                    index
+                );
+                prop_assert_eq!(
+                    wanted_before.contains(peer),
+                    no_longer_wanted.contains(peer),
+                    "peer {} un-wanted by a trim without saying so (or said so wrongly)",
+                    index
+                );
+            }
+        }
+        let manager = &self.manager;
+        let peers = &self.peers;
+        self.dialed
+            .retain(|p| manager.peer_info(&peers[*p]).is_some_and(|i| i.wanted));
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
             Op::InboundAttempt { ip } => {
                 let id = self.id();
@@ -376,7 +427,13 @@ impl World {
                 }
             }
             Op::UserDial { peer } => {
-                let _ = self.manager.dial(self.now, self.peers[peer], vec![]);
+                if self
+                    .manager
+                    .dial(self.now, self.peers[peer], vec![])
+                    .is_ok()
+                {
+                    self.dialed.insert(peer);
+                }
             }
             Op::SwarmDial { peer } => self.dial(peer),
             Op::Close { pick, transport } => {
@@ -458,8 +515,7 @@ impl World {
             Op::Restart => self.restart()?,
         }
         self.drain();
-        self.check()?;
-        self.sync_store()
+        self.check()
     }
 
     /// Hands the journal to the mirror store, which must then agree with the manager on
@@ -522,6 +578,11 @@ impl World {
             let after = self.manager.peer_info(peer).is_some_and(|i| i.wanted);
             prop_assert_eq!(before, after, "the want of {} changed in the restart", peer);
         }
+        // The store keeps that a peer is wanted, not who asked: restored peers are the
+        // application's.
+        self.dialed = (0..PEERS)
+            .filter(|p| wanted.contains(&self.peers[*p]))
+            .collect();
         Ok(())
     }
 

@@ -643,6 +643,8 @@ struct World {
     /// Counted connections closed whose `Disconnected` event has not been seen yet.
     awaiting_disconnect: HashSet<ConnectionId>,
     terminated: bool,
+    /// Peers the application dialed itself and the manager still wants: never trimmed.
+    dialed: HashSet<usize>,
 }
 
 impl World {
@@ -673,6 +675,7 @@ impl World {
             close_requested: Vec::new(),
             recently_closed: Vec::new(),
             awaiting_disconnect: HashSet::new(),
+            dialed: HashSet::new(),
             terminated: false,
         };
         world.drain();
@@ -885,6 +888,19 @@ impl World {
                     self.live().any(|c| c.id == connection),
                     "kept a connection the swarm does not have"
                 );
+            }
+            Event::Trimmed {
+                peers,
+                no_longer_wanted,
+            } => {
+                for peer in &peers {
+                    let index = self.index(peer);
+                    assert!(
+                        !self.dialed.contains(&index),
+                        "trimmed a peer the application dialed"
+                    );
+                }
+                assert!(no_longer_wanted.iter().all(|p| peers.contains(p)));
             }
             Event::Disconnected { connection, .. } => {
                 assert!(
@@ -1137,7 +1153,13 @@ impl World {
             }
             Op::UserDial { peer, addrs } => {
                 let addresses = self.dial_addrs(addrs);
-                let _ = self.manager.dial(self.now, self.ids[*peer], addresses);
+                if self
+                    .manager
+                    .dial(self.now, self.ids[*peer], addresses)
+                    .is_ok()
+                {
+                    self.dialed.insert(*peer);
+                }
             }
             &Op::Close { pick, cause } => {
                 if self.established.is_empty() {
@@ -1497,6 +1519,12 @@ fuzz_target!(|data: &[u8]| {
         }
         world.apply(&op);
         world.check();
+        // A peer the manager stopped wanting (a ban, a disconnect, a redial given up on) is
+        // no longer the application's ask.
+        let World {
+            manager, ids, dialed, ..
+        } = &mut world;
+        dialed.retain(|p| manager.peer_info(&ids[*p]).is_some_and(|i| i.wanted));
     }
     world.settle();
 });

@@ -3,9 +3,30 @@
 use super::*;
 
 impl Manager {
-    /// Marks `peer` as wanted (kept connected and redialed when lost), remembers `addresses`,
-    /// and dials it unless a connection exists or is being made.
+    /// Marks `peer` as wanted (kept connected and redialed when lost, never trimmed),
+    /// remembers `addresses`, and dials it unless a connection exists or is being made. A peer
+    /// that discovery had added becomes the application's own: discovery losing it no longer
+    /// forgets it.
     pub fn dial(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+    ) -> Result<(), Denial> {
+        self.want(now, peer, addresses)?;
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.flagged = false;
+            if record.discovered {
+                record.discovered = false;
+                self.discovered -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `peer` as wanted and dials it (see [`dial`](Self::dial)); who asked is the
+    /// caller's to record.
+    pub(super) fn want(
         &mut self,
         now: Instant,
         peer: PeerId,

@@ -14,6 +14,9 @@ impl Manager {
     ) -> Result<(), Denial> {
         let known = self.peers.get(&peer);
         let is_new = !known.is_some_and(|r| r.discovered);
+        // A peer the application dialed itself stays the application's: discovery does not
+        // make it forgettable or trimmable.
+        let dialed_by_application = known.is_some_and(|r| r.wanted && !r.discovered);
         if is_new && self.discovered >= self.config.max_discovered_peers {
             tracing::debug!(%peer, "discovered-peer cap reached; ignoring");
             if self.peers.contains_key(&peer) {
@@ -23,10 +26,10 @@ impl Manager {
             }
             return Ok(());
         }
-        self.dial(now, peer, addresses)?;
+        self.want(now, peer, addresses)?;
         if let Some(record) = self.peers.get_mut(&peer) {
             record.flagged = false;
-            if !record.discovered {
+            if !record.discovered && !dialed_by_application {
                 record.discovered = true;
                 self.discovered += 1;
             }
