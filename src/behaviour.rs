@@ -36,7 +36,7 @@ use crate::{
     handler::{self, GoodbyeOutcome, Handler},
     protocol::Goodbye,
     store::{PeerStore, StoreConfig, StoreDriver, StoreError},
-    Config,
+    Config, ConfigError,
 };
 
 type PingHandler = THandler<libp2p_ping::Behaviour>;
@@ -66,12 +66,14 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// A connection manager for the node `local_peer_id`.
+    /// A connection manager for the node `local_peer_id`. It never panics on a configuration
+    /// (durations beyond [`Config::MAX_DURATION`] saturate); [`try_new`](Self::try_new)
+    /// refuses one that fails [`Config::validate`] instead.
     pub fn new(local_peer_id: PeerId, config: Config) -> Self {
         let ping = libp2p_ping::Behaviour::new(
             libp2p_ping::Config::new()
-                .with_interval(config.ping_interval)
-                .with_timeout(config.ping_timeout),
+                .with_interval(config.ping_interval.min(Config::MAX_DURATION))
+                .with_timeout(config.ping_timeout.min(Config::MAX_DURATION)),
         );
         Self {
             manager: Manager::new(local_peer_id, config, Instant::now(), rand::random()),
@@ -81,6 +83,12 @@ impl Behaviour {
             store: None,
             waker: None,
         }
+    }
+
+    /// [`new`](Self::new), for a configuration that passes [`Config::validate`] only.
+    pub fn try_new(local_peer_id: PeerId, config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::new(local_peer_id, config))
     }
 
     /// Keeps bans, wanted peers, addresses, tags and last disconnects in `store`, and takes
@@ -171,14 +179,29 @@ impl Behaviour {
     /// Bans an IP address or network (`"10.0.0.0/8".parse()?`, or an `IpAddr` with `.into()`)
     /// for `duration`. Its connections get goodbye `Banned` and close; new ones are refused
     /// before their handshake.
+    ///
+    /// **A single IPv6 address bans its /64** (a host usually owns a whole /64, and would
+    /// otherwise move to the next address): `ban_network(ip.into(), ..)` with
+    /// `2001:db8::7` bans `2001:db8::/64` ([`BanTarget::host_scope`]). A network given with a
+    /// shorter prefix keeps its prefix; an IPv4 address bans that address only; an
+    /// IPv4-mapped IPv6 address bans its IPv4 address. [`unban`](Self::unban) applies the same
+    /// rule, so unbanning the address lifts the ban.
+    ///
+    /// IP bans concern the remote's own address: a relayed connection is not refused or closed
+    /// for its relay's IP (ban the peer for that), while the direct connection to the relay is.
     pub fn ban_network(&mut self, network: impl Into<IpNet>, duration: Option<Duration>) {
-        self.manager
-            .ban_network(Instant::now(), network.into(), duration);
+        let network = BanTarget::host_scope(network.into());
+        self.manager.ban_network(Instant::now(), network, duration);
         self.wake();
     }
 
-    /// Lifts a ban. Returns whether there was one.
+    /// Lifts a ban. Returns whether there was one. A single IPv6 address stands for its /64,
+    /// as in [`ban_network`](Self::ban_network).
     pub fn unban(&mut self, target: BanTarget) -> bool {
+        let target = match target {
+            BanTarget::Network(network) => BanTarget::Network(BanTarget::host_scope(network)),
+            peer => peer,
+        };
         let lifted = self.manager.unban(Instant::now(), target);
         self.wake();
         lifted
@@ -485,7 +508,7 @@ impl NetworkBehaviour for Behaviour {
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         self.manager
-            .on_pending_inbound(Instant::now(), connection_id, remote_addr)
+            .on_pending_inbound_via(Instant::now(), connection_id, Some(local_addr), remote_addr)
             .map_err(ConnectionDenied::new)?;
         self.ping
             .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)

@@ -173,8 +173,10 @@ impl Config {
     }
 
     /// Closes a connection with reason `Timeout` when no ping succeeded on it for this long
-    /// (`None`: never). Connections to peers that do not speak ping are exempt. Keep it above
-    /// the ping interval plus the ping timeout.
+    /// (`None`: never). Keep it above the ping interval plus the ping timeout. A peer that does
+    /// not speak ping (or never answers) never proves liveness: with keep-alive on, it is
+    /// closed this long after it connected, so it cannot hold a slot for ever; with keep-alive
+    /// off it is exempt (the swarm's idle timeout governs it).
     pub fn with_inactivity_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.inactivity_timeout = timeout;
         self
@@ -369,6 +371,71 @@ impl Config {
     /// The per-peer connection cap.
     pub fn max_connections_per_peer(&self) -> u32 {
         self.max_connections_per_peer
+    }
+}
+
+/// A configuration the manager refuses to run with (see [`Config::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A duration is longer than [`Config::MAX_DURATION`]: delays are computed in floating
+    /// point with jitter, and such values cannot be represented once jittered.
+    #[error("{setting} is {value:?}, longer than the largest allowed duration ({max:?})")]
+    DurationTooLong {
+        /// The setting, by the name of its `with_*` method.
+        setting: &'static str,
+        /// The value it was given.
+        value: Duration,
+        /// [`Config::MAX_DURATION`].
+        max: Duration,
+    },
+}
+
+impl Config {
+    /// The longest duration any setting may have: a century. Longer means "never" in
+    /// practice; use the `None` of a setting that has one.
+    pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    /// Checks the configuration: every duration at most [`MAX_DURATION`](Self::MAX_DURATION)
+    /// (backoffs included, initial and maximum). [`Behaviour::try_new`](crate::Behaviour::try_new)
+    /// and [`Manager::try_new`](crate::core::Manager::try_new) refuse a configuration that
+    /// fails it; `new` takes it anyway and never panics (longer delays saturate), but a delay
+    /// beyond a century is not what anyone meant.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut durations = vec![
+            ("with_goodbye_timeout", Some(self.goodbye_timeout)),
+            ("with_duplicate_grace", Some(self.duplicate_grace)),
+            ("with_ping_interval", Some(self.ping_interval)),
+            ("with_ping_timeout", Some(self.ping_timeout)),
+            ("with_inactivity_timeout", self.inactivity_timeout),
+            ("with_degraded_grace", self.degraded_grace),
+            ("with_dial_timeout", Some(self.dial_timeout)),
+            ("with_prompt_redial_delay", Some(self.prompt_redial_delay)),
+            ("with_stable_after", Some(self.stable_after)),
+            ("with_trim_grace", Some(self.trim_grace)),
+            ("with_trim_silence", Some(self.trim_silence)),
+        ];
+        for (setting, backoff) in [
+            ("with_timeout_backoff", &self.timeout_backoff),
+            ("with_violation_backoff", &self.violation_backoff),
+            ("with_bootstrap_backoff", &self.bootstrap_backoff),
+        ] {
+            durations.push((setting, Some(backoff.initial())));
+            durations.push((setting, Some(backoff.max())));
+        }
+        if let Some(ban) = self.violation_ban {
+            durations.push(("with_violation_ban", Some(ban.window)));
+            durations.push(("with_violation_ban", Some(ban.duration)));
+        }
+        for (setting, value) in durations {
+            if let Some(value) = value.filter(|v| *v > Self::MAX_DURATION) {
+                return Err(ConfigError::DurationTooLong {
+                    setting,
+                    value,
+                    max: Self::MAX_DURATION,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -176,7 +176,7 @@ pub mod store;
 pub mod testing;
 
 pub use behaviour::Behaviour;
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use core::{
     Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Health,
     HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerExchange, PeerInfo, Phase,

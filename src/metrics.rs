@@ -412,6 +412,7 @@ fn denial_label(denial: &Denial) -> &'static str {
         },
         Denial::IpLimit { .. } => "ip_limit",
         Denial::RateLimited { .. } => "rate_limited",
+        Denial::RelayLimit { .. } => "relay_limit",
         Denial::TooManyAddresses { .. } => "too_many_addresses",
         Denial::PeerBanned { .. } => "peer_banned",
         Denial::IpBanned { .. } => "ip_banned",

@@ -60,7 +60,10 @@ impl Backoff {
         } else {
             0.0
         };
-        Duration::from_secs_f64((base * (1.0 + spread)).max(0.0))
+        // A delay too long to represent once jittered (a configured maximum near
+        // `Duration::MAX`) is the unjittered one: never a panic.
+        Duration::try_from_secs_f64((base * (1.0 + spread)).max(0.0))
+            .unwrap_or_else(|_| self.base_delay(attempt))
     }
 
     /// The delay before the attempt with index `attempt`, without jitter.
@@ -71,7 +74,7 @@ impl Backoff {
         if !secs.is_finite() || secs >= self.max.as_secs_f64() {
             self.max
         } else {
-            Duration::from_secs_f64(secs)
+            Duration::try_from_secs_f64(secs).unwrap_or(self.max)
         }
     }
 }

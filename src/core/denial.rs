@@ -3,6 +3,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
+use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
 
@@ -48,23 +49,43 @@ pub enum Denial {
         /// The count when the connection was refused.
         current: u32,
     },
-    /// Too many inbound connections from one IP address.
-    #[error("inbound limit {limit} per IP reached for {ip} ({current} now)")]
+    /// Too many inbound connections from one address prefix (IPv4 /32; IPv6 /64, /56 or /48).
+    #[error(
+        "inbound limit {limit} per {} {network} reached ({current} now, from {ip})",
+        prefix_name(network)
+    )]
     IpLimit {
-        /// The remote address.
+        /// The remote address (canonical: an IPv4-mapped IPv6 address is its IPv4 address).
         ip: IpAddr,
-        /// The configured limit.
+        /// The prefix whose limit refused it (`10.0.0.1/32`, `2001:db8:1::/48`).
+        network: IpNet,
+        /// The configured limit of that prefix.
         limit: u32,
         /// Its inbound connections when the new one was refused.
         current: u32,
     },
-    /// One IP address opened inbound connections faster than allowed.
-    #[error("inbound rate limit for {ip} exceeded ({rate})")]
+    /// One address prefix opened inbound connections faster than allowed.
+    #[error(
+        "inbound rate limit per {} {network} exceeded ({rate}; from {ip})",
+        prefix_name(network)
+    )]
     RateLimited {
-        /// The remote address.
+        /// The remote address (canonical).
         ip: IpAddr,
-        /// The configured rate.
+        /// The prefix whose bucket was empty.
+        network: IpNet,
+        /// The configured rate of that prefix.
         rate: RateLimit,
+    },
+    /// Too many inbound relayed connections through one relay.
+    #[error("inbound limit {limit} per relay reached for {relay} ({current} now)")]
+    RelayLimit {
+        /// The relay, as the local address of the circuit names it (before `/p2p-circuit`).
+        relay: Multiaddr,
+        /// The configured limit.
+        limit: u32,
+        /// Its inbound circuits when the new one was refused.
+        current: u32,
     },
     /// The per-IP table is full of addresses that all have connections.
     #[error("per-IP state is full ({limit} addresses tracked)")]
@@ -104,9 +125,19 @@ impl Denial {
                 | Self::Limit { .. }
                 | Self::IpLimit { .. }
                 | Self::RateLimited { .. }
+                | Self::RelayLimit { .. }
                 | Self::TooManyAddresses { .. }
         )
     }
+}
+
+/// "IPv4 /32", "IPv6 /48".
+fn prefix_name(network: &IpNet) -> String {
+    let family = match network {
+        IpNet::V4(_) => "IPv4",
+        IpNet::V6(_) => "IPv6",
+    };
+    format!("{family} /{}", network.prefix_len())
 }
 
 fn ban_length(remaining: Option<Duration>) -> String {

@@ -10,7 +10,6 @@
 //! network group first, so a burst from one /16 or /32 pays before anyone else.
 
 use std::{
-    cmp::{Ordering, Reverse},
     collections::{HashMap, HashSet},
     net::IpAddr,
     time::Duration,
@@ -86,11 +85,16 @@ pub(crate) fn choose(mut candidates: Vec<Candidate>, excess: usize, room: usize)
     for candidate in &candidates {
         *group_sizes.entry(candidate.group).or_default() += 1;
     }
-    let order = |a: &Candidate, b: &Candidate| -> Ordering {
+    // The group size is looked up once per candidate, not once per comparison.
+    let mut candidates: Vec<(usize, Candidate)> = candidates
+        .into_iter()
+        .map(|c| (group_sizes[&c.group], c))
+        .collect();
+    let order = |(a_group, a): &(usize, Candidate), (b_group, b): &(usize, Candidate)| {
         a.asked
             .cmp(&b.asked)
             .then(a.value.cmp(&b.value))
-            .then(group_sizes[&b.group].cmp(&group_sizes[&a.group]))
+            .then(b_group.cmp(a_group))
             .then(b.inbound.cmp(&a.inbound))
             .then(a.health.total_cmp(&b.health))
             .then(b.since.cmp(&a.since))
@@ -101,7 +105,7 @@ pub(crate) fn choose(mut candidates: Vec<Candidate>, excess: usize, room: usize)
         candidates.truncate(excess);
     }
     candidates.sort_unstable_by(order);
-    candidates.into_iter().map(|c| c.peer).collect()
+    candidates.into_iter().map(|(_, c)| c.peer).collect()
 }
 
 /// Up to `room` peers nobody asked for, kept for diversity: a quarter of the room each (at
@@ -115,8 +119,8 @@ fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
     }
     let quota = room.div_ceil(4);
     let mut pool: Vec<&Candidate> = candidates.iter().filter(|c| c.asked == Asked::No).collect();
-    // Oldest first; the peer id breaks ties so that the choice does not depend on hashing.
-    pool.sort_unstable_by_key(|c| (c.since, c.peer));
+    // Oldest first.
+    pool.sort_by_key(|c| c.since);
 
     let take = |kept: &mut HashSet<PeerId>, chosen: &mut dyn Iterator<Item = PeerId>, n| {
         let mut taken = 0;
@@ -147,7 +151,7 @@ fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
         .collect();
     take(&mut kept, &mut groups.into_iter(), quota);
     let mut fastest: Vec<&&Candidate> = pool.iter().filter(|c| c.rtt.is_some()).collect();
-    fastest.sort_by_key(|c| (c.rtt, Reverse(c.peer)));
+    fastest.sort_by_key(|c| c.rtt);
     take(&mut kept, &mut fastest.into_iter().map(|c| c.peer), quota);
     take(&mut kept, &mut pool.iter().map(|c| c.peer), room);
     kept

@@ -66,7 +66,8 @@ fn scope(ip: IpAddr) -> Scope {
 /// Whether a peer at `recipient` can plausibly reach `address`: public addresses reach
 /// everyone, private ones reach private and local peers, loopback only the same host.
 fn reachable_from(recipient: Option<IpAddr>, address: &Multiaddr) -> bool {
-    match (recipient.map(scope), ip_of(address).map(scope)) {
+    // Where the address can be reached: through a relay, the relay's IP.
+    match (recipient.map(scope), limits::first_ip(address).map(scope)) {
         (Some(recipient), Some(Scope::Loopback)) => recipient == Scope::Loopback,
         (Some(recipient), Some(Scope::Private)) => recipient != Scope::Public,
         _ => true,

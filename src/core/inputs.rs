@@ -5,15 +5,32 @@ use super::*;
 impl Manager {
     /// An inbound connection from `remote_addr` starts its handshake. Checks what the address
     /// alone can tell, before any handshake work: IP bans, the pending-inbound limit, the
-    /// per-IP limits.
+    /// per-IP limits (see [`Limits`] for the prefixes). The local address it arrived on is
+    /// unknown here, so an inbound circuit (whose remote address is `/p2p/<peer>`) is not
+    /// counted against its relay: drivers that know the local address use
+    /// [`on_pending_inbound_via`](Self::on_pending_inbound_via).
     pub fn on_pending_inbound(
         &mut self,
         now: Instant,
         connection: ConnectionId,
         remote_addr: &Multiaddr,
     ) -> Result<(), Denial> {
-        let counted_ip = match self.admit_inbound(now, remote_addr) {
-            Ok(counted_ip) => counted_ip,
+        self.on_pending_inbound_via(now, connection, None, remote_addr)
+    }
+
+    /// [`on_pending_inbound`](Self::on_pending_inbound), knowing the local address the
+    /// connection arrived on. An inbound circuit arrives on a local address through a relay
+    /// (`<relay address>/p2p-circuit`): it is counted against that relay
+    /// ([`Limits::with_max_inbound_per_relay`]), never against an IP.
+    pub fn on_pending_inbound_via(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        local_addr: Option<&Multiaddr>,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), Denial> {
+        let counted = match self.admit_inbound(now, local_addr, remote_addr) {
+            Ok(counted) => counted,
             Err(denial) => return Err(self.deny(None, connection, denial)),
         };
         self.counters.pending_inbound += 1;
@@ -24,24 +41,31 @@ impl Manager {
                 direction: Direction::Inbound,
                 deadline: None,
                 timed_out: false,
-                counted_ip,
+                counted,
                 cancelled: false,
             },
         );
         Ok(())
     }
 
-    /// The checks of [`on_pending_inbound`](Self::on_pending_inbound); on success, the IP
-    /// counted against the per-IP limits, if any.
+    /// The checks of [`on_pending_inbound`](Self::on_pending_inbound); on success, what the
+    /// connection is counted under.
     fn admit_inbound(
         &mut self,
         now: Instant,
+        local_addr: Option<&Multiaddr>,
         remote_addr: &Multiaddr,
-    ) -> Result<Option<IpAddr>, Denial> {
+    ) -> Result<Counted, Denial> {
         if self.terminated {
             return Err(Denial::Terminated);
         }
-        let ip = ip_of(remote_addr);
+        let relay = local_addr.and_then(limits::relay_of);
+        // A relayed connection's IP, if it shows one, is the relay's: never checked here.
+        let ip = if relay.is_some() {
+            None
+        } else {
+            ip_of(remote_addr)
+        };
         if let Some(ip) = ip {
             self.check_ip_ban(ip, now)?;
         }
@@ -50,13 +74,19 @@ impl Manager {
             self.limits.max_pending_inbound,
             self.counters.pending_inbound,
         )?;
+        if let Some(relay) = relay {
+            self.per_relay.admit(&self.limits, &relay)?;
+            return Ok(Counted {
+                ip: None,
+                relay: Some(relay),
+            });
+        }
         match ip {
-            Some(ip) if PerIp::applies_to(&self.limits, ip) => {
-                let key = PerIp::key(ip);
-                self.per_ip.admit(&self.limits, key, now)?;
-                Ok(Some(key))
-            }
-            _ => Ok(None),
+            Some(ip) if PerIp::applies_to(&self.limits, ip) => Ok(Counted {
+                ip: Some(self.per_ip.admit(&self.limits, ip, now)?),
+                relay: None,
+            }),
+            _ => Ok(Counted::default()),
         }
     }
 
@@ -108,7 +138,7 @@ impl Manager {
                 direction: Direction::Outbound,
                 deadline,
                 timed_out: false,
-                counted_ip: None,
+                counted: Counted::default(),
                 cancelled: false,
             },
         );
@@ -144,7 +174,8 @@ impl Manager {
         peer: PeerId,
         new: &NewConnection,
     ) -> Result<(), Denial> {
-        if let Err(denial) = self.admit_established(now, peer, new.direction, &new.remote_addr) {
+        let settles_at_once = self.duplicate_settles_at_once(now, connection, peer, new);
+        if let Err(denial) = self.admit_established(now, peer, new, settles_at_once) {
             if self.can_refuse_with_goodbye(new, &denial) {
                 // Refused all the same, but the remote will hear why.
                 self.deny(Some(peer), connection, denial);
@@ -200,14 +231,55 @@ impl Manager {
         first_refusal.map_or(Ok(()), Err)
     }
 
+    /// Whether `new` is a duplicate of an open connection to `peer` that the rule resolves at
+    /// once: either `new` loses and is refused now, or it wins and closes an older one now.
+    /// Such a duplicate does not grow the count; one the listener tolerates for the duplicate
+    /// grace does, and so counts against the established limits like any connection (else a
+    /// peer dialing in three times would hold three slots against the limits).
+    fn duplicate_settles_at_once(
+        &self,
+        now: Instant,
+        connection: ConnectionId,
+        peer: PeerId,
+        new: &NewConnection,
+    ) -> bool {
+        let Some(record) = self.peers.get(&peer) else {
+            return false;
+        };
+        let newcomer = duplicates::Candidate {
+            id: connection,
+            initiator: new.initiator,
+            relayed: new.relayed,
+            established_at: now,
+        };
+        let others: Vec<_> = record.open().map(|c| c.candidate()).collect();
+        if others.is_empty() {
+            return false;
+        }
+        let mut candidates = others.clone();
+        candidates.push(newcomer);
+        let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
+            return false;
+        };
+        if winner.id == connection {
+            others.iter().any(|loser| {
+                duplicates::close_timing(&winner, loser) == duplicates::CloseTiming::Now
+            })
+        } else {
+            duplicates::close_timing(&winner, &newcomer) == duplicates::CloseTiming::Now
+        }
+    }
+
     /// The checks of [`check_established`](Self::check_established) before the duplicate rule.
+    /// `settles_at_once`: see [`duplicate_settles_at_once`](Self::duplicate_settles_at_once).
     fn admit_established(
         &self,
         now: Instant,
         peer: PeerId,
-        direction: Endpoint,
-        remote_addr: &Multiaddr,
+        new: &NewConnection,
+        settles_at_once: bool,
     ) -> Result<(), Denial> {
+        let (direction, remote_addr) = (new.direction, &new.remote_addr);
         if self.terminated {
             return Err(Denial::Terminated);
         }
@@ -228,10 +300,9 @@ impl Manager {
                 current,
             });
         }
-        // A second connection to a connected peer is a duplicate about to be resolved: it does
-        // not grow the count for long, so the established limits leave it to the rule.
-        let already_connected = record.is_some_and(|r| r.is_connected());
-        if !already_connected && !self.allowed.contains(&peer) {
+        // A duplicate the rule settles at once does not grow the count: the established limits
+        // leave it to the rule. Any other connection counts.
+        if !settles_at_once && !self.allowed.contains(&peer) {
             self.counters
                 .check_established(&self.limits, direction == Endpoint::Listener)?;
         }
@@ -254,12 +325,17 @@ impl Manager {
         } = new;
         let pending = self.finish_pending(connection);
         if self.on_refused_established(now, connection) {
-            if let Some(ip) = pending.and_then(|p| p.counted_ip) {
-                self.per_ip.release(ip);
+            if let Some(pending) = pending {
+                pending
+                    .counted
+                    .release(&mut self.per_ip, &mut self.per_relay);
             }
             return;
         }
-        let counted_ip = pending.as_ref().and_then(|p| p.counted_ip);
+        let counted = pending
+            .as_ref()
+            .map(|p| p.counted.clone())
+            .unwrap_or_default();
         let cancelled = pending.is_some_and(|p| p.cancelled);
         match direction {
             Endpoint::Dialer => self.counters.established_outbound += 1,
@@ -283,7 +359,7 @@ impl Manager {
             pings: 0,
             inactive_at: None,
             health: Default::default(),
-            counted_ip,
+            counted,
         });
         record.waiting = None;
         if learned {
@@ -358,9 +434,9 @@ impl Manager {
             Endpoint::Listener => &mut self.counters.established_inbound,
         };
         *counter = counter.saturating_sub(1);
-        if let Some(ip) = closed.counted_ip {
-            self.per_ip.release(ip);
-        }
+        closed
+            .counted
+            .release(&mut self.per_ip, &mut self.per_relay);
 
         let (reason, closed_by, retry_after) = match (closed.closing, closed.remote_goodbye) {
             (Some(closing), _) => (closing.reason, ClosedBy::Local, None),
@@ -459,8 +535,10 @@ impl Manager {
     pub fn on_listen_failure(&mut self, connection: ConnectionId) {
         // Another behaviour may refuse a connection we only let through to say goodbye.
         self.forget_refused(connection);
-        if let Some(ip) = self.finish_pending(connection).and_then(|p| p.counted_ip) {
-            self.per_ip.release(ip);
+        if let Some(pending) = self.finish_pending(connection) {
+            pending
+                .counted
+                .release(&mut self.per_ip, &mut self.per_relay);
         }
     }
 

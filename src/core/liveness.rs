@@ -109,9 +109,18 @@ impl Manager {
         }
     }
 
-    /// The remote does not speak ping: its connection cannot be judged by pings, so the
-    /// inactivity timeout no longer applies to it.
+    /// The remote does not speak ping: its connection can never prove that it is alive.
+    ///
+    /// With keep-alive on ([`Config::with_keep_alive`], the default) the manager itself holds
+    /// the connection open, so it stays subject to the inactivity timeout: with no successful
+    /// ping it is closed as `Timeout` once [`Config::with_inactivity_timeout`] has passed since
+    /// it was established (a remote that refuses ping cannot hold a slot for ever). With
+    /// keep-alive off, the manager does not hold it: the swarm's idle timeout and the other
+    /// protocols decide, and the inactivity timeout no longer applies to it.
     pub fn on_ping_unsupported(&mut self, connection: ConnectionId) {
+        if self.config.keep_alive {
+            return;
+        }
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };

@@ -50,7 +50,7 @@ use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
-use limits::{ip_of, Counters, PerIp};
+use limits::{ip_of, Counted, Counters, PerIp, PerRelay};
 pub use limits::{LimitKind, Limits, RateLimit};
 use peers::{Closing, ConnectionRecord, PeerRecord, Slot};
 pub use peers::{ConnectionInfo, PeerInfo};
@@ -191,8 +191,8 @@ struct Pending {
     deadline: Option<Instant>,
     /// The dial deadline passed: already reported, no longer counted as in flight.
     timed_out: bool,
-    /// The remote IP counted against the per-IP limits (inbound only).
-    counted_ip: Option<IpAddr>,
+    /// What it is counted under: IP prefixes or a relay (inbound only).
+    counted: Counted,
     /// The application disconnected the peer while this dial was in flight: close it if it
     /// succeeds.
     cancelled: bool,
@@ -226,6 +226,7 @@ pub struct Manager {
     limits: Limits,
     counters: Counters,
     per_ip: PerIp,
+    per_relay: PerRelay,
     bans: Bans,
     /// Peers that bypass the limits (never the bans).
     allowed: HashSet<PeerId>,
@@ -271,6 +272,7 @@ impl Manager {
             limits: config.limits.clone(),
             counters: Counters::default(),
             per_ip: PerIp::default(),
+            per_relay: PerRelay::default(),
             bans: Bans::default(),
             allowed: config.allowed_peers.iter().copied().collect(),
             violations: HashMap::new(),
@@ -289,6 +291,17 @@ impl Manager {
             manager.schedule_bootstrap_at(now);
         }
         manager
+    }
+
+    /// [`new`](Self::new), for a configuration that passes [`Config::validate`] only.
+    pub fn try_new(
+        local: PeerId,
+        config: Config,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, crate::ConfigError> {
+        config.validate()?;
+        Ok(Self::new(local, config, now, seed))
     }
 
     /// The configuration in force.

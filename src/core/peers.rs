@@ -1,6 +1,6 @@
 //! What the manager knows of each peer and each of its connections.
 
-use std::{collections::VecDeque, net::IpAddr, time::Duration};
+use std::{collections::VecDeque, time::Duration};
 
 use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
@@ -33,8 +33,8 @@ pub(crate) struct ConnectionRecord {
     /// When the connection counts as dead unless a ping succeeds first.
     pub(crate) inactive_at: Option<Instant>,
     pub(crate) health: HealthState,
-    /// The remote IP counted against the per-IP limits (inbound only).
-    pub(crate) counted_ip: Option<IpAddr>,
+    /// What it is counted under: IP prefixes or a relay (inbound only).
+    pub(crate) counted: super::limits::Counted,
 }
 
 /// A connection the manager is closing.

@@ -42,8 +42,10 @@ impl Manager {
         let delay = match plan {
             RedialPlan::Never => return,
             RedialPlan::Prompt => {
-                let base = self.config.prompt_redial_delay.as_secs_f64();
-                Duration::from_secs_f64(base * self.rng.gen_range(0.5..=1.5))
+                let base = self.config.prompt_redial_delay;
+                // +-50%; a delay too long to represent once jittered stays as configured.
+                Duration::try_from_secs_f64(base.as_secs_f64() * self.rng.gen_range(0.5..=1.5))
+                    .unwrap_or(base)
             }
             RedialPlan::TimeoutBackoff => self
                 .config

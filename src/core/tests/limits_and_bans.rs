@@ -185,6 +185,7 @@ fn per_ip_limits_apply_to_loopback_only_when_not_exempt() {
             .on_pending_inbound(strict.now, cid(2), &loopback),
         Err(Denial::IpLimit {
             ip: "127.0.0.1".parse().unwrap(),
+            network: "127.0.0.1/32".parse().unwrap(),
             limit: 1,
             current: 1
         })
@@ -238,7 +239,11 @@ fn inbound_rate_per_ip_refills_with_time() {
     let ip: IpAddr = "10.0.0.1".parse().unwrap();
     assert_eq!(
         a.manager.on_pending_inbound(a.now, cid(9), &from),
-        Err(Denial::RateLimited { ip, rate })
+        Err(Denial::RateLimited {
+            ip,
+            network: "10.0.0.1/32".parse().unwrap(),
+            rate
+        })
     );
     a.advance(Duration::from_secs(1));
     a.manager.on_pending_inbound(a.now, cid(10), &from).unwrap();

@@ -883,8 +883,14 @@ fn a_connection_without_a_successful_ping_is_closed_as_timed_out() {
 }
 
 #[test]
-fn peers_without_ping_are_not_judged_by_it() {
-    let (mut a, b) = pair(Config::default().with_inactivity_timeout(Some(Duration::from_secs(30))));
+fn peers_without_ping_are_not_judged_by_it_when_the_manager_does_not_keep_them_alive() {
+    // With keep-alive on (the default) they are: see
+    // `address_economics::a_peer_without_ping_cannot_hold_its_slot_for_ever`.
+    let (mut a, b) = pair(
+        Config::default()
+            .with_keep_alive(false)
+            .with_inactivity_timeout(Some(Duration::from_secs(30))),
+    );
     a.establish(cid(1), b.id, Initiator::Remote).unwrap();
     a.manager.on_ping_unsupported(cid(1));
     let _ = a.actions();
