@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 
-use crate::core::{Backoff, HealthScoring, Limits, PeerExchange, Watermarks};
+use crate::core::{AutomaticBans, Backoff, HealthScoring, Limits, PeerExchange, Watermarks};
 
 /// Configuration of the connection manager.
 ///
@@ -36,6 +36,7 @@ pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) allowed_peers: Vec<PeerId>,
     pub(crate) violation_ban: Option<ViolationBan>,
+    pub(crate) automatic_bans: AutomaticBans,
     pub(crate) learn_peer_addresses: bool,
     pub(crate) auto_connect_learned_peers: bool,
     pub(crate) max_discovered_peers: usize,
@@ -81,6 +82,7 @@ impl Config {
     /// | [`with_limits`](Self::with_limits) | [`Limits::new`] |
     /// | [`with_allowed_peer`](Self::with_allowed_peer) | none |
     /// | [`with_violation_ban`](Self::with_violation_ban) | 3 violations in 10 min: banned 1 h |
+    /// | [`with_automatic_bans`](Self::with_automatic_bans) | [`AutomaticBans::new`] |
     /// | [`with_learn_peer_addresses`](Self::with_learn_peer_addresses) | `true` |
     /// | [`with_auto_connect_learned_peers`](Self::with_auto_connect_learned_peers) | `false` |
     /// | [`with_max_discovered_peers`](Self::with_max_discovered_peers) | 1024 |
@@ -121,6 +123,7 @@ impl Config {
                 window: Duration::from_secs(600),
                 duration: Duration::from_secs(3600),
             }),
+            automatic_bans: AutomaticBans::new(),
             learn_peer_addresses: true,
             auto_connect_learned_peers: false,
             max_discovered_peers: 1024,
@@ -288,7 +291,9 @@ impl Config {
     }
 
     /// Bans a peer for `duration` once it committed `threshold` protocol violations (for
-    /// example malformed frames) within `window`. `threshold` 0 disables the escalation.
+    /// example malformed frames; one per connection at most) within `window`. `threshold` 0
+    /// disables the escalation, for networks too (see
+    /// [`with_automatic_bans`](Self::with_automatic_bans)).
     pub fn with_violation_ban(
         mut self,
         threshold: u32,
@@ -300,6 +305,13 @@ impl Config {
             window,
             duration,
         });
+        self
+    }
+
+    /// How many automatic (violation) bans are held, and when violations from one network ban
+    /// it (see [`AutomaticBans`]). Only the application's bans are written to a peer store.
+    pub fn with_automatic_bans(mut self, bans: AutomaticBans) -> Self {
+        self.automatic_bans = bans;
         self
     }
 
@@ -366,6 +378,11 @@ impl Config {
     /// The goodbye timeout.
     pub fn goodbye_timeout(&self) -> Duration {
         self.goodbye_timeout
+    }
+
+    /// The automatic-ban settings.
+    pub fn automatic_bans(&self) -> &AutomaticBans {
+        &self.automatic_bans
     }
 
     /// The per-peer connection cap.

@@ -21,7 +21,8 @@
 //! - **Expiring bans** of peers and IP networks ([`Behaviour::ban_peer`],
 //!   [`Behaviour::ban_network`]): a banned peer's connections get goodbye `Banned` and close, and
 //!   it is refused from any address; a banned network is refused before the handshake. Repeated
-//!   protocol violations escalate to a ban.
+//!   protocol violations escalate to a ban, of the peer or of its /24 or /64; such automatic
+//!   bans are capped and kept in memory only ([`AutomaticBans`]).
 //! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire): the RTT of every
 //!   connection is kept, and a connection on which no ping succeeded within the inactivity
 //!   timeout is closed with reason `Timeout` (then redialed by its initiator).
@@ -178,8 +179,8 @@ pub mod testing;
 pub use behaviour::Behaviour;
 pub use config::{Config, ConfigError};
 pub use core::{
-    Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event, Health,
-    HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerExchange, PeerInfo, Phase,
-    RateLimit,
+    AutomaticBans, Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event,
+    Health, HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerExchange, PeerInfo,
+    Phase, RateLimit,
 };
 pub use reason::DisconnectReason;

@@ -596,6 +596,12 @@ impl World {
 
     /// Invariants that hold after every step.
     fn check(&self) -> Result<(), TestCaseError> {
+        let caps = self.manager.config().automatic_bans();
+        prop_assert!(
+            self.manager.automatic_peer_bans() <= caps.max_peer_bans()
+                && self.manager.automatic_network_bans() <= caps.max_network_bans(),
+            "bans bounded: automatic bans <= cap"
+        );
         prop_assert_eq!(
             self.manager.established_connections(),
             self.established.iter().filter(|c| !c.refused).count(),

@@ -1410,6 +1410,12 @@ impl World {
             m.tracked_ips() <= self.ip_table_bound,
             "per-IP table over its bound"
         );
+        let caps = m.config().automatic_bans();
+        assert!(
+            m.automatic_peer_bans() <= caps.max_peer_bans()
+                && m.automatic_network_bans() <= caps.max_network_bans(),
+            "bans bounded: automatic bans <= cap"
+        );
         if self.terminated {
             assert_eq!(m.phase(), Phase::Terminated);
         } else {

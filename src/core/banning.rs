@@ -1,4 +1,4 @@
-//! Bans, the allow list, protocol violations, and limits changed at run time.
+//! Bans, the allow list, and limits changed at run time (protocol violations: `violations`).
 
 use super::*;
 
@@ -11,11 +11,28 @@ impl Manager {
             return;
         }
         self.insert_ban(now, BanTarget::Peer(peer), duration);
+        self.enforce_peer_ban(now, peer, duration, true);
+    }
+
+    /// What a ban of `peer` does besides refusing it: it is no longer wanted, its connections
+    /// get goodbye `Banned` (with `retry_after`) and close. `journal`: whether the peer's record
+    /// is journaled even if it was not wanted (an automatic ban writes only what it changed).
+    pub(super) fn enforce_peer_ban(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        retry_after: Option<Duration>,
+        journal: bool,
+    ) {
+        let mut was_wanted = false;
         if let Some(record) = self.peers.get_mut(&peer) {
+            was_wanted = record.wanted;
             record.stop_wanting();
             record.parked = true;
         }
-        self.note_peer(peer);
+        if journal || was_wanted {
+            self.note_peer(peer);
+        }
         self.cancel_redial(peer);
         let open: Vec<ConnectionId> = self
             .peers
@@ -24,7 +41,7 @@ impl Manager {
             .unwrap_or_default();
         // The remote learns how long the ban lasts, and may come back then.
         for connection in open {
-            self.start_close(now, peer, connection, DisconnectReason::Banned, duration);
+            self.start_close(now, peer, connection, DisconnectReason::Banned, retry_after);
         }
         self.forget_if_idle(peer);
     }
@@ -35,6 +52,12 @@ impl Manager {
     pub fn ban_network(&mut self, now: Instant, network: IpNet, duration: Option<Duration>) {
         let network = network.trunc();
         self.insert_ban(now, BanTarget::Network(network), duration);
+        self.enforce_network_ban(now, network);
+    }
+
+    /// What a ban of `network` does besides refusing it: connections from or to it get
+    /// goodbye `Banned` and close.
+    pub(super) fn enforce_network_ban(&mut self, now: Instant, network: IpNet) {
         let inside: Vec<(PeerId, ConnectionId)> = self
             .peers
             .iter()
@@ -51,13 +74,17 @@ impl Manager {
     /// Lifts a ban. Returns whether there was one.
     pub fn unban(&mut self, now: Instant, target: BanTarget) -> bool {
         let target = target.normalized();
+        let automatic = self.bans.is_automatic(target);
         let Some(until) = self.bans.remove(target) else {
             return false;
         };
         if let Some(at) = until {
             self.timers.cancel(at, Timer::BanExpiry(target));
         }
-        self.note_ban(target);
+        // Automatic bans were never written.
+        if !automatic {
+            self.note_ban(target);
+        }
         tracing::debug!(%target, "unbanned");
         self.push_event(Event::Unbanned {
             target,
@@ -68,7 +95,7 @@ impl Manager {
     }
 
     /// After a ban ends, wanted peers whose dials it refused are dialed again (spread out).
-    fn revive_stranded(&mut self, now: Instant) {
+    pub(super) fn revive_stranded(&mut self, now: Instant) {
         let stranded: Vec<PeerId> = self
             .peers
             .iter()
@@ -137,50 +164,6 @@ impl Manager {
         self.per_ip.tracked()
     }
 
-    /// `peer` broke a protocol rule on `connection` (for example a malformed frame): the
-    /// connection is closed with goodbye `ProtocolViolation`, and repeated violations within
-    /// the configured window ban the peer (see [`Config::with_violation_ban`]). Violations are
-    /// remembered apart from the peer's other state, so reconnecting does not wipe them.
-    pub fn on_protocol_violation(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
-        self.start_close(
-            now,
-            peer,
-            connection,
-            DisconnectReason::ProtocolViolation,
-            None,
-        );
-        let Some(policy) = self.config.violation_ban else {
-            return;
-        };
-        let window = policy.window;
-        if !self.violations.contains_key(&peer) && self.violations.len() >= MAX_VIOLATORS {
-            // Make room by forgetting violations that fell out of their window.
-            self.violations.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|at| now.saturating_duration_since(*at) <= window)
-            });
-            if self.violations.len() >= MAX_VIOLATORS {
-                tracing::debug!(%peer, "too many violators tracked; violation not counted");
-                return;
-            }
-        }
-        let times = self.violations.entry(peer).or_default();
-        times.push_back(now);
-        while times
-            .front()
-            .is_some_and(|at| now.saturating_duration_since(*at) > window)
-        {
-            times.pop_front();
-        }
-        let count = times.len() as u32;
-        tracing::debug!(%peer, count, "protocol violation");
-        if count >= policy.threshold {
-            self.violations.remove(&peer);
-            self.ban_peer(now, peer, Some(policy.duration));
-        }
-    }
-
     pub(super) fn check_peer_ban(&self, peer: PeerId, now: Instant) -> Result<(), Denial> {
         match self.bans.peer(&peer, now) {
             Some(until) => Err(Denial::PeerBanned {
@@ -207,8 +190,11 @@ impl Manager {
             Some(Some(until)) if until <= now => {}
             _ => return,
         }
+        let automatic = self.bans.is_automatic(target);
         self.bans.remove(target);
-        self.note_ban(target);
+        if !automatic {
+            self.note_ban(target);
+        }
         tracing::debug!(%target, "ban expired");
         self.push_event(Event::Unbanned {
             target,

@@ -1,7 +1,7 @@
 //! Expiring bans of peers and of IP networks, in one store.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     net::IpAddr,
 };
@@ -48,42 +48,124 @@ pub struct Ban {
     pub until: Option<Instant>,
 }
 
+/// One ban held: its end, and whether the manager placed it on its own (after protocol
+/// violations) rather than the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    until: Option<Instant>,
+    automatic: bool,
+}
+
+/// What placing an automatic ban did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AutomaticBan {
+    /// Placed, or extended: `previous` is the end it had, `evicted` the automatic ban that made
+    /// room for it (the one ending soonest) with its end.
+    Placed {
+        previous: Option<Instant>,
+        evicted: Option<(BanTarget, Instant)>,
+    },
+    /// The application's ban of the target is left as it is.
+    Application,
+    /// The cap on automatic bans of this kind is 0.
+    Refused,
+}
+
 /// The ban store. Expiry is driven by the manager's timers; lookups also ignore bans whose
 /// time has passed, so an early or late timer never changes a verdict.
+///
+/// Automatic bans always end, and are held within a cap per kind (peers, networks): when it is
+/// reached, the automatic ban of that kind that ends soonest makes room. The application's bans
+/// are never evicted and do not count.
 #[derive(Debug, Default)]
 pub(crate) struct Bans {
-    peers: HashMap<PeerId, Option<Instant>>,
-    networks: HashMap<IpNet, Option<Instant>>,
+    peers: HashMap<PeerId, Entry>,
+    networks: HashMap<IpNet, Entry>,
     /// How many banned networks use each (is IPv6, prefix length): an address is looked up
     /// once per length in use, not once per ban.
     prefix_lengths: BTreeMap<(bool, u8), usize>,
+    /// The automatic bans of peers by end, soonest first.
+    automatic_peers: BTreeSet<(Instant, PeerId)>,
+    /// The automatic bans of networks by end, soonest first.
+    automatic_networks: BTreeSet<(Instant, IpNet)>,
 }
 
 impl Bans {
-    /// Bans `target` until `until` (`None`: for ever). Returns the previous expiry, if the
-    /// target was banned already.
+    /// Bans `target` for the application until `until` (`None`: for ever), replacing an
+    /// automatic ban of it. Returns the previous expiry, if the target was banned already.
     pub(crate) fn insert(
         &mut self,
         target: BanTarget,
         until: Option<Instant>,
     ) -> Option<Option<Instant>> {
-        match target {
-            BanTarget::Peer(peer) => self.peers.insert(peer, until),
-            BanTarget::Network(net) => {
-                let net = net.trunc();
-                let previous = self.networks.insert(net, until);
-                if previous.is_none() {
-                    *self.prefix_lengths.entry(prefix_key(&net)).or_default() += 1;
-                }
-                previous
+        let previous = self.remove(target);
+        self.put(
+            target,
+            Entry {
+                until,
+                automatic: false,
+            },
+        );
+        previous
+    }
+
+    /// Bans `target` automatically until `until`, holding at most `cap` automatic bans of its
+    /// kind. An application ban of the target is left alone (see [`AutomaticBan`]); an
+    /// automatic one is extended to the later end.
+    pub(crate) fn insert_automatic(
+        &mut self,
+        target: BanTarget,
+        until: Instant,
+        cap: usize,
+    ) -> AutomaticBan {
+        let target = target.normalized();
+        let (previous, evicted) = match self.entry(target) {
+            Some(Entry {
+                automatic: false, ..
+            }) => return AutomaticBan::Application,
+            Some(Entry {
+                until: previous, ..
+            }) => {
+                self.remove(target);
+                (previous, None)
             }
-        }
+            None if cap == 0 => return AutomaticBan::Refused,
+            None => {
+                let mut evicted = None;
+                if self.automatic_of_kind(target) >= cap {
+                    let soonest = match target {
+                        BanTarget::Peer(_) => self
+                            .automatic_peers
+                            .first()
+                            .map(|(at, peer)| (BanTarget::Peer(*peer), *at)),
+                        BanTarget::Network(_) => self
+                            .automatic_networks
+                            .first()
+                            .map(|(at, net)| (BanTarget::Network(*net), *at)),
+                    };
+                    if let Some((old, at)) = soonest {
+                        self.remove(old);
+                        evicted = Some((old, at));
+                    }
+                }
+                (None, evicted)
+            }
+        };
+        let until = previous.map_or(until, |previous| previous.max(until));
+        self.put(
+            target,
+            Entry {
+                until: Some(until),
+                automatic: true,
+            },
+        );
+        AutomaticBan::Placed { previous, evicted }
     }
 
     /// Lifts the ban of `target`. Returns its expiry if it was banned.
     pub(crate) fn remove(&mut self, target: BanTarget) -> Option<Option<Instant>> {
-        match target {
-            BanTarget::Peer(peer) => self.peers.remove(&peer),
+        let removed = match target {
+            BanTarget::Peer(peer) => self.peers.remove(&peer)?,
             BanTarget::Network(net) => {
                 let net = net.trunc();
                 let removed = self.networks.remove(&net)?;
@@ -94,24 +176,43 @@ impl Bans {
                         self.prefix_lengths.remove(&key);
                     }
                 }
-                Some(removed)
+                removed
             }
+        };
+        if let (true, Some(at)) = (removed.automatic, removed.until) {
+            match target {
+                BanTarget::Peer(peer) => self.automatic_peers.remove(&(at, peer)),
+                BanTarget::Network(net) => self.automatic_networks.remove(&(at, net.trunc())),
+            };
         }
+        Some(removed.until)
     }
 
     /// The expiry of the ban of `target`, if one is in force.
     pub(crate) fn get(&self, target: BanTarget) -> Option<Option<Instant>> {
-        match target {
-            BanTarget::Peer(peer) => self.peers.get(&peer).copied(),
-            BanTarget::Network(net) => self.networks.get(&net.trunc()).copied(),
-        }
+        self.entry(target).map(|e| e.until)
+    }
+
+    /// The expiry of the application's ban of `target`, if it has one (what a store keeps).
+    pub(crate) fn get_application(&self, target: BanTarget) -> Option<Option<Instant>> {
+        self.entry(target).filter(|e| !e.automatic).map(|e| e.until)
+    }
+
+    /// Whether the ban of `target` was placed automatically.
+    pub(crate) fn is_automatic(&self, target: BanTarget) -> bool {
+        self.entry(target).is_some_and(|e| e.automatic)
+    }
+
+    /// Automatic bans held: of peers, of networks (expired ones not yet collected included).
+    pub(crate) fn automatic(&self) -> (usize, usize) {
+        (self.automatic_peers.len(), self.automatic_networks.len())
     }
 
     /// The ban of `peer` in force at `now`: `Some(until)`.
     pub(crate) fn peer(&self, peer: &PeerId, now: Instant) -> Option<Option<Instant>> {
         self.peers
             .get(peer)
-            .copied()
+            .map(|e| e.until)
             .filter(|until| in_force(*until, now))
     }
 
@@ -123,26 +224,60 @@ impl Bans {
             .filter(|(is_v6, _)| *is_v6 == v6)
             .filter_map(|(_, len)| IpNet::new(ip, *len).ok().map(|n| n.trunc()))
             .find_map(|net| {
-                let until = *self.networks.get(&net)?;
+                let until = self.networks.get(&net)?.until;
                 in_force(until, now).then_some((net, until))
             })
     }
 
     /// Every ban, expired or not yet collected.
     pub(crate) fn list(&self) -> Vec<Ban> {
-        let peers = self.peers.iter().map(|(peer, until)| Ban {
+        let peers = self.peers.iter().map(|(peer, e)| Ban {
             target: BanTarget::Peer(*peer),
-            until: *until,
+            until: e.until,
         });
-        let networks = self.networks.iter().map(|(net, until)| Ban {
+        let networks = self.networks.iter().map(|(net, e)| Ban {
             target: BanTarget::Network(*net),
-            until: *until,
+            until: e.until,
         });
         peers.chain(networks).collect()
     }
+
+    fn entry(&self, target: BanTarget) -> Option<Entry> {
+        match target {
+            BanTarget::Peer(peer) => self.peers.get(&peer).copied(),
+            BanTarget::Network(net) => self.networks.get(&net.trunc()).copied(),
+        }
+    }
+
+    /// Stores `entry` for `target`, which holds no ban.
+    fn put(&mut self, target: BanTarget, entry: Entry) {
+        match target {
+            BanTarget::Peer(peer) => {
+                if let (true, Some(at)) = (entry.automatic, entry.until) {
+                    self.automatic_peers.insert((at, peer));
+                }
+                self.peers.insert(peer, entry);
+            }
+            BanTarget::Network(net) => {
+                let net = net.trunc();
+                if let (true, Some(at)) = (entry.automatic, entry.until) {
+                    self.automatic_networks.insert((at, net));
+                }
+                self.networks.insert(net, entry);
+                *self.prefix_lengths.entry(prefix_key(&net)).or_default() += 1;
+            }
+        }
+    }
+
+    fn automatic_of_kind(&self, target: BanTarget) -> usize {
+        match target {
+            BanTarget::Peer(_) => self.automatic_peers.len(),
+            BanTarget::Network(_) => self.automatic_networks.len(),
+        }
+    }
 }
 
-fn in_force(until: Option<Instant>, now: Instant) -> bool {
+pub(crate) fn in_force(until: Option<Instant>, now: Instant) -> bool {
     until.is_none_or(|until| now < until)
 }
 
@@ -201,5 +336,54 @@ mod tests {
         assert!(bans.peer(&peer, now).is_some());
         assert!(bans.peer(&peer, now + Duration::from_secs(10)).is_none());
         assert_eq!(bans.list().len(), 1);
+    }
+    #[test]
+    fn automatic_bans_are_capped_soonest_ending_first_and_never_displace_the_application() {
+        let now = Instant::now();
+        let at = |secs: u64| now + Duration::from_secs(secs);
+        let mut bans = Bans::default();
+        let (chosen, a, b, c) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        bans.insert(BanTarget::Peer(chosen), Some(at(1)));
+        assert_eq!(
+            bans.insert_automatic(BanTarget::Peer(chosen), at(100), 2),
+            AutomaticBan::Application
+        );
+        assert!(!bans.is_automatic(BanTarget::Peer(chosen)));
+        bans.insert_automatic(BanTarget::Peer(a), at(20), 2);
+        bans.insert_automatic(BanTarget::Peer(b), at(10), 2);
+        // Full: b ends soonest and makes room; the application's ban is not counted.
+        assert_eq!(
+            bans.insert_automatic(BanTarget::Peer(c), at(30), 2),
+            AutomaticBan::Placed {
+                previous: None,
+                evicted: Some((BanTarget::Peer(b), at(10)))
+            }
+        );
+        assert_eq!(bans.automatic(), (2, 0));
+        assert!(bans.peer(&chosen, now).is_some());
+        // Banned again: extended, nothing evicted.
+        assert_eq!(
+            bans.insert_automatic(BanTarget::Peer(a), at(40), 2),
+            AutomaticBan::Placed {
+                previous: Some(at(20)),
+                evicted: None
+            }
+        );
+        // The application takes an automatic ban over: no longer counted.
+        bans.insert(BanTarget::Peer(a), None);
+        assert_eq!(bans.automatic(), (1, 0));
+        assert_eq!(bans.get_application(BanTarget::Peer(a)), Some(None));
+        assert_eq!(bans.get_application(BanTarget::Peer(c)), None);
+        assert_eq!(
+            bans.insert_automatic(BanTarget::Network(net("10.0.0.0/24")), at(5), 0),
+            AutomaticBan::Refused
+        );
+        bans.remove(BanTarget::Peer(c));
+        assert_eq!(bans.automatic(), (0, 0));
     }
 }

@@ -97,7 +97,8 @@ pub enum Event {
         /// The attempts made.
         attempts: u32,
     },
-    /// A peer or a network was banned (or its ban changed).
+    /// A peer or a network was banned (or its ban changed), by the application or, after
+    /// protocol violations, automatically (see [`AutomaticBans`](crate::AutomaticBans)).
     Banned {
         /// What is banned.
         target: BanTarget,
@@ -108,7 +109,9 @@ pub enum Event {
     Unbanned {
         /// What was banned.
         target: BanTarget,
-        /// `true` when it ran out, `false` when it was lifted.
+        /// `true` when it ran out, `false` when it was lifted (by the application, or an
+        /// automatic ban evicted to make room for a newer one, see
+        /// [`AutomaticBans`](crate::AutomaticBans)).
         expired: bool,
     },
     /// A wanted peer was refused by a local limit and waits for a slot to free up; it is

@@ -360,6 +360,7 @@ impl Manager {
             inactive_at: None,
             health: Default::default(),
             counted,
+            violated: false,
         });
         record.waiting = None;
         if learned {

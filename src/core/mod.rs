@@ -31,6 +31,7 @@ mod resources;
 mod schedule;
 mod timers;
 mod trim;
+mod violations;
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
@@ -63,6 +64,8 @@ use redial::RedialPlan;
 use timers::{Timer, Timers};
 use trim::Tags;
 pub(crate) use trim::Watermarks;
+pub use violations::AutomaticBans;
+use violations::Violations;
 use web_time::Instant;
 
 use crate::{Config, DisconnectReason};
@@ -87,6 +90,9 @@ const TIMEOUT_GOODBYE: Duration = Duration::from_millis(250);
 
 /// Peers whose recent protocol violations are remembered, at most.
 const MAX_VIOLATORS: usize = 4096;
+
+/// Networks (IPv4 /24, IPv6 /64) whose recent protocol violations are remembered, at most.
+const MAX_VIOLATING_NETWORKS: usize = 4096;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,9 +236,9 @@ pub struct Manager {
     bans: Bans,
     /// Peers that bypass the limits (never the bans).
     allowed: HashSet<PeerId>,
-    /// Recent protocol violations per peer, kept apart from the peer records so that a peer
-    /// cannot wipe its slate by reconnecting; bounded by [`MAX_VIOLATORS`].
-    violations: HashMap<PeerId, VecDeque<Instant>>,
+    /// Recent protocol violations per peer and per network, kept apart from the peer records
+    /// so that a peer cannot wipe its slate by reconnecting; bounded.
+    violations: Violations,
     /// Wanted peers refused by a local limit, in the order they were refused.
     waiting: VecDeque<PeerId>,
     /// Peers added by discovery or learned automatically, for the cap on them.
@@ -275,7 +281,7 @@ impl Manager {
             per_relay: PerRelay::default(),
             bans: Bans::default(),
             allowed: config.allowed_peers.iter().copied().collect(),
-            violations: HashMap::new(),
+            violations: Violations::default(),
             waiting: VecDeque::new(),
             discovered: 0,
             tags: Tags::default(),

@@ -35,6 +35,8 @@ pub(crate) struct ConnectionRecord {
     pub(crate) health: HealthState,
     /// What it is counted under: IP prefixes or a relay (inbound only).
     pub(crate) counted: super::limits::Counted,
+    /// A protocol violation was counted on it already (one per connection).
+    pub(crate) violated: bool,
 }
 
 /// A connection the manager is closing.

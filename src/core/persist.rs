@@ -264,8 +264,9 @@ impl Manager {
         changes.extend(journal.forgotten.drain().map(Change::Forget));
         let bans: Vec<BanTarget> = journal.bans.drain().collect();
         let peers: Vec<(PeerId, Option<LastDisconnect>)> = journal.peers.drain().collect();
+        // Only the application's bans are kept: an automatic one is no ban to the store.
         for target in bans {
-            changes.push(match self.bans.get(target) {
+            changes.push(match self.bans.get_application(target) {
                 Some(until) => Change::Ban(Ban { target, until }),
                 None => Change::Unban(target),
             });

@@ -32,7 +32,8 @@ const FORMAT_KEY: &str = "format";
 pub(crate) const FORMAT: u64 = 1;
 /// Batches queued for the writer, at most; beyond, operations wait in the handle's backlog.
 const QUEUED_BATCHES: usize = 16;
-/// Operations the backlog holds, at most, while the writer is behind; the oldest go first.
+/// Operations the backlog holds while the writer is behind: beyond, the oldest peer operations
+/// go first, and bans and unbans are never dropped (see `shed_backlog`).
 const MAX_BACKLOG: usize = 100_000;
 
 /// A peer store in a file, on the embedded database [redb](https://docs.rs/redb).
@@ -175,12 +176,11 @@ impl PeerStore for RedbStore {
                 Err(TrySendError::Full(Message::Write(batch))) => {
                     // The writer is behind: keep the operations for the next call.
                     self.backlog = batch;
-                    if self.backlog.len() > MAX_BACKLOG {
-                        let excess = self.backlog.len() - MAX_BACKLOG;
-                        self.backlog.drain(..excess);
+                    let dropped = shed_backlog(&mut self.backlog, MAX_BACKLOG);
+                    if dropped > 0 {
                         tracing::warn!(
-                            dropped = excess,
-                            "peer store writer behind; oldest changes dropped"
+                            dropped,
+                            "peer store writer behind; oldest peer changes dropped"
                         );
                     }
                 }
@@ -228,6 +228,28 @@ impl Drop for RedbStore {
             let _ = writer.join();
         }
     }
+}
+
+/// Keeps `backlog` within `max` operations by dropping the oldest peer operations; bans and
+/// unbans are never dropped, even when only they are left above `max` (they come from the
+/// application's own `ban`/`unban` calls and their ends, one per target per batch: automatic
+/// bans never reach the store). A lost peer update leaves a stale record; a lost ban would let
+/// a banned peer back in after a restart. Returns how many operations went.
+fn shed_backlog(backlog: &mut Vec<StoreOp>, max: usize) -> usize {
+    let mut excess = backlog.len().saturating_sub(max);
+    if excess == 0 {
+        return 0;
+    }
+    let before = backlog.len();
+    backlog.retain(|op| {
+        let ban = matches!(op, StoreOp::PutBan(_) | StoreOp::RemoveBan(_));
+        if ban || excess == 0 {
+            return true;
+        }
+        excess -= 1;
+        false
+    });
+    before - backlog.len()
 }
 
 /// Opens (or creates) the database and reads every record, checking the format.
@@ -616,5 +638,58 @@ mod tests {
         let peers = store.load().unwrap().peers;
         assert_eq!(peers.len(), 9, "pruned down to 90% of the cap");
         assert!(peers.iter().any(|(peer, _)| *peer == wanted));
+    }
+    #[test]
+    fn a_backlog_under_pressure_never_drops_a_ban_or_an_unban() {
+        let ban = |n: u64| {
+            StoreOp::PutBan(StoredBan {
+                target: BanTarget::Peer(PeerId::random()),
+                until: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(n)),
+            })
+        };
+        let unban = || StoreOp::RemoveBan(BanTarget::Peer(PeerId::random()));
+        let peer = || StoreOp::UpdatePeer(PeerId::random(), update(false, "/ip4/10.0.0.1/tcp/1"));
+        // The oldest operations are bans; peer updates pile up behind them.
+        let mut backlog = vec![ban(1), unban(), ban(2)];
+        let mut updates = Vec::new();
+        for n in 0..10 {
+            updates.push(peer());
+            backlog.push(updates[n].clone());
+        }
+        backlog.push(ban(3));
+        let bans: Vec<StoreOp> = backlog
+            .iter()
+            .filter(|op| matches!(op, StoreOp::PutBan(_) | StoreOp::RemoveBan(_)))
+            .cloned()
+            .collect();
+        let dropped = shed_backlog(&mut backlog, 8);
+        println!(
+            "backlog of {} over a cap of 8: {dropped} dropped, {} ban ops kept",
+            backlog.len() + dropped,
+            backlog
+                .iter()
+                .filter(|op| matches!(op, StoreOp::PutBan(_) | StoreOp::RemoveBan(_)))
+                .count()
+        );
+        assert_eq!(backlog.len(), 8);
+        assert_eq!(dropped, 6);
+        // Every ban and unban is kept, in order; the oldest peer updates went.
+        let kept_bans: Vec<StoreOp> = backlog
+            .iter()
+            .filter(|op| matches!(op, StoreOp::PutBan(_) | StoreOp::RemoveBan(_)))
+            .cloned()
+            .collect();
+        assert_eq!(kept_bans, bans);
+        let kept_updates: Vec<StoreOp> = backlog
+            .iter()
+            .filter(|op| matches!(op, StoreOp::UpdatePeer(..)))
+            .cloned()
+            .collect();
+        assert_eq!(kept_updates, updates[6..]);
+
+        // Only ban operations left: they are all kept, above the cap.
+        let mut only_bans: Vec<StoreOp> = (0..20).map(ban).collect();
+        assert_eq!(shed_backlog(&mut only_bans, 8), 0);
+        assert_eq!(only_bans.len(), 20);
     }
 }

@@ -5,5 +5,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod ban_flood;
 mod source_bound;
 mod trim_burst;

@@ -10,6 +10,7 @@ use web_time::Instant;
 use super::*;
 
 mod address_economics;
+mod bans_bounded;
 mod limits_and_bans;
 mod persist;
 mod redial_and_discovery;
