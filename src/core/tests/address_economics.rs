@@ -321,3 +321,258 @@ fn relayed_connections_are_not_counted_by_the_relays_ip() {
     let ip: IpAddr = RELAY_IP.parse().unwrap();
     assert!(!a.manager.is_ip_banned(ip, a.now));
 }
+
+#[test]
+fn a_refusal_names_the_prefix_that_refused() {
+    let (mut a, _) =
+        pair(Config::default().with_limits(Limits::new().with_max_pending_inbound(None)));
+    // Four /64s in each of 16 /56s: 64 connections fill the /48 without filling a /56.
+    let mut n = 0;
+    for slash56 in 0..16u16 {
+        for slash64 in 0..4u16 {
+            n += 1;
+            a.manager
+                .on_pending_inbound(a.now, cid(n), &in_48((slash56 << 8) | slash64, 1))
+                .unwrap();
+        }
+    }
+    let denial = a
+        .manager
+        .on_pending_inbound(a.now, cid(1000), &in_48(0x1000, 1))
+        .unwrap_err();
+    assert_eq!(
+        denial.to_string(),
+        "inbound limit 64 per IPv6 /48 2001:db8::/48 reached (64 now, from 2001:db8:0:1000::1)"
+    );
+    assert!(denial.is_resource_limit());
+    // A /56 and a /64 are named too.
+    let (mut b, _) = pair(
+        Config::default().with_limits(
+            Limits::unlimited()
+                .with_max_inbound_per_ip(Some(1))
+                .with_max_inbound_per_ipv6_56(Some(2)),
+        ),
+    );
+    b.manager
+        .on_pending_inbound(b.now, cid(1), &in_48(1, 1))
+        .unwrap();
+    assert!(matches!(
+        b.manager.on_pending_inbound(b.now, cid(2), &in_48(1, 2)),
+        Err(Denial::IpLimit { network, .. }) if network.to_string() == "2001:db8:0:1::/64"
+    ));
+    b.manager
+        .on_pending_inbound(b.now, cid(3), &in_48(2, 1))
+        .unwrap();
+    assert!(matches!(
+        b.manager.on_pending_inbound(b.now, cid(4), &in_48(3, 1)),
+        Err(Denial::IpLimit { network, .. }) if network.to_string() == "2001:db8::/56"
+    ));
+}
+
+#[test]
+fn the_per_ip_table_stays_bounded_across_many_48s() {
+    let table = 12;
+    let (mut a, _) = pair(
+        Config::default().with_limits(
+            Limits::new()
+                .with_max_pending_inbound(None)
+                .with_max_tracked_ips(table),
+        ),
+    );
+    let mut admitted = 0;
+    for n in 0..2_000u16 {
+        // A fresh /48 each time (2001:db8:n::/48), connection ended at once.
+        let ip = Ipv6Addr::new(0x2001, 0xdb8, n, 1, 0, 0, 0, 1);
+        let from: Multiaddr = format!("/ip6/{ip}/tcp/1").parse().unwrap();
+        if a.manager
+            .on_pending_inbound(a.now, cid(n.into()), &from)
+            .is_ok()
+        {
+            admitted += 1;
+            a.manager.on_listen_failure(cid(n.into()));
+        }
+        assert!(a.manager.tracked_ips() <= table);
+    }
+    println!(
+        "many /48s: attacker spent 2000 /48s, 2000 connections; got {admitted} admitted, at \
+         most {table} table entries"
+    );
+}
+
+fn circuit_local_addr(relay: PeerId) -> Multiaddr {
+    ma(&format!("/ip4/{RELAY_IP}/tcp/4001/p2p/{relay}/p2p-circuit"))
+}
+
+#[test]
+fn inbound_circuits_are_limited_per_relay_not_per_ip() {
+    let (mut a, _) = pair(Config::default());
+    let relay = PeerId::random();
+    let local = circuit_local_addr(relay);
+    // An IP ban on the relay does not refuse the peers that come through it.
+    a.manager
+        .ban_network(a.now, format!("{RELAY_IP}/32").parse().unwrap(), None);
+    let mut admitted = Vec::new();
+    let attempts = 40;
+    for n in 0..attempts {
+        let peer = PeerId::random();
+        let remote = ma(&format!("/p2p/{peer}"));
+        if a.manager
+            .on_pending_inbound_via(a.now, cid(n), Some(&local), &remote)
+            .is_ok()
+        {
+            admitted.push((cid(n), peer, remote));
+        }
+    }
+    println!(
+        "circuits through one relay: attacker spent {attempts} PeerIds, {attempts} circuits; got \
+         {} admitted, {} per-IP table entries",
+        admitted.len(),
+        a.manager.tracked_ips()
+    );
+    let limit = Limits::new().max_inbound_per_relay().unwrap() as usize;
+    assert_eq!(admitted.len(), limit);
+    assert_eq!(a.manager.tracked_ips(), 0);
+    let refused = a
+        .manager
+        .on_pending_inbound_via(
+            a.now,
+            cid(100),
+            Some(&local),
+            &ma(&format!("/p2p/{}", PeerId::random())),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, Denial::RelayLimit { limit: 16, .. }),
+        "{refused}"
+    );
+    // Another relay has its own count.
+    a.manager
+        .on_pending_inbound_via(
+            a.now,
+            cid(101),
+            Some(&circuit_local_addr(PeerId::random())),
+            &ma(&format!("/p2p/{}", PeerId::random())),
+        )
+        .unwrap();
+    // Established, then closed: the slot comes back.
+    let (c, peer, remote) = admitted.pop().unwrap();
+    let new = NewConnection::new(Initiator::Remote, Endpoint::Listener, remote).with_relayed(true);
+    a.manager.check_established(a.now, c, peer, &new).unwrap();
+    a.manager.on_established(a.now, c, peer, new);
+    assert!(a
+        .manager
+        .on_pending_inbound_via(
+            a.now,
+            cid(102),
+            Some(&local),
+            &ma(&format!("/p2p/{}", PeerId::random()))
+        )
+        .is_err());
+    a.manager.on_closed(a.now, c, peer, CloseCause::Transport);
+    a.manager
+        .on_pending_inbound_via(
+            a.now,
+            cid(103),
+            Some(&local),
+            &ma(&format!("/p2p/{}", PeerId::random())),
+        )
+        .unwrap();
+    // A peer ban still refuses a peer behind the relay.
+    let (_, banned, remote) = admitted.pop().unwrap();
+    a.manager.ban_peer(a.now, banned, None);
+    assert!(matches!(
+        a.manager.check_established(
+            a.now,
+            cid(104),
+            banned,
+            &NewConnection::new(Initiator::Remote, Endpoint::Listener, remote).with_relayed(true)
+        ),
+        Err(Denial::PeerBanned { .. })
+    ));
+}
+
+#[test]
+fn a_direct_connection_replacing_a_relayed_one_is_let_in_at_a_full_limit() {
+    let (mut a, b) = pair(
+        Config::default().with_limits(Limits::unlimited().with_max_established_inbound(Some(1))),
+    );
+    let relayed = NewConnection::new(
+        Initiator::Remote,
+        Endpoint::Listener,
+        ma(&format!("/p2p/{}", b.id)),
+    )
+    .with_relayed(true);
+    a.manager
+        .check_established(a.now, cid(1), b.id, &relayed)
+        .unwrap();
+    a.manager.on_established(a.now, cid(1), b.id, relayed);
+    let _ = a.actions();
+    // The hole-punched direct connection wins and closes the relayed one at once.
+    inbound(&mut a, cid(2), b.id, &ma("/ip4/192.0.2.9/tcp/1")).unwrap();
+    assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Duplicate)]);
+    assert_eq!(
+        a.manager.established_connections(),
+        2,
+        "until the relayed one is gone"
+    );
+}
+
+#[test]
+fn absurd_durations_are_a_typed_configuration_error() {
+    assert_eq!(Config::default().validate(), Ok(()));
+    let config = Config::default().with_prompt_redial_delay(Duration::MAX);
+    assert_eq!(
+        config.validate(),
+        Err(crate::ConfigError::DurationTooLong {
+            setting: "with_prompt_redial_delay",
+            value: Duration::MAX,
+            max: Config::MAX_DURATION,
+        })
+    );
+    let backoff = Config::default().with_timeout_backoff(Backoff::new(
+        Duration::from_secs(1),
+        2.0,
+        Duration::MAX,
+    ));
+    assert!(matches!(
+        backoff.validate(),
+        Err(crate::ConfigError::DurationTooLong {
+            setting: "with_timeout_backoff",
+            ..
+        })
+    ));
+    assert!(Manager::try_new(PeerId::random(), config, Instant::now(), 1).is_err());
+    assert!(Manager::try_new(PeerId::random(), Config::default(), Instant::now(), 1).is_ok());
+}
+
+#[test]
+fn a_single_ipv6_address_is_banned_by_its_64() {
+    let scope = |s: &str| BanTarget::host_scope(s.parse().unwrap()).to_string();
+    assert_eq!(scope("2001:db8:0:1::7/128"), "2001:db8:0:1::/64");
+    assert_eq!(scope("2001:db8::/48"), "2001:db8::/48");
+    assert_eq!(scope("2001:db8::1/127"), "2001:db8::/127");
+    assert_eq!(scope("10.0.0.1/32"), "10.0.0.1/32");
+    assert_eq!(scope("::ffff:10.0.0.1/128"), "10.0.0.1/32");
+    assert_eq!(scope("::ffff:10.0.0.0/104"), "10.0.0.0/8");
+    let (mut a, _) = pair(Config::default());
+    let banned: IpAddr = "2001:db8:0:1::7".parse().unwrap();
+    a.manager.ban_network(
+        a.now,
+        BanTarget::host_scope(banned.into()),
+        Some(Duration::from_secs(60)),
+    );
+    let mut evaded = 0;
+    for host in 1..=100 {
+        if a.manager
+            .on_pending_inbound(a.now, cid(host.into()), &in_48(1, host))
+            .is_ok()
+        {
+            evaded += 1;
+        }
+    }
+    println!("ban of one IPv6 address: attacker spent 100 addresses of its /64; got {evaded} in");
+    assert_eq!(evaded, 0);
+    a.manager
+        .on_pending_inbound(a.now, cid(1000), &in_48(2, 1))
+        .unwrap();
+}
