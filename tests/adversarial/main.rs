@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod address_rotation;
 mod ban_flood;
 mod source_bound;
 mod trim_burst;
