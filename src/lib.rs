@@ -15,12 +15,14 @@
 //!   lost tie-break or a remote's orderly close, exponential backoff with jitter after timeouts,
 //!   a longer one after protocol violations, never after a ban or a local `disconnect`.
 //! - **Limits** on pending and established connections (inbound, outbound, total), per remote
-//!   IP (concurrent and a token-bucket rate), each checked at the earliest stage that knows the
+//!   IP (concurrent and a token-bucket rate, nested for IPv6: per /64, /56 and /48) and per
+//!   relay for inbound circuits, each checked at the earliest stage that knows the
 //!   fact: IP checks before any handshake work, peer checks once the peer id is known. An allow
 //!   list bypasses them. See [`Limits`].
 //! - **Expiring bans** of peers and IP networks ([`Behaviour::ban_peer`],
 //!   [`Behaviour::ban_network`]): a banned peer's connections get goodbye `Banned` and close, and
-//!   it is refused from any address; a banned network is refused before the handshake. Repeated
+//!   it is refused from any address; a banned network is refused before the handshake (a single
+//!   IPv6 address stands for its /64). Repeated
 //!   protocol violations escalate to a ban, of the peer or of its /24 or /64; such automatic
 //!   bans are capped and kept in memory only ([`AutomaticBans`]).
 //! - **Liveness** with libp2p-ping, run inside the behaviour (nothing to wire): the RTT of every

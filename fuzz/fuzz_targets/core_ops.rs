@@ -90,11 +90,16 @@ fn network(i: usize) -> IpNet {
 }
 const NETWORKS: usize = 7;
 
-/// The IP an address starts with (what the manager checks bans and per-IP limits on).
+/// The remote's own IP on a connection with this address (what the manager checks bans and
+/// per-IP limits on): the IP the address starts with, canonical, and none through a relay
+/// (that IP is the relay's).
 fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
+    if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
     match address.iter().next()? {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip).to_canonical()),
         _ => None,
     }
 }
