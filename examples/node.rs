@@ -33,6 +33,8 @@
 //! `--store PATH` keeps bans, wanted peers, addresses and tags in a file: a restarted node is
 //! still banning whom it banned and redials whom it wanted (`--ban PEER_ID` bans at start; a
 //! damaged store is refused with a message naming the file, or set aside with `--fresh-store`).
+//! `--stdin-commands` reads `dial <multiaddr>`, `ban <peer id>`, `disconnect <peer id>` and
+//! `status` lines from standard input (`scripts/interop.sh` drives the node with them).
 //! Ctrl-C or SIGTERM says goodbye to every peer (`shutdown`), waits up to 3 s for the
 //! connections to close, and exits 0.
 //!
@@ -124,6 +126,7 @@ const NODE_OPTIONS: &[&str] = &[
     "ping_interval",
     "ping_timeout",
     "inactivity_timeout",
+    "stdin_commands",
 ];
 
 /// The long-lived node's options.
@@ -184,6 +187,10 @@ struct NodeArgs {
     /// [default: the manager's, 60].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     inactivity_timeout: Option<u64>,
+    /// Read commands from standard input, one a line: `dial <multiaddr>` (as --dial),
+    /// `ban <peer id>` (until unbanned), `disconnect <peer id>`, `status` (the status table now).
+    #[arg(long)]
+    stdin_commands: bool,
 }
 
 impl NodeArgs {
@@ -203,6 +210,7 @@ impl NodeArgs {
             || self.ping_interval.is_some()
             || self.ping_timeout.is_some()
             || self.inactivity_timeout.is_some()
+            || self.stdin_commands
     }
 }
 
@@ -362,7 +370,7 @@ fn describe(event: &Event) -> String {
             peer,
             delay,
             attempt,
-        } => format!("redialing {peer} in {delay:.0?} (attempt {attempt})"),
+        } => format!("redialing {peer} in {delay:.2?} (attempt {attempt})"),
         Event::RedialGaveUp { peer, attempts } => {
             format!("gave up redialing {peer} after {attempts} attempts")
         }
@@ -449,9 +457,11 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
     }
 
     let mut status = status_timer(args.status_interval.unwrap_or(10));
+    let mut commands = args.stdin_commands.then(read_stdin_commands);
     let signal = loop {
         tokio::select! {
             signal = signals.recv() => break signal,
+            line = next_command(&mut commands) => run_stdin_command(&mut swarm, &line),
             event = swarm.select_next_some() => handle_node_event(&local, &telemetry, event),
             () = tick(&mut status) => print_status(&swarm),
             scrape = telemetry.next_scrape() => {
@@ -657,6 +667,54 @@ fn handle_node_event(local: &PeerId, telemetry: &Telemetry, event: SwarmEvent<No
             ..
         })) => tracing::debug!(%peer_id, agent = %info.agent_version, "identified"),
         _ => {}
+    }
+}
+
+/// Lines of standard input, read on a thread of their own until it ends.
+fn read_stdin_commands() -> mpsc::UnboundedReceiver<String> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// The next command line; never resolves without `--stdin-commands` or once stdin ended.
+async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<String>>) -> String {
+    if let Some(receiver) = commands {
+        if let Some(line) = receiver.recv().await {
+            return line;
+        }
+    }
+    *commands = None;
+    std::future::pending().await
+}
+
+fn run_stdin_command(swarm: &mut Swarm<NodeBehaviour>, line: &str) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let refused = |error: &dyn std::fmt::Display| println!("command refused: {line}: {error}");
+    match words.as_slice() {
+        [] => {}
+        ["dial", address] => match address.parse::<Multiaddr>() {
+            Ok(address) => dial_address(swarm, address),
+            Err(error) => refused(&error),
+        },
+        ["ban", peer] => match peer.parse::<PeerId>() {
+            Ok(peer) => swarm.behaviour_mut().manager.ban_peer(peer, None),
+            Err(error) => refused(&error),
+        },
+        ["disconnect", peer] => match peer.parse::<PeerId>() {
+            Ok(peer) => {
+                swarm.behaviour_mut().manager.disconnect(peer);
+            }
+            Err(error) => refused(&error),
+        },
+        ["status"] => print_status(swarm),
+        _ => refused(&"expected dial <multiaddr>, ban <peer id>, disconnect <peer id> or status"),
     }
 }
 
