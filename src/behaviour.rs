@@ -190,18 +190,14 @@ impl Behaviour {
     /// IP bans concern the remote's own address: a relayed connection is not refused or closed
     /// for its relay's IP (ban the peer for that), while the direct connection to the relay is.
     pub fn ban_network(&mut self, network: impl Into<IpNet>, duration: Option<Duration>) {
-        let network = BanTarget::host_scope(network.into());
-        self.manager.ban_network(Instant::now(), network, duration);
+        self.manager
+            .ban_network(Instant::now(), network.into(), duration);
         self.wake();
     }
 
     /// Lifts a ban. Returns whether there was one. A single IPv6 address stands for its /64,
     /// as in [`ban_network`](Self::ban_network).
     pub fn unban(&mut self, target: BanTarget) -> bool {
-        let target = match target {
-            BanTarget::Network(network) => BanTarget::Network(BanTarget::host_scope(network)),
-            peer => peer,
-        };
         let lifted = self.manager.unban(Instant::now(), target);
         self.wake();
         lifted

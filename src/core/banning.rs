@@ -49,8 +49,11 @@ impl Manager {
     /// Bans every address in `network` for `duration` (`None`: until unbanned). Connections
     /// from or to those addresses get goodbye `Banned` and close; new ones are refused before
     /// their handshake.
+    ///
+    /// A single IPv6 address stands for its /64 ([`BanTarget::host_scope`]): one host usually
+    /// owns the whole /64, and banning the /128 alone is evaded by moving to the next address.
     pub fn ban_network(&mut self, now: Instant, network: IpNet, duration: Option<Duration>) {
-        let network = network.trunc();
+        let network = BanTarget::host_scope(network);
         self.insert_ban(now, BanTarget::Network(network), duration);
         self.enforce_network_ban(now, network);
     }
@@ -73,7 +76,10 @@ impl Manager {
 
     /// Lifts a ban. Returns whether there was one.
     pub fn unban(&mut self, now: Instant, target: BanTarget) -> bool {
-        let target = target.normalized();
+        let target = match target {
+            BanTarget::Network(network) => BanTarget::Network(BanTarget::host_scope(network)),
+            peer => peer,
+        };
         let automatic = self.bans.is_automatic(target);
         let Some(until) = self.bans.remove(target) else {
             return false;

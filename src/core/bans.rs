@@ -30,6 +30,37 @@ impl BanTarget {
     }
 }
 
+impl BanTarget {
+    /// The prefix by which a single IPv6 address is banned: its /64, which one host usually
+    /// owns whole (banning the /128 alone is evaded by moving to the next address).
+    pub const IPV6_HOST_PREFIX: u8 = 64;
+
+    /// What a ban given as `network` covers: a single IPv6 address (a /128) stands for its
+    /// host, its /[`IPV6_HOST_PREFIX`](Self::IPV6_HOST_PREFIX); an IPv4-mapped IPv6 network is
+    /// the IPv4 network it maps; any other network keeps its prefix. Host bits are cleared.
+    pub fn host_scope(network: IpNet) -> IpNet {
+        match network {
+            IpNet::V6(v6) => {
+                if let Some(v4) = v6.addr().to_ipv4_mapped() {
+                    if v6.prefix_len() >= 96 {
+                        let len = v6.prefix_len() - 96;
+                        if let Ok(net) = IpNet::new(IpAddr::V4(v4), len) {
+                            return net.trunc();
+                        }
+                    }
+                }
+                if v6.prefix_len() == 128 {
+                    if let Ok(net) = IpNet::new(IpAddr::V6(v6.addr()), Self::IPV6_HOST_PREFIX) {
+                        return net.trunc();
+                    }
+                }
+                network.trunc()
+            }
+            IpNet::V4(_) => network.trunc(),
+        }
+    }
+}
+
 impl fmt::Display for BanTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

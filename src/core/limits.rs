@@ -410,37 +410,6 @@ pub(crate) fn relay_of(local_addr: &Multiaddr) -> Option<Multiaddr> {
     )
 }
 
-impl super::BanTarget {
-    /// The prefix by which a single IPv6 address is banned: its /64, which one host usually
-    /// owns whole (banning the /128 alone is evaded by moving to the next address).
-    pub const IPV6_HOST_PREFIX: u8 = 64;
-
-    /// What a ban given as `network` covers: a single IPv6 address (a /128) stands for its
-    /// host, its /[`IPV6_HOST_PREFIX`](Self::IPV6_HOST_PREFIX); an IPv4-mapped IPv6 network is
-    /// the IPv4 network it maps; any other network keeps its prefix. Host bits are cleared.
-    pub fn host_scope(network: IpNet) -> IpNet {
-        match network {
-            IpNet::V6(v6) => {
-                if let Some(v4) = v6.addr().to_ipv4_mapped() {
-                    if v6.prefix_len() >= 96 {
-                        let len = v6.prefix_len() - 96;
-                        if let Ok(net) = IpNet::new(IpAddr::V4(v4), len) {
-                            return net.trunc();
-                        }
-                    }
-                }
-                if v6.prefix_len() == 128 {
-                    if let Ok(net) = IpNet::new(IpAddr::V6(v6.addr()), Self::IPV6_HOST_PREFIX) {
-                        return net.trunc();
-                    }
-                }
-                network.trunc()
-            }
-            IpNet::V4(_) => network.trunc(),
-        }
-    }
-}
-
 /// The IPv6 prefixes the per-IP table counts an address under, narrowest first.
 const IPV6_LEVELS: [u8; 3] = [64, 56, 48];
 

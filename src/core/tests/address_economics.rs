@@ -556,11 +556,9 @@ fn a_single_ipv6_address_is_banned_by_its_64() {
     assert_eq!(scope("::ffff:10.0.0.0/104"), "10.0.0.0/8");
     let (mut a, _) = pair(Config::default());
     let banned: IpAddr = "2001:db8:0:1::7".parse().unwrap();
-    a.manager.ban_network(
-        a.now,
-        BanTarget::host_scope(banned.into()),
-        Some(Duration::from_secs(60)),
-    );
+    // The core applies the host scope itself: the adapter passes the address through.
+    a.manager
+        .ban_network(a.now, banned.into(), Some(Duration::from_secs(60)));
     let mut evaded = 0;
     for host in 1..=100 {
         if a.manager
@@ -574,5 +572,10 @@ fn a_single_ipv6_address_is_banned_by_its_64() {
     assert_eq!(evaded, 0);
     a.manager
         .on_pending_inbound(a.now, cid(1000), &in_48(2, 1))
+        .unwrap();
+    // Unbanning the same single address lifts the /64 ban.
+    assert!(a.manager.unban(a.now, BanTarget::Network(banned.into())));
+    a.manager
+        .on_pending_inbound(a.now, cid(1001), &in_48(1, 7))
         .unwrap();
 }
