@@ -100,7 +100,7 @@ script_started=$(now_us)
 # ---- Processes --------------------------------------------------------------------------------
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/interop.XXXXXX")
-declare -A PID IN LOG   # by process name: its pid, the fd of its stdin (a FIFO), its log
+declare -A PID=() IN=() LOG=()   # by process name: its pid, the fd of its stdin (a FIFO), its log
 ANY_FAILED=0
 
 cleanup() {
@@ -200,14 +200,16 @@ id_less() { [ ${#1} -lt ${#2} ] || { [ ${#1} = ${#2} ] && [[ "$1" < "$2" ]]; }; 
 
 # ---- The node ---------------------------------------------------------------------------------
 
-declare -A NODE_ID NODE_ADDR NODE_METRICS
-NODE_SERIAL=0
+declare -A NODE_ID=() NODE_ADDR=() NODE_METRICS=()
 # Starts a node named $1 (further arguments are passed on); sets NODE_ID/NODE_ADDR/NODE_METRICS.
 start_node() {
   local name=$1 line started
   shift
   started=$(now_us)
-  start_proc "$name" env NO_COLOR=1 "$NODE_BIN" --stdin-commands --status-interval 0 --log debug \
+  # The example's debug lines (the swarm's close causes, refused addresses) and yamux's frames
+  # (whether a remote sends GoAway before it closes).
+  start_proc "$name" env NO_COLOR=1 RUST_LOG="warn,node=debug,yamux::connection=trace" \
+    "$NODE_BIN" --stdin-commands --status-interval 0 \
     --listen /ip4/127.0.0.1/tcp/0 --metrics 127.0.0.1:0 "$@" || return 1
   if ! wait_for 15 has_after "$name" "$started" ' metrics on http://'; then
     echo "    the node did not start within 15 s:"
@@ -228,7 +230,6 @@ start_node() {
 start_node_ordered() {
   local name=$1 want=$2 other=$3 try
   for ((try = 0; try < 30; try++)); do
-    NODE_SERIAL=$((NODE_SERIAL + 1))
     start_node "$name" || return 1
     if { [ "$want" = smaller ] && id_less "${NODE_ID[$name]}" "$other"; } ||
       { [ "$want" = larger ] && id_less "$other" "${NODE_ID[$name]}"; }; then
@@ -314,11 +315,23 @@ close_cause() {
   awk -v conn="connection_id=$2" '$0 ~ / connection closed / && index($0, conn " ") {
       sub(/.* cause=/, ""); print; exit }' "${LOG[$1]}"
 }
+# What node $1 received from the remote's yamux after time $2 before the close: "GoAway <code>"
+# or "no GoAway" (the connection just ended: TCP FIN or reset).
+goaway_after() {
+  local line
+  line=$(line_after "$1" "$2" 'yamux::connection: .* received: \(Header GoAway')
+  if [ -n "$line" ]; then
+    line=${line##*GoAway }
+    echo "yamux GoAway ${line%% *}"
+  else
+    echo "no yamux GoAway"
+  fi
+}
 health_after() { has_after "$1" "$3" " manager: health of connection [0-9]+ with $2: "; }
 
 # ---- The remotes --------------------------------------------------------------------------------
 
-declare -A REMOTE_ID REMOTE_ADDR REMOTE_KIND
+declare -A REMOTE_ID=() REMOTE_ADDR=() REMOTE_KIND=()
 # Starts remote $1 of kind $2 (js|py) with arguments "$3..."; sets REMOTE_ID/REMOTE_ADDR.
 start_remote() {
   local name=$1 kind=$2 started line addr
@@ -402,6 +415,10 @@ connect_node_to() {
   local node=$1 remote=$2 since kept
   since=$(now_us)
   send "$node" "dial ${REMOTE_ADDR[$remote]}"
+  if ! alive "$remote"; then
+    fail "the ${REMOTE_KIND[$remote]} peer is not running; its last lines: $(tail -3 "${LOG[$remote]}" | cut -d' ' -f2- | tr '\n' ' ')"
+    return 1
+  fi
   if ! wait_for 10 kept_by_us "$node" "${REMOTE_ID[$remote]}" "$since"; then
     fail "the node did not connect to the ${REMOTE_KIND[$remote]} peer within 10 s: $(lines_after "$node" "$since" 'manager:' | head -3 | tr '\n' ';')"
     return 1
@@ -419,8 +436,20 @@ kept_by_us() { [ -n "$(kept_after "$1" "$2" "$3")" ]; }
 
 mkdir -p "$CACHE" || { echo "interop test FAILED: cannot create the cache $CACHE"; exit 1; }
 JS_DIR=$CACHE/js PY_DIR=$CACHE/py PY_BIN=$CACHE/py/venv/bin/python
-declare -A KIND_OK KIND_VERSION
+declare -A KIND_OK=() KIND_VERSION=()
 INSTALL_NOTES=()
+
+# The first line of install log $1 matching $2 (else $3, ...), or its last line.
+install_error() {
+  local log=$1 line="" pattern
+  shift
+  for pattern in "$@"; do
+    line=$(grep -m1 -E "$pattern" "$log" | sed 's/^npm error //')
+    [ -n "$line" ] && break
+  done
+  [ -n "$line" ] || line=$(grep -v '^\s*$' "$log" | tail -1)
+  echo "${line:0:300}"
+}
 
 install_js() {
   local stamp log=$JS_DIR/install.log started major
@@ -437,8 +466,9 @@ install_js() {
     rm -rf "$JS_DIR/node_modules" "$JS_DIR/.installed"
     cp "$HERE/package.json" "$HERE/package-lock.json" "$JS_DIR/" || { skip_kind js "cannot write $JS_DIR"; return 1; }
     echo "installing js-libp2p into $JS_DIR (npm ci) ..."
-    if ! (cd "$JS_DIR" && timeout 600 npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
-      skip_kind js "npm ci failed (no network?): $(grep -v '^\s*$' "$log" | tail -1)"
+    if ! (cd "$JS_DIR" && timeout 600 npm ci --no-audit --no-fund --loglevel=error \
+      --fetch-retries=2 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=10000) >"$log" 2>&1; then
+      skip_kind js "npm ci failed (no network?): $(install_error "$log" 'FetchError' 'npm error code')"
       return 1
     fi
     echo "$stamp" >"$JS_DIR/.installed"
@@ -460,9 +490,15 @@ find_python() {
 }
 
 install_py() {
-  local python stamp log=$PY_DIR/install.log started
-  command -v python3 >/dev/null 2>&1 || [ -n "${INTEROP_PYTHON:-}" ] || { skip_kind py "python3 is not installed"; return 1; }
-  python=$(find_python) || { skip_kind py "no Python 3.10 or newer (py-libp2p needs it)"; return 1; }
+  local python stamp log=$PY_DIR/install.log started errno
+  if ! python=$(find_python); then
+    if command -v python3 >/dev/null 2>&1; then
+      skip_kind py "$(python3 --version 2>&1) is older than 3.10 (py-libp2p needs 3.10 or newer)"
+    else
+      skip_kind py "python3 is not installed"
+    fi
+    return 1
+  fi
   stamp=$( { cat "$HERE/requirements.txt"; "$python" --version; } | sha256sum | cut -c1-16)
   mkdir -p "$PY_DIR"
   if [ "$(cat "$PY_DIR/.installed" 2>/dev/null)" = "$stamp" ] && [ -x "$PY_BIN" ]; then
@@ -476,7 +512,8 @@ install_py() {
       return 1
     fi
     if ! timeout 900 "$PY_BIN" -m pip install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >>"$log" 2>&1; then
-      skip_kind py "pip install failed (no network?): $(grep -v '^\s*$' "$log" | tail -1)"
+      errno=$(grep -m1 -o '\[Errno [0-9]*\] [A-Za-z ]*' "$log")
+      skip_kind py "pip install failed (no network?): $(install_error "$log" '^ERROR: No matching' '^ERROR')${errno:+ ($errno)}"
       return 1
     fi
     echo "$stamp" >"$PY_DIR/.installed"
@@ -590,7 +627,6 @@ scenario_second_connection() {
 scenario_clean_close() {
   local kind=$1 r=R$1 node=N${1}c conn since closed t cid by reason redial note cause
   note=""
-  NODE_SERIAL=$((NODE_SERIAL + 1))
   start_node "$node" || { fail "the node did not start"; result c "$kind" "not run"; return; }
   if connect_node_to "$node" "$r"; then
     conn=$CONN
@@ -602,7 +638,7 @@ scenario_clean_close() {
     else
       read -r t cid by reason <<<"$(closed_after "$node" "${REMOTE_ID[$r]}" "$since")"
       cause=$(close_cause "$node" "$cid")
-      note="node logged: closed by $by: $reason (swarm cause: ${cause:-none})"
+      note="node logged: closed by $by: $reason (swarm cause: ${cause:-none}; $(goaway_after "$node" "$since"))"
       [ "$cid" = "$conn" ] || fail "the node closed connection $cid, not the one it kept ($conn)"
       [ "$by" = them ] || fail "the node logged the close as by $by, not by them: $(text_of "$(line_after "$node" "$since" "manager: connection $cid ")")"
       [ "$reason" != timeout ] || fail "a clean close by the $kind peer is logged as a timeout: $(text_of "$(line_after "$node" "$since" "manager: connection $cid ")")"
@@ -627,9 +663,8 @@ redial_seen() { [ -n "$(redial_after "$1" "$2" "$3")" ]; }
 
 # d: the remote crashes and restarts with the same key on the same port.
 scenario_restart() {
-  local kind=$1 r=R$1 node=N${1}d conn since closed t cid by reason redial k note started port
+  local kind=$1 r=R$1 node=N${1}d conn since closed t cid by reason redial k note started port limit ms
   note=""
-  NODE_SERIAL=$((NODE_SERIAL + 1))
   start_node "$node" || { fail "the node did not start"; result d "$kind" "not run"; return; }
   if connect_node_to "$node" "$r"; then
     conn=$CONN
@@ -640,15 +675,22 @@ scenario_restart() {
     await_exit "$r" 5
     if wait_for 10 closed_seen "$node" "${REMOTE_ID[$r]}" "$since"; then
       read -r t cid by reason <<<"$(closed_after "$node" "${REMOTE_ID[$r]}" "$since")"
-      note="loss logged as: closed by $by: $reason (swarm cause: $(close_cause "$node" "$cid"))"
+      note="loss logged as: closed by $by: $reason (swarm cause: $(close_cause "$node" "$cid"); $(goaway_after "$node" "$since"))"
     else
       fail "the node did not notice the $kind peer's crash within 10 s"
+    fi
+    # The node redials on its own schedule: wait for its first redial plus 15 s (at most 120 s).
+    limit=30
+    if wait_for 5 redial_seen "$node" "${REMOTE_ID[$r]}" "$since"; then
+      read -r _ ms _ <<<"$(redial_after "$node" "${REMOTE_ID[$r]}" "$since")"
+      limit=$((ms / 1000 + 15))
+      [ $limit -le 120 ] || limit=120
     fi
     started=$(now_us)
     if ! start_remote "$r" "$kind" --key "$WORK/$kind.key" --listen "/ip4/127.0.0.1/tcp/$port"; then
       fail "the $kind peer did not restart on port $port"
-    elif ! wait_for 30 kept_by_us "$node" "${REMOTE_ID[$r]}" "$started"; then
-      fail "the node did not reconnect to the restarted $kind peer within 30 s: $(lines_after "$node" "$since" 'manager: ' | tr '\n' ';')"
+    elif ! wait_for $limit kept_by_us "$node" "${REMOTE_ID[$r]}" "$started"; then
+      fail "the node did not reconnect to the restarted $kind peer within $limit s: $(lines_after "$node" "$since" 'manager: ' | tr '\n' ';')"
     else
       k=$(kept_after "$node" "${REMOTE_ID[$r]}" "$started")
       [ "${k##* }" = we ] || fail "the new connection was dialed by the $kind peer, not redialed by the node: $k"
@@ -664,7 +706,6 @@ scenario_restart() {
 scenario_ban() {
   local kind=$1 r=R$1 node=N${1}e conn since t attempt line ports=() port refusals note
   note=""
-  NODE_SERIAL=$((NODE_SERIAL + 1))
   start_node "$node" || { fail "the node did not start"; result e "$kind" "not run"; return; }
   if connect_node_to "$node" "$r"; then
     conn=$CONN
@@ -704,7 +745,6 @@ scenario_ban() {
 scenario_shutdown() {
   local kind=$1 r=R$1 node=N${1}f conn since t cid by reason note metrics timeouts total rc
   note=""
-  NODE_SERIAL=$((NODE_SERIAL + 1))
   start_node "$node" || { fail "the node did not start"; result f "$kind" "not run"; return; }
   if connect_node_to "$node" "$r"; then
     conn=$CONN
@@ -716,7 +756,7 @@ scenario_shutdown() {
       fail "the node did not notice the $kind peer's shutdown within 10 s"
     else
       read -r t cid by reason <<<"$(closed_after "$node" "${REMOTE_ID[$r]}" "$since")"
-      note="node logged: closed by $by: $reason (swarm cause: $(close_cause "$node" "$cid"))"
+      note="node logged: closed by $by: $reason (swarm cause: $(close_cause "$node" "$cid"); $(goaway_after "$node" "$since"))"
       [ "$reason" != timeout ] || fail "a clean shutdown of the $kind peer is logged as a timeout: $(text_of "$(line_after "$node" "$since" "manager: connection $cid ")")"
       metrics=$(scrape "$node")
       timeouts=$(awk '$1 ~ /^connection_manager_disconnects_total\{reason="timeout"/ { n += $2 } END { print n + 0 }' <<<"$metrics")
@@ -762,6 +802,14 @@ for kind in $PEER_KINDS; do
 done
 
 echo
+for kind in $PEER_KINDS; do
+  line=""
+  for entry in "${SUMMARY[@]}"; do
+    read -r s k verdict <<<"$entry"
+    [ "$k" = "$kind" ] && line="$line $s:$verdict"
+  done
+  echo "  $kind:$line"
+done
 echo "  run time: $(secs $(($(now_us) - script_started))) s"
 echo "interop: $PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" = 0 ]

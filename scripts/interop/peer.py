@@ -114,7 +114,7 @@ def connection_fields(conn):
     except Exception:  # noqa: BLE001
         remote = "?"
     direction = getattr(conn, "direction", "?")
-    direction = getattr(direction, "value", direction)
+    direction = getattr(direction, "name", direction)  # an enum: INBOUND, OUTBOUND
     return {"peer": peer, "conn": hex(id(conn)), "dir": str(direction).lower(), "remote": remote}
 
 
