@@ -6,6 +6,7 @@
 # (driven through --stdin-commands) against each. The peers are small programs,
 # scripts/interop/peer.mjs and scripts/interop/peer.py, driven by commands on stdin and
 # reporting JSON lines. Every remote opens a ping stream on each new connection at once.
+# (js-libp2p 3.x targets Node 22; on Node 20 peer.mjs supplies the one missing built-in.)
 # Scenarios, each against js and py, each with a fresh node:
 #   a  both sides dial at once (--runs times, alternating which side has the smaller peer id,
 #      so both outcomes of the tie-break occur): one connection at the end on both sides;
@@ -82,7 +83,7 @@ wanted() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/scripts/interop
-CACHE=${INTEROP_CACHE:-$HOME/.cache/libp2p-cm-interop}
+CACHE=${INTEROP_CACHE:-${HOME:-/tmp}/.cache/libp2p-cm-interop}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$REPO/$TARGET_DIR ;; esac
 BIN=$TARGET_DIR/debug/examples/node
