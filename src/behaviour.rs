@@ -221,11 +221,14 @@ impl Behaviour {
     /// Lets `peer` bypass the limits (never the bans).
     pub fn allow_peer(&mut self, peer: PeerId) {
         self.manager.allow_peer(peer);
+        self.wake();
     }
 
     /// Takes `peer` off the allow list. Returns whether it was on it.
     pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
-        self.manager.disallow_peer(peer)
+        let was = self.manager.disallow_peer(peer);
+        self.wake();
+        was
     }
 
     /// Replaces the limits. Lowering one closes nothing; it refuses new connections until the
@@ -264,11 +267,14 @@ impl Behaviour {
     /// Protects `peer` from trimming under `tag`; it stays protected while it holds any tag.
     pub fn protect(&mut self, peer: PeerId, tag: impl Into<String>) {
         self.manager.protect(peer, tag);
+        self.wake();
     }
 
     /// Removes one protection tag. Returns whether the peer is still protected.
     pub fn unprotect(&mut self, peer: &PeerId, tag: &str) -> bool {
-        self.manager.unprotect(peer, tag)
+        let still = self.manager.unprotect(peer, tag);
+        self.wake();
+        still
     }
 
     /// Values `peer` under `tag`: trimming closes the lowest total value first.
@@ -338,15 +344,15 @@ impl Behaviour {
         }
     }
 
-    /// Our handlers for a new connection (ping is added beside them by the caller).
-    fn new_handler(&self) -> ManagerHandlers {
+    /// Our handlers for a new connection to `peer` (ping is added beside them by the caller).
+    fn new_handler(&self, peer: &PeerId) -> ManagerHandlers {
         let config = self.manager.config();
         let exchange = if config.peer_exchange.is_some() {
             Either::Left(ExchangeHandler::new())
         } else {
             Either::Right(libp2p_swarm::dummy::ConnectionHandler)
         };
-        Handler::new(config.keep_alive, config.goodbye_timeout).select(exchange)
+        Handler::new(self.manager.keeps_alive(peer), config.goodbye_timeout).select(exchange)
     }
 
     fn to_swarm(&self, action: Action) -> ToSwarm<Event, THandlerInEvent<Self>> {
@@ -395,6 +401,15 @@ impl Behaviour {
                 peer_id: peer,
                 handler: NotifyHandler::One(connection),
                 event: Either::Left(Either::Right(Either::Left(ExchangeIn::Send(peers)))),
+            },
+            Action::KeepAlive {
+                peer,
+                connection,
+                keep,
+            } => ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: Either::Left(Either::Left(handler::FromBehaviour::KeepAlive(keep))),
             },
             Action::Close { peer, connection } => ToSwarm::CloseConnection {
                 peer_id: peer,
@@ -531,7 +546,7 @@ impl NetworkBehaviour for Behaviour {
             local_addr,
             remote_addr,
         )?;
-        Ok(self.new_handler().select(ping))
+        Ok(self.new_handler(&peer).select(ping))
     }
 
     fn handle_pending_outbound_connection(
@@ -573,7 +588,7 @@ impl NetworkBehaviour for Behaviour {
             role_override,
             port_use,
         )?;
-        Ok(self.new_handler().select(ping))
+        Ok(self.new_handler(&peer).select(ping))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -603,12 +618,8 @@ impl NetworkBehaviour for Behaviour {
                 remaining_established,
                 ..
             }) => {
-                let cause = match cause {
-                    None => CloseCause::Local,
-                    Some(libp2p_swarm::ConnectionError::KeepAliveTimeout) => CloseCause::Idle,
-                    Some(libp2p_swarm::ConnectionError::IO(_)) => CloseCause::Transport,
-                };
-                self.manager.on_closed(now, connection_id, peer_id, cause);
+                self.manager
+                    .on_closed(now, connection_id, peer_id, close_cause(cause));
                 if let (Some(sampler), 0) = (self.bandwidth.as_mut(), remaining_established) {
                     sampler.forget(&peer_id);
                 }
@@ -735,4 +746,52 @@ impl Drop for Behaviour {
             tracing::warn!(%error, "peer store: last changes not written");
         }
     }
+}
+
+/// How the swarm says a connection ended, in the core's terms. A remote that closes in order
+/// (its muxer says the connection is closed, or the stream ended) is not a failure: a node
+/// without this crate hangs up that way, and so does its connection manager when it prunes us.
+fn close_cause(cause: Option<&libp2p_swarm::ConnectionError>) -> CloseCause {
+    use libp2p_swarm::ConnectionError;
+    match cause {
+        None => CloseCause::Local,
+        Some(ConnectionError::KeepAliveTimeout) => CloseCause::Idle,
+        Some(ConnectionError::IO(error)) if ended_in_order(error) => CloseCause::RemoteClosed,
+        Some(ConnectionError::IO(_)) => CloseCause::Transport,
+    }
+}
+
+/// Whether an I/O error is the remote ending the connection rather than a failure of it.
+///
+/// libp2p-yamux reports the remote's `GoAway` and the end of the underlying stream as yamux's
+/// `ConnectionError::Closed`, behind its own error type that shows only the text. A remote that
+/// hangs up in order can also surface as a broken pipe, when we wrote before reading its end;
+/// that counts as its close too. A reset while reading, a timeout or any other error is a
+/// failure. (A process that dies has its sockets closed by the kernel, so it may look like
+/// either.)
+fn ended_in_order(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, Other, UnexpectedEof};
+    let closed = yamux::ConnectionError::Closed.to_string();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(yamux) = current.downcast_ref::<libp2p_yamux::Error>() {
+            if yamux.to_string() == closed {
+                return true;
+            }
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                UnexpectedEof | BrokenPipe => return true,
+                Other => {}
+                _ => return false,
+            }
+            // An `Other` I/O error carries its cause inside, not as its source.
+            cause = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            continue;
+        }
+        cause = current.source();
+    }
+    false
 }

@@ -7,6 +7,12 @@ use libp2p_identity::PeerId;
 
 use crate::core::{AutomaticBans, Backoff, HealthScoring, Limits, PeerExchange, Watermarks};
 
+/// The default low watermark: go-libp2p's connection manager's (js-libp2p keeps up to 300
+/// connections; a node that needs more says so).
+const DEFAULT_LOW_WATERMARK: usize = 160;
+/// The default high watermark.
+const DEFAULT_HIGH_WATERMARK: usize = 192;
+
 /// Configuration of the connection manager.
 ///
 /// Start from [`Config::new`] (or `Default`), whose documented defaults suit most nodes, and change
@@ -26,6 +32,7 @@ pub struct Config {
     pub(crate) prompt_redial_delay: Duration,
     pub(crate) timeout_backoff: Backoff,
     pub(crate) violation_backoff: Backoff,
+    pub(crate) closed_backoff: Backoff,
     pub(crate) bootstrap_backoff: Backoff,
     pub(crate) max_redial_attempts: Option<u32>,
     pub(crate) max_rescue_dials: u32,
@@ -72,6 +79,7 @@ impl Config {
     /// | [`with_prompt_redial_delay`](Self::with_prompt_redial_delay) | 200 ms |
     /// | [`with_timeout_backoff`](Self::with_timeout_backoff) | 1 s, x2, up to 2 min, +-20% |
     /// | [`with_violation_backoff`](Self::with_violation_backoff) | 30 s, x2, up to 30 min, +-20% |
+    /// | [`with_closed_backoff`](Self::with_closed_backoff) | 10 s, x2, up to 10 min, +-20% |
     /// | [`with_bootstrap_backoff`](Self::with_bootstrap_backoff) | 1 s, x2, up to 1 min, +-20% |
     /// | [`with_max_redial_attempts`](Self::with_max_redial_attempts) | `None` (no limit) |
     /// | [`with_max_rescue_dials`](Self::with_max_rescue_dials) | 2 |
@@ -86,7 +94,7 @@ impl Config {
     /// | [`with_learn_peer_addresses`](Self::with_learn_peer_addresses) | `true` |
     /// | [`with_auto_connect_learned_peers`](Self::with_auto_connect_learned_peers) | `false` |
     /// | [`with_max_discovered_peers`](Self::with_max_discovered_peers) | 1024 |
-    /// | [`with_watermarks`](Self::with_watermarks) | none (no trimming) |
+    /// | [`with_watermarks`](Self::with_watermarks) | low 160, high 192 (go-libp2p's connection manager's defaults; [`without_watermarks`](Self::without_watermarks) turns trimming off) |
     /// | [`with_trim_grace`](Self::with_trim_grace) | 30 s |
     /// | [`with_trim_silence`](Self::with_trim_silence) | 10 s |
     /// | [`with_peer_exchange`](Self::with_peer_exchange) | `None` (off) |
@@ -109,6 +117,7 @@ impl Config {
                 2.0,
                 Duration::from_secs(30 * 60),
             ),
+            closed_backoff: Backoff::new(Duration::from_secs(10), 2.0, Duration::from_secs(600)),
             bootstrap_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)),
             max_redial_attempts: None,
             max_rescue_dials: 2,
@@ -127,7 +136,10 @@ impl Config {
             learn_peer_addresses: true,
             auto_connect_learned_peers: false,
             max_discovered_peers: 1024,
-            watermarks: None,
+            watermarks: Some(Watermarks {
+                low: DEFAULT_LOW_WATERMARK,
+                high: DEFAULT_HIGH_WATERMARK,
+            }),
             trim_grace: Duration::from_secs(30),
             trim_silence: Duration::from_secs(10),
             peer_exchange: None,
@@ -222,6 +234,15 @@ impl Config {
     /// Backoff between redials after a protocol violation.
     pub fn with_violation_backoff(mut self, backoff: Backoff) -> Self {
         self.violation_backoff = backoff;
+        self
+    }
+
+    /// Backoff between redials of a wanted peer that closed our connection cleanly without a
+    /// goodbye ([`DisconnectReason::Closed`](crate::DisconnectReason::Closed)): a remote
+    /// without this crate hanging up, or its connection manager pruning us. Longer than the
+    /// timeout backoff so that a pruning remote is not redialed into its next prune.
+    pub fn with_closed_backoff(mut self, backoff: Backoff) -> Self {
+        self.closed_backoff = backoff;
         self
     }
 
@@ -336,18 +357,20 @@ impl Config {
         self
     }
 
-    /// Trims connections when more than `high` peers are connected, down to `low` (clamped to
-    /// at most `high`). Peers go in this order, first trimmed first: peers not asked for with
-    /// `dial`/discovery before those that were, then the lowest total tag value
-    /// ([`Behaviour::tag_peer`](crate::Behaviour::tag_peer)), then the worst health score
-    /// (unmeasured counts as 0.5), then inbound before outbound, then the newest. Never
-    /// trimmed: protected peers ([`Behaviour::protect`](crate::Behaviour::protect)),
-    /// allow-listed peers, and connections younger than the trim grace.
+    /// Trims connections when more than `high` peers are connected, down to `low` (default 160
+    /// and 192, as go-libp2p's connection manager). Who goes first, and who is never trimmed,
+    /// is in the README's "Trimming" table: young connections and peers the application dialed,
+    /// protected or allow-listed are never trimmed, a share chosen for diversity is kept, and
+    /// the rest goes from the biggest network group first. `low` above `high` is refused by
+    /// [`validate`](Self::validate).
     pub fn with_watermarks(mut self, low: usize, high: usize) -> Self {
-        self.watermarks = Some(Watermarks {
-            low: low.min(high),
-            high,
-        });
+        self.watermarks = Some(Watermarks { low, high });
+        self
+    }
+
+    /// No trimming at all: connections are bounded only by the limits.
+    pub fn without_watermarks(mut self) -> Self {
+        self.watermarks = None;
         self
     }
 
@@ -405,6 +428,15 @@ pub enum ConfigError {
         /// [`Config::MAX_DURATION`].
         max: Duration,
     },
+    /// The low watermark is above the high one: trimming down to `low` would leave more than
+    /// `high` connected.
+    #[error("low watermark {low} is above the high watermark {high}")]
+    WatermarksInverted {
+        /// The low watermark.
+        low: usize,
+        /// The high watermark.
+        high: usize,
+    },
 }
 
 impl Config {
@@ -418,6 +450,11 @@ impl Config {
     /// fails it; `new` takes it anyway and never panics (longer delays saturate), but a delay
     /// beyond a century is not what anyone meant.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(Watermarks { low, high }) = self.watermarks {
+            if low > high {
+                return Err(ConfigError::WatermarksInverted { low, high });
+            }
+        }
         let mut durations = vec![
             ("with_goodbye_timeout", Some(self.goodbye_timeout)),
             ("with_duplicate_grace", Some(self.duplicate_grace)),
@@ -434,6 +471,7 @@ impl Config {
         for (setting, backoff) in [
             ("with_timeout_backoff", &self.timeout_backoff),
             ("with_violation_backoff", &self.violation_backoff),
+            ("with_closed_backoff", &self.closed_backoff),
             ("with_bootstrap_backoff", &self.bootstrap_backoff),
         ] {
             durations.push((setting, Some(backoff.initial())));

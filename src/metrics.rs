@@ -394,6 +394,7 @@ fn reason_label(reason: DisconnectReason) -> &'static str {
         DisconnectReason::Banned => "banned",
         DisconnectReason::NetworkRestructure => "network_restructure",
         DisconnectReason::Duplicate => "duplicate",
+        DisconnectReason::Closed => "closed",
         DisconnectReason::Unknown(_) => "unknown",
     }
 }

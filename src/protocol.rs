@@ -213,15 +213,52 @@ where
     Ok(goodbye)
 }
 
+/// Waits, without a deadline, for the first byte of a goodbye on a stream the remote opened
+/// and holds: holding the goodbye stream open is how a remote asks for the connection to be
+/// kept while idle. Returns the stream with the first byte of the frame, or `None` when the
+/// remote ended the stream without a frame (it released its hold: not an error). Bounded by
+/// the connection: one such stream per connection.
+pub async fn await_goodbye<S>(mut stream: S) -> Result<(S, Option<u8>), GoodbyeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut byte = [0u8; 1];
+    match read_some(&mut stream, &mut byte).await? {
+        0 => Ok((stream, None)),
+        _ => Ok((stream, Some(byte[0]))),
+    }
+}
+
+/// Reads the rest of a goodbye frame whose first byte [`await_goodbye`] returned, then closes
+/// the stream, like [`recv_goodbye`].
+pub async fn recv_goodbye_after<S>(mut stream: S, first: u8) -> Result<Goodbye, GoodbyeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let goodbye = read_frame_from(&mut stream, Some(first)).await?;
+    stream.close().await?;
+    Ok(goodbye)
+}
+
 async fn read_frame<S>(stream: &mut S) -> Result<Goodbye, GoodbyeError>
+where
+    S: AsyncRead + Unpin,
+{
+    read_frame_from(stream, None).await
+}
+
+async fn read_frame_from<S>(stream: &mut S, first: Option<u8>) -> Result<Goodbye, GoodbyeError>
 where
     S: AsyncRead + Unpin,
 {
     let mut got = 0;
     let mut prefix = PrefixDecoder::default();
+    let mut first = first;
     let len = loop {
         let mut byte = [0u8; 1];
-        if read_some(stream, &mut byte).await? == 0 {
+        if let Some(given) = first.take() {
+            byte[0] = given;
+        } else if read_some(stream, &mut byte).await? == 0 {
             return Err(GoodbyeError::Truncated { got });
         }
         got += 1;
@@ -329,7 +366,7 @@ mod tests {
 
     use super::*;
 
-    const REASONS: [DisconnectReason; 9] = [
+    const REASONS: [DisconnectReason; 10] = [
         DisconnectReason::Normal,
         DisconnectReason::Timeout,
         DisconnectReason::ProtocolViolation,
@@ -337,7 +374,8 @@ mod tests {
         DisconnectReason::Banned,
         DisconnectReason::NetworkRestructure,
         DisconnectReason::Duplicate,
-        DisconnectReason::Unknown(7),
+        DisconnectReason::Closed,
+        DisconnectReason::Unknown(8),
         DisconnectReason::Unknown(u32::MAX),
     ];
 
@@ -420,6 +458,32 @@ mod tests {
             remote.close().await.unwrap();
             recv_goodbye(local).await
         })
+    }
+
+    #[test]
+    fn a_held_stream_released_without_a_frame_is_no_goodbye_and_no_error() {
+        let (mut remote, local) = pipe();
+        let released = block_on(async {
+            remote.close().await.unwrap();
+            await_goodbye(local).await
+        })
+        .unwrap();
+        assert!(released.1.is_none());
+    }
+
+    #[test]
+    fn a_goodbye_on_a_held_stream_reads_as_one_sent_at_once() {
+        let goodbye =
+            Goodbye::new(DisconnectReason::Banned).with_retry_after(Duration::from_secs(5));
+        let (mut remote, local) = pipe();
+        let received = block_on(async {
+            remote.write_all(&encode_goodbye(&goodbye)).await.unwrap();
+            remote.close().await.unwrap();
+            let (stream, first) = await_goodbye(local).await?;
+            recv_goodbye_after(stream, first.expect("a frame started")).await
+        })
+        .unwrap();
+        assert_eq!(received, goodbye);
     }
 
     #[test]

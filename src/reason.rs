@@ -5,7 +5,7 @@ use std::fmt;
 /// Why a connection was (or is about to be) closed.
 ///
 /// The reason travels to the remote in a goodbye frame (see [`crate::protocol`]) and decides
-/// what the side that initiated the connection does next (see DESIGN.md section 4):
+/// what the side that initiated the connection does next:
 ///
 /// | reason | the initiator then |
 /// |---|---|
@@ -16,6 +16,7 @@ use std::fmt;
 /// | [`Banned`](Self::Banned) | never |
 /// | [`NetworkRestructure`](Self::NetworkRestructure) | no redial when trimmed |
 /// | [`Duplicate`](Self::Duplicate) | nothing while another connection lives; a prompt redial if none does |
+/// | [`Closed`](Self::Closed) | the closed backoff (longer than the timeout one), never a prompt redial |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
     /// An orderly close asked for by the application (`disconnect`, `shutdown`).
@@ -35,6 +36,11 @@ pub enum DisconnectReason {
     /// The connection lost the one-connection-per-peer tie-break; another connection to the same
     /// peer is kept.
     Duplicate,
+    /// The remote closed the connection cleanly without a goodbye: a node that does not run
+    /// this crate hung up, shut down, or had its own connection manager prune us. Told apart
+    /// from a failure ([`Timeout`](Self::Timeout)) by the clean end of the muxer or of the
+    /// connection. Local only: this crate never sends it.
+    Closed,
     /// A reason code this version does not know. Treated like [`Timeout`](Self::Timeout).
     Unknown(u32),
 }
@@ -50,6 +56,7 @@ impl DisconnectReason {
             Self::Banned => 4,
             Self::NetworkRestructure => 5,
             Self::Duplicate => 6,
+            Self::Closed => 7,
             Self::Unknown(code) => code,
         }
     }
@@ -65,6 +72,7 @@ impl DisconnectReason {
             4 => Self::Banned,
             5 => Self::NetworkRestructure,
             6 => Self::Duplicate,
+            7 => Self::Closed,
             other => Self::Unknown(other),
         }
     }
@@ -80,6 +88,7 @@ impl fmt::Display for DisconnectReason {
             Self::Banned => f.write_str("banned"),
             Self::NetworkRestructure => f.write_str("network restructure"),
             Self::Duplicate => f.write_str("duplicate connection"),
+            Self::Closed => f.write_str("closed without a goodbye"),
             Self::Unknown(code) => write!(f, "unknown reason code {code}"),
         }
     }
@@ -91,7 +100,7 @@ mod tests {
 
     #[test]
     fn every_known_code_round_trips() {
-        for code in 0..=6 {
+        for code in 0..=7 {
             assert_eq!(DisconnectReason::from_code(code).code(), code);
             assert!(!matches!(
                 DisconnectReason::from_code(code),

@@ -11,7 +11,7 @@ use libp2p::{
     swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
-use libp2p_connection_manager::{Config, Event};
+use libp2p_connection_manager::{ClosedBy, Config, DisconnectReason, Event};
 use tokio::sync::{mpsc, watch};
 
 #[derive(NetworkBehaviour)]
@@ -25,6 +25,9 @@ struct PlainNode {
     peer: PeerId,
     addr: Multiaddr,
     dial: mpsc::UnboundedSender<DialOpts>,
+    /// Closes every connection to a peer in order (`Swarm::close_connection`, a graceful
+    /// close; `disconnect_peer_id` drops them without one).
+    hang_up: mpsc::UnboundedSender<PeerId>,
     established: watch::Receiver<u32>,
 }
 
@@ -57,15 +60,30 @@ async fn plain_node() -> PlainNode {
     };
     let peer = *swarm.local_peer_id();
     let (dial, mut dial_rx) = mpsc::unbounded_channel::<DialOpts>();
+    let (hang_up, mut hang_up_rx) = mpsc::unbounded_channel::<PeerId>();
     let (count_tx, established) = watch::channel(0);
     tokio::spawn(async move {
+        let mut connections = Vec::new();
         loop {
             tokio::select! {
                 opts = dial_rx.recv() => match opts {
                     Some(opts) => { let _ = swarm.dial(opts); }
                     None => return,
                 },
-                _ = swarm.select_next_some() => {}
+                Some(peer) = hang_up_rx.recv() => {
+                    for connection in connections.iter().filter(|(p, _)| *p == peer) {
+                        swarm.close_connection(connection.1);
+                    }
+                }
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
+                        connections.push((peer_id, connection_id));
+                    }
+                    SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                        connections.retain(|(_, c)| *c != connection_id);
+                    }
+                    _ => {}
+                },
             }
             let _ = count_tx.send(swarm.network_info().connection_counters().num_established());
         }
@@ -74,6 +92,7 @@ async fn plain_node() -> PlainNode {
         peer,
         addr,
         dial,
+        hang_up,
         established,
     }
 }
@@ -141,4 +160,48 @@ async fn a_plain_node_dialing_us_while_we_dial_it_ends_with_one_connection() {
         plain_has(&mut plain, 1).await;
         node.kill();
     }
+}
+
+/// The closed-backoff delay of the first redial, with its jitter (10 s, +-20%).
+fn closed_backoff_first(delay: Duration) -> bool {
+    (Duration::from_secs(8)..=Duration::from_secs(12)).contains(&delay)
+}
+
+fn closed_and_redial(s: &Snapshot, peer: PeerId) -> Option<(DisconnectReason, ClosedBy, Duration)> {
+    let closed = s.events.iter().find_map(|e| match e {
+        Event::Disconnected {
+            peer: p,
+            reason,
+            closed_by,
+            ..
+        } if *p == peer => Some((*reason, *closed_by)),
+        _ => None,
+    })?;
+    let delay = s.events.iter().find_map(|e| match e {
+        Event::RedialScheduled { peer: p, delay, .. } if *p == peer => Some(*delay),
+        _ => None,
+    })?;
+    Some((closed.0, closed.1, delay))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_node_that_hangs_up_in_order_is_not_a_timeout_and_is_not_redialed_at_once() {
+    init_tracing();
+    let mut node = Node::spawn(NodeConfig::default()).await;
+    let mut plain = plain_node().await;
+    node.send(Command::ManagerDial(plain.peer, plain.addr.clone()));
+    plain_has(&mut plain, 1).await;
+    plain.hang_up.send(node.peer).expect("alive");
+    let s = wait_until(&mut [&mut node], Duration::from_secs(20), |s| {
+        closed_and_redial(&s[0], plain.peer).is_some()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("no close and redial: {s:#?}"));
+    let (reason, closed_by, delay) = closed_and_redial(&s[0], plain.peer).unwrap();
+    println!(
+        "a plain node hung up: the manager saw {reason} by {closed_by:?}, redial in {delay:?}"
+    );
+    assert_eq!(reason, DisconnectReason::Closed);
+    assert_eq!(closed_by, ClosedBy::Remote);
+    assert!(closed_backoff_first(delay), "{delay:?}");
 }

@@ -289,7 +289,7 @@ impl World {
                     peers,
                     no_longer_wanted,
                 }) => self.trims.push((peers, no_longer_wanted)),
-                Action::Event(_) | Action::SendPeers { .. } => {}
+                Action::Event(_) | Action::SendPeers { .. } | Action::KeepAlive { .. } => {}
             }
         }
         panic!("the manager never stops producing actions");

@@ -849,6 +849,12 @@ impl World {
                         self.close(connection, CloseCause::Local);
                     }
                 }
+                Action::KeepAlive { connection, .. } => {
+                    assert!(
+                        self.established.iter().any(|c| c.id == connection),
+                        "keep-alive for a connection the swarm does not have"
+                    );
+                }
                 Action::SendPeers {
                     connection, peers, ..
                 } => {

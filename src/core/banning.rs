@@ -145,11 +145,14 @@ impl Manager {
     /// Lets `peer` bypass the limits (never the bans).
     pub fn allow_peer(&mut self, peer: PeerId) {
         self.allowed.insert(peer);
+        self.sync_keep_alive(peer);
     }
 
     /// Takes `peer` off the allow list. Returns whether it was on it.
     pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
-        self.allowed.remove(peer)
+        let was = self.allowed.remove(peer);
+        self.sync_keep_alive(*peer);
+        was
     }
 
     /// Replaces the limits. Lowering one below the current count closes nothing; new

@@ -53,6 +53,7 @@ impl Manager {
         }
         let busy = record.is_connected() || record.pending_outbound > 0;
         self.note_peer(peer);
+        self.sync_keep_alive(peer);
         if busy {
             return Ok(());
         }

@@ -70,6 +70,7 @@ impl Manager {
             }
         }
         self.note_forgotten(peer);
+        self.sync_keep_alive(peer);
         tracing::debug!(%peer, "peer forgotten");
         self.push_event(Event::PeerForgotten { peer });
         self.forget_if_idle(peer);

@@ -342,6 +342,7 @@ impl Manager {
             Endpoint::Listener => self.counters.established_inbound += 1,
         }
         let max = self.config.max_addresses_per_peer;
+        let kept_alive = self.keeps_alive(&peer);
         let record = self.peers.entry(peer).or_default();
         let first = record.connections.is_empty();
         let learned = initiator == Initiator::Local && record.add_address(remote_addr.clone(), max);
@@ -361,8 +362,15 @@ impl Manager {
             health: Default::default(),
             counted,
             violated: false,
+            kept_alive,
         });
         record.waiting = None;
+        // The handler was made with the answer of the moment; say it again in case it changed.
+        self.actions.push_back(Action::KeepAlive {
+            peer,
+            connection,
+            keep: kept_alive,
+        });
         if learned {
             self.note_peer(peer);
         }
@@ -446,6 +454,7 @@ impl Manager {
                 CloseCause::Local | CloseCause::Idle => {
                     (DisconnectReason::Normal, ClosedBy::Local, None)
                 }
+                CloseCause::RemoteClosed => (DisconnectReason::Closed, ClosedBy::Remote, None),
                 CloseCause::Transport => (DisconnectReason::Timeout, ClosedBy::Remote, None),
             },
         };

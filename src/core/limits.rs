@@ -19,7 +19,7 @@ use super::Denial;
 /// |---|---|---|
 /// | [`with_max_pending_inbound`](Self::with_max_pending_inbound) | 256 | an inbound connection starts its handshake |
 /// | [`with_max_pending_outbound`](Self::with_max_pending_outbound) | 256 | a dial starts |
-/// | [`with_max_established_inbound`](Self::with_max_established_inbound) | none | a handshake completes |
+/// | [`with_max_established_inbound`](Self::with_max_established_inbound) | 256 | a handshake completes |
 /// | [`with_max_established_outbound`](Self::with_max_established_outbound) | none | a handshake completes |
 /// | [`with_max_established_total`](Self::with_max_established_total) | none | a handshake completes |
 /// | [`with_max_inbound_per_ip`](Self::with_max_inbound_per_ip) (IPv4 /32, IPv6 /64) | 16 | an inbound connection starts |
@@ -88,7 +88,7 @@ impl Limits {
         Self {
             max_pending_inbound: Some(256),
             max_pending_outbound: Some(256),
-            max_established_inbound: None,
+            max_established_inbound: Some(256),
             max_established_outbound: None,
             max_established_total: None,
             max_inbound_per_ip: Some(16),

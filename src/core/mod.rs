@@ -20,6 +20,7 @@ mod eviction;
 mod exchange;
 mod health;
 mod inputs;
+mod keep_alive;
 mod limits;
 mod liveness;
 mod peers;
@@ -129,6 +130,17 @@ pub enum Action {
         /// The peers to tell it about.
         peers: crate::protocol::exchange::PeerList,
     },
+    /// Tell the handler of a connection whether to keep it open while idle (see
+    /// [`Manager::keeps_alive`]). Every established connection gets one when it is
+    /// established, and another whenever the answer changes.
+    KeepAlive {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// Keep it alive while idle.
+        keep: bool,
+    },
     /// Close a connection now.
     Close {
         /// The remote peer.
@@ -179,7 +191,10 @@ pub enum CloseCause {
     Local,
     /// Closed because it was idle (the swarm's idle timeout).
     Idle,
-    /// The remote closed it or the transport failed.
+    /// The remote closed it cleanly: the muxer or the connection ended in order (a remote
+    /// without this crate hanging up, shutting down, or pruning us).
+    RemoteClosed,
+    /// The transport failed (reset, I/O error).
     Transport,
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct ConnectionRecord {
     pub(crate) counted: super::limits::Counted,
     /// A protocol violation was counted on it already (one per connection).
     pub(crate) violated: bool,
+    /// What its handler was last told about keeping it open while idle.
+    pub(crate) kept_alive: bool,
 }
 
 /// A connection the manager is closing.

@@ -33,6 +33,8 @@ pub enum RedialPlan {
     TimeoutBackoff,
     /// On the (longer) protocol-violation backoff schedule.
     ViolationBackoff,
+    /// On the closed backoff schedule: the remote hung up in order, perhaps pruning us.
+    ClosedBackoff,
 }
 
 /// Prompt redials after lost tie-breaks before the backoff takes over.
@@ -76,11 +78,13 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
         (Normal, ClosedBy::Local) => RedialPlan::Never,
         // The survivor of a tie-break died unexplained while the two sides settled: the remote
         // may never have seen it, and may have closed its own as the loser.
-        (Timeout, ClosedBy::Remote) if peer.settling_duplicates => RedialPlan::Prompt,
+        (Timeout | Closed, ClosedBy::Remote) if peer.settling_duplicates => RedialPlan::Prompt,
         // A peer nobody asked for is rescued like after a failed dial: promptly, within the
         // rescue budget. A wanted peer stays on the timeout backoff below, so a remote that
         // accepts and drops it at once is not dialed in a tight loop.
-        (Timeout, ClosedBy::Remote) if peer.died_young && !peer.wanted => RedialPlan::Prompt,
+        (Timeout | Closed, ClosedBy::Remote) if peer.died_young && !peer.wanted => {
+            RedialPlan::Prompt
+        }
         _ if !peer.wanted => RedialPlan::Never,
         (Normal, ClosedBy::Remote) if peer.attempt == 0 => RedialPlan::Prompt,
         (Normal, ClosedBy::Remote) => RedialPlan::TimeoutBackoff,
@@ -88,6 +92,10 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
         (NetworkRestructure, ClosedBy::Local) => RedialPlan::Never,
         (NetworkRestructure, ClosedBy::Remote) => RedialPlan::ViolationBackoff,
         (ProtocolViolation, _) => RedialPlan::ViolationBackoff,
+        // The remote hung up in order without saying why: perhaps its connection manager
+        // pruned us. Redialing at once (or on the short timeout backoff) would dial into the
+        // next prune.
+        (Closed, _) => RedialPlan::ClosedBackoff,
         (Timeout | ResourceConstraint | Unknown(_), _) => RedialPlan::TimeoutBackoff,
     }
 }

@@ -55,6 +55,10 @@ impl Manager {
                 .config
                 .violation_backoff
                 .delay(backoff_index, &mut self.rng),
+            RedialPlan::ClosedBackoff => self
+                .config
+                .closed_backoff
+                .delay(backoff_index, &mut self.rng),
         };
         let delay = redial::honour_retry_after(delay, retry_after).saturating_add(extra);
         let at = later(now, delay);

@@ -66,6 +66,7 @@ impl Manager {
             .or_default()
             .insert(tag.into());
         self.note_peer(peer);
+        self.sync_keep_alive(peer);
     }
 
     /// Removes one protection tag. Returns whether the peer is still protected by another.
@@ -78,6 +79,7 @@ impl Manager {
         self.note_peer(*peer);
         if !still {
             self.tags.protected.remove(peer);
+            self.sync_keep_alive(*peer);
             return false;
         }
         true
@@ -210,8 +212,11 @@ impl Manager {
             });
         }
         let settled = connected - young;
-        let excess = settled.saturating_sub(marks.low);
-        let room = marks.low.saturating_sub(kept_anyway);
+        // A low above the high watermark is refused by `Config::validate`; `new` takes it, and
+        // then trims to the high one.
+        let low = marks.low.min(marks.high);
+        let excess = settled.saturating_sub(low);
+        let room = low.saturating_sub(kept_anyway);
         let trimmed = eviction::choose(candidates, excess, room);
         if let Some(at) = first_settles {
             if connected - trimmed.len() > marks.high && self.trim_due.is_none() {
@@ -229,13 +234,7 @@ impl Manager {
                 no_longer_wanted.push(*peer);
             }
         }
-        tracing::debug!(
-            connected,
-            young,
-            trimmed = trimmed.len(),
-            low = marks.low,
-            "trimmed"
-        );
+        tracing::debug!(connected, young, trimmed = trimmed.len(), low, "trimmed");
         self.push_event(Event::Trimmed {
             peers: trimmed.clone(),
             no_longer_wanted,

@@ -35,9 +35,13 @@ pub enum Command {
     BanPeer(PeerId, Option<Duration>),
     BanNetwork(ipnet::IpNet, Option<Duration>),
     AllowPeer(PeerId),
+    /// `protect` (true) or `unprotect` (false) the peer under the tag "test".
+    Protect(PeerId, bool),
     Unban(manager::BanTarget),
     /// Stop polling the swarm while keeping it (and its sockets) alive: a silent peer.
     Freeze,
+    /// Run a closure on the swarm (to look at the manager, or to call what no command covers).
+    With(Box<dyn FnOnce(&mut Swarm<TestBehaviour>) + Send>),
 }
 
 /// The state of a node after its latest event.
@@ -295,10 +299,15 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
             swarm.behaviour_mut().manager.ban_network(network, duration)
         }
         Command::AllowPeer(peer) => swarm.behaviour_mut().manager.allow_peer(peer),
+        Command::Protect(peer, true) => swarm.behaviour_mut().manager.protect(peer, "test"),
+        Command::Protect(peer, false) => {
+            swarm.behaviour_mut().manager.unprotect(&peer, "test");
+        }
         Command::Unban(target) => {
             swarm.behaviour_mut().manager.unban(target);
         }
         Command::Freeze => unreachable!("handled by the node task"),
+        Command::With(f) => f(swarm),
     }
 }
 
