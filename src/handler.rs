@@ -116,11 +116,17 @@ pub struct Handler {
     stream_requested: bool,
     /// A held stream being closed without a frame.
     releasing: Option<ReleaseFuture>,
+    /// Until it fires, the connection is kept alive whatever the manager says: the remote may
+    /// want it and needs a round trip to hold the goodbye stream (with an idle timeout of zero
+    /// the swarm would otherwise close it before the hold arrives).
+    opening: Option<Delay>,
 }
 
 impl Handler {
     /// A handler that keeps its connection alive while idle when `keep_alive` is set (until the
-    /// behaviour says otherwise) and gives a goodbye at most `goodbye_timeout`.
+    /// behaviour says otherwise) and gives a goodbye at most `goodbye_timeout`. For the first
+    /// `goodbye_timeout` it keeps the connection alive regardless, so that a remote that wants
+    /// it has the time to hold the goodbye stream.
     pub fn new(keep_alive: bool, goodbye_timeout: Duration) -> Self {
         Self {
             keep_alive,
@@ -136,6 +142,7 @@ impl Handler {
             reports: VecDeque::new(),
             stream_requested: false,
             releasing: None,
+            opening: Some(Delay::new(goodbye_timeout)),
         }
     }
 
@@ -273,7 +280,7 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.keep_alive
+        self.keep_alive || self.opening.is_some() || !matches!(self.incoming, Incoming::Idle)
     }
 
     fn on_behaviour_event(&mut self, event: FromBehaviour) {
@@ -292,6 +299,13 @@ impl ConnectionHandler for Handler {
         }
         if let Some(report) = self.poll_incoming(cx) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
+        }
+        if self
+            .opening
+            .as_mut()
+            .is_some_and(|o| o.poll_unpin(cx).is_ready())
+        {
+            self.opening = None;
         }
         if let Some(releasing) = self.releasing.as_mut() {
             if releasing.poll_unpin(cx).is_ready() {

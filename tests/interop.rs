@@ -29,6 +29,16 @@ struct PlainNode {
     /// close; `disconnect_peer_id` drops them without one).
     hang_up: mpsc::UnboundedSender<PeerId>,
     established: watch::Receiver<u32>,
+    /// Every connection it has had, in order, with whether a ping on it succeeded and whether
+    /// it is closed.
+    history: watch::Receiver<Vec<PlainConnection>>,
+}
+
+#[derive(Debug, Clone)]
+struct PlainConnection {
+    id: libp2p::swarm::ConnectionId,
+    pinged: bool,
+    closed: bool,
 }
 
 async fn plain_node() -> PlainNode {
@@ -62,6 +72,7 @@ async fn plain_node() -> PlainNode {
     let (dial, mut dial_rx) = mpsc::unbounded_channel::<DialOpts>();
     let (hang_up, mut hang_up_rx) = mpsc::unbounded_channel::<PeerId>();
     let (count_tx, established) = watch::channel(0);
+    let (history_tx, history) = watch::channel(Vec::<PlainConnection>::new());
     tokio::spawn(async move {
         let mut connections = Vec::new();
         loop {
@@ -78,10 +89,29 @@ async fn plain_node() -> PlainNode {
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
                         connections.push((peer_id, connection_id));
+                        history_tx.send_modify(|h| h.push(PlainConnection {
+                            id: connection_id,
+                            pinged: false,
+                            closed: false,
+                        }));
                     }
                     SwarmEvent::ConnectionClosed { connection_id, .. } => {
                         connections.retain(|(_, c)| *c != connection_id);
+                        history_tx.send_modify(|h| {
+                            if let Some(c) = h.iter_mut().find(|c| c.id == connection_id) {
+                                c.closed = true;
+                            }
+                        });
                     }
+                    SwarmEvent::Behaviour(PlainEvent::Ping(ping::Event {
+                        connection,
+                        result: Ok(_),
+                        ..
+                    })) => history_tx.send_modify(|h| {
+                        if let Some(c) = h.iter_mut().find(|c| c.id == connection) {
+                            c.pinged = true;
+                        }
+                    }),
                     _ => {}
                 },
             }
@@ -94,6 +124,7 @@ async fn plain_node() -> PlainNode {
         dial,
         hang_up,
         established,
+        history,
     }
 }
 
@@ -204,4 +235,37 @@ async fn a_plain_node_that_hangs_up_in_order_is_not_a_timeout_and_is_not_rediale
     assert_eq!(reason, DisconnectReason::Closed);
     assert_eq!(closed_by, ClosedBy::Remote);
     assert!(closed_backoff_first(delay), "{delay:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_nodes_second_connection_is_usable_before_the_duplicate_is_closed() {
+    init_tracing();
+    for _ in 0..5 {
+        let node = Node::spawn(NodeConfig::default()).await;
+        let mut plain = plain_node().await;
+        node.send(Command::ManagerDial(plain.peer, plain.addr.clone()));
+        plain_has(&mut plain, 1).await;
+        // The plain node opens a second one (as js-libp2p does to ping an address without a
+        // peer id) and pings on it at once. Whichever of the two loses the tie-break (it
+        // depends on the peer ids), the new one must be usable before a duplicate is closed.
+        plain.dial.send(dial_to(&node)).expect("alive");
+        let history = tokio::time::timeout(
+            Duration::from_secs(20),
+            plain
+                .history
+                .wait_for(|h| h.len() >= 2 && (h[1].pinged || h[1].closed)),
+        )
+        .await
+        .expect("deadline")
+        .expect("plain node alive")
+        .clone();
+        println!("the plain node's connections: {history:?}");
+        assert!(
+            history[1].pinged,
+            "the second connection was closed before its first ping: {history:?}"
+        );
+        // And still one connection at the end.
+        plain_has(&mut plain, 1).await;
+        node.kill();
+    }
 }

@@ -32,6 +32,12 @@ impl Manager {
         }
         for loser in candidates.iter().filter(|c| c.id != winner.id) {
             match duplicates::close_timing(&winner, loser) {
+                // A connection that just came up may already carry what its opener started on
+                // it (a remote without this crate opens streams at once, and a duplicate it
+                // dialed is not closed by it): it drains before it is closed.
+                duplicates::CloseTiming::Now if newcomer == Some(loser.id) => {
+                    self.drain_duplicate(now, peer, loser.id);
+                }
                 duplicates::CloseTiming::Now => {
                     tracing::debug!(%peer, kept = %winner.id, closed = %loser.id, "closing duplicate");
                     self.push_event(Event::DuplicateClosed {
@@ -103,6 +109,34 @@ impl Manager {
             retry_after,
             timeout,
         });
+    }
+
+    /// Lets a losing newcomer drain: it is no longer kept alive (so the swarm may close it as
+    /// soon as its streams are done) and is closed with goodbye `Duplicate` after
+    /// [`DUPLICATE_DRAIN`] (or the duplicate grace, if shorter) unless it is gone by then.
+    fn drain_duplicate(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
+        let drain = self.config.duplicate_grace.min(DUPLICATE_DRAIN);
+        let Some(record) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|r| r.connection_mut(connection))
+        else {
+            return;
+        };
+        tracing::debug!(%peer, %connection, ?drain, "draining duplicate");
+        if record.grace_deadline.is_none() {
+            let at = later(now, drain);
+            record.grace_deadline = Some(at);
+            self.timers.schedule(at, Timer::DuplicateGrace(connection));
+        }
+        if record.kept_alive {
+            record.kept_alive = false;
+            self.actions.push_back(Action::KeepAlive {
+                peer,
+                connection,
+                keep: false,
+            });
+        }
     }
 
     pub(super) fn on_grace_over(&mut self, now: Instant, connection: ConnectionId) {

@@ -29,8 +29,9 @@ pub enum Event {
         /// Which side dialed it at the transport level.
         direction: Endpoint,
     },
-    /// A duplicate connection to a peer is being closed (goodbye `Duplicate`), or was refused
-    /// before it was established.
+    /// A duplicate connection to a peer is being closed (goodbye `Duplicate`). One that lost
+    /// the tie-break as soon as it came up drained first (about a second), so that what its
+    /// opener started on it could finish.
     DuplicateClosed {
         /// The remote peer.
         peer: PeerId,

@@ -184,35 +184,9 @@ impl Manager {
             }
             return Err(self.deny(Some(peer), connection, denial));
         }
-        let Some(record) = self.peers.get(&peer) else {
-            return Ok(());
-        };
-        let newcomer = duplicates::Candidate {
-            id: connection,
-            initiator: new.initiator,
-            relayed: new.relayed,
-            established_at: now,
-        };
-        let mut candidates: Vec<_> = record.open().map(|c| c.candidate()).collect();
-        candidates.push(newcomer);
-        let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
-            return Ok(());
-        };
-        if winner.id != connection
-            && duplicates::close_timing(&winner, &newcomer) == duplicates::CloseTiming::Now
-        {
-            tracing::debug!(%peer, %connection, kept = %winner.id, "refusing duplicate connection");
-            self.push_event(Event::DuplicateClosed {
-                peer,
-                kept: winner.id,
-                closed: connection,
-            });
-            self.mark_duplicate(now, peer);
-            return Err(Denial::Duplicate {
-                peer,
-                kept: winner.id,
-            });
-        }
+        // A duplicate that loses the tie-break is not refused here: it is established and
+        // drains before it is closed (see `settle_duplicates`), so that what the remote started
+        // on it does not fail.
         Ok(())
     }
 

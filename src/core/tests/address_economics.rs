@@ -177,6 +177,8 @@ fn simultaneous_dials_at_a_full_limit_still_end_with_one_connection() {
                 for (c, i) in order {
                     let _ = node.establish(c, remote, i);
                 }
+                // A loser that just came up drains for a second before it is closed.
+                node.advance(Duration::from_secs(1));
                 // The swarm carries out the closes the manager asked for.
                 let losers = node.closes();
                 for (c, _) in losers {

@@ -145,7 +145,10 @@ fn simultaneous_dials_keep_the_same_connection_on_both_sides_in_every_order() {
             for (c, i) in large_order {
                 large_outcome.push((c, large.establish(c, s, i).is_ok()));
             }
-            // Whatever the order, Y is the loser on both sides: refused, or closed as Duplicate.
+            // Whatever the order, Y is the loser on both sides: closed as Duplicate, after a
+            // second of draining if it came up second.
+            small.advance(Duration::from_secs(1));
+            large.advance(Duration::from_secs(1));
             let small_closes = small.closes();
             let large_closes = large.closes();
             let y_gone_on_small = small_outcome.contains(&(cid(2), false))
@@ -161,29 +164,36 @@ fn simultaneous_dials_keep_the_same_connection_on_both_sides_in_every_order() {
 }
 
 #[test]
-fn winner_already_established_refuses_the_loser_with_a_typed_denial() {
+fn a_loser_that_just_came_up_drains_before_it_is_closed() {
     let (mut small, large) = pair(Config::default());
     small.establish(cid(1), large.id, Initiator::Local).unwrap();
-    let denial = small
+    // Not refused at the handshake: what the remote started on it may finish.
+    small
         .establish(cid(2), large.id, Initiator::Remote)
-        .unwrap_err();
-    assert_eq!(
-        denial,
-        Denial::Duplicate {
+        .unwrap();
+    let actions = small.actions();
+    assert!(
+        actions.contains(&Action::KeepAlive {
             peer: large.id,
-            kept: cid(1)
-        }
+            connection: cid(2),
+            keep: false
+        }),
+        "the draining loser is not held open: {actions:?}"
     );
-    assert!(small.events().contains(&Event::DuplicateClosed {
-        peer: large.id,
-        kept: cid(1),
-        closed: cid(2)
-    }));
-    assert_eq!(small.manager.established_connections(), 1);
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::SendGoodbye { .. } | Action::Close { .. })));
+    assert_eq!(small.manager.established_connections(), 2);
+    // Then closed with goodbye Duplicate, the older one kept.
+    small.advance(Duration::from_millis(999));
+    assert!(small.closes().is_empty());
+    small.advance(Duration::from_millis(1));
+    assert_eq!(small.closes(), vec![(cid(2), DisconnectReason::Duplicate)]);
+    assert!(small.manager.peer_info(&large.id).unwrap().connections[0].id == cid(1));
 }
 
 #[test]
-fn same_direction_dialer_closes_newer_at_once_listener_after_grace() {
+fn same_direction_dialer_closes_newer_after_draining_listener_after_grace() {
     let grace = Duration::from_secs(5);
     let (mut dialer, mut listener) = pair(Config::default().with_duplicate_grace(grace));
     let (d, l) = (dialer.id, listener.id);
@@ -194,9 +204,12 @@ fn same_direction_dialer_closes_newer_at_once_listener_after_grace() {
     assert!(listener.closes().is_empty(), "listener waits for the grace");
 
     dialer.establish(cid(1), l, Initiator::Local).unwrap();
-    assert!(
-        dialer.establish(cid(2), l, Initiator::Local).is_err(),
-        "the dialer refuses its newer connection once the older is established"
+    dialer.establish(cid(2), l, Initiator::Local).unwrap();
+    dialer.advance(Duration::from_secs(1));
+    assert_eq!(
+        dialer.closes(),
+        vec![(cid(2), DisconnectReason::Duplicate)],
+        "the dialer closes its newer connection once it drained"
     );
 
     // A remote without this crate never closes it: after the grace, the listener does.
@@ -1036,11 +1049,13 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
     let told: Vec<PeerId> = sent.expect("a list").into_iter().map(|(p, _)| p).collect();
     assert_eq!(told, vec![c], "c, not b itself, not the banned peer");
 
-    // What b hears: a stranger is dialed, and forgotten again if it cannot be reached.
+    // What b hears (on its connection from a): a stranger is dialed, and forgotten again if
+    // it cannot be reached.
     let (mut b_node, stranger) = (Node::new(b.id, Config::default(), a.now), PeerId::random());
     let config =
         Config::default().with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)));
     b_node.manager = Manager::new(b.id, config, b_node.now, 3);
+    b_node.establish(cid(3), a.id, Initiator::Local).unwrap();
     b_node
         .manager
         .on_peers_received(b_node.now, a.id, vec![(stranger, vec![addr(9)])]);
@@ -1069,10 +1084,15 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
 fn limits_and_caps_hold_against_advertised_peers() {
     use crate::PeerExchange;
     let config = Config::default()
-        .with_max_discovered_peers(2)
-        .with_limits(Limits::unlimited().with_max_pending_outbound(Some(1)))
-        .with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)));
+        .with_limits(Limits::unlimited().with_max_pending_outbound(Some(5)))
+        .with_peer_exchange(Some(
+            PeerExchange::new()
+                .with_auto_connect(true)
+                .with_max_peers(2),
+        ));
     let (mut a, b) = pair(config);
+    a.establish(cid(9), b.id, Initiator::Remote).unwrap();
+    let _ = a.actions();
     let advertised: Vec<(PeerId, Vec<Multiaddr>)> = (0..5)
         .map(|n| (PeerId::random(), vec![addr(10 + n)]))
         .collect();
@@ -1085,19 +1105,23 @@ fn limits_and_caps_hold_against_advertised_peers() {
             _ => None,
         })
         .collect();
-    assert_eq!(dialed.len(), 2, "the discovered-peer cap holds");
-    // The pending-outbound limit holds when the swarm hands the dials over.
-    assert!(a
-        .manager
-        .on_pending_outbound(a.now, cid(1), Some(dialed[0]), &[])
-        .is_ok());
-    assert!(a
-        .manager
-        .on_pending_outbound(a.now, cid(2), Some(dialed[1]), &[])
-        .is_err());
+    assert_eq!(dialed.len(), 2, "the hearsay cap holds");
+    // The swarm hands them over; the other slots are the application's.
+    for (n, peer) in dialed.iter().enumerate() {
+        assert!(a
+            .manager
+            .on_pending_outbound(a.now, cid(1 + n), Some(*peer), &[])
+            .is_ok());
+    }
     assert_eq!(
         a.manager.tracked_peers(),
-        2,
-        "nothing kept for the peers past the cap"
+        3,
+        "nothing kept for the peers past the cap (b and the two dialed)"
     );
+    let asked = PeerId::random();
+    a.manager.dial(a.now, asked, vec![addr(20)]).unwrap();
+    assert!(a
+        .manager
+        .on_pending_outbound(a.now, cid(3), Some(asked), &[])
+        .is_ok());
 }
