@@ -390,9 +390,11 @@ impl Config {
 
     /// Turns on peer exchange: when a connection is kept, and (rate limited) when the set of
     /// connected peers changes, each side tells the other the peers it is connected to, with
-    /// addresses the other can plausibly reach (never banned peers). Received peers are treated
-    /// as discovery (see [`PeerExchange`]). Malformed or oversized lists are protocol
-    /// violations.
+    /// addresses the other can plausibly reach (never banned peers). Received peers are
+    /// hearsay, not discovery: vetted, budgeted, and never above what the node saw itself or
+    /// what the application asked for (see [`PeerExchange`]). A list whose protobuf is broken
+    /// is a protocol violation; what does not parse or fit is dropped without holding it
+    /// against the sender.
     pub fn with_peer_exchange(mut self, exchange: Option<PeerExchange>) -> Self {
         self.peer_exchange = exchange;
         self
@@ -437,6 +439,12 @@ pub enum ConfigError {
         /// The high watermark.
         high: usize,
     },
+    /// A setting is zero where that cannot work (see [`PeerExchange`]).
+    #[error("{setting} must not be zero")]
+    Zero {
+        /// The setting, by the name of its `with_*` method.
+        setting: &'static str,
+    },
 }
 
 impl Config {
@@ -480,6 +488,10 @@ impl Config {
         if let Some(ban) = self.violation_ban {
             durations.push(("with_violation_ban", Some(ban.window)));
             durations.push(("with_violation_ban", Some(ban.duration)));
+        }
+        if let Some(exchange) = self.peer_exchange {
+            exchange.validate()?;
+            durations.push(("PeerExchange::with_interval", Some(exchange.interval)));
         }
         for (setting, value) in durations {
             if let Some(value) = value.filter(|v| *v > Self::MAX_DURATION) {

@@ -16,7 +16,7 @@ use std::{
 
 use libp2p_connection_manager::{
     core::{Action, Change, CloseCause, DurablePeer, Manager, NewConnection},
-    Ban, BanTarget, Config, DialFailure, DisconnectReason, Event, Initiator, Limits,
+    Ban, BanTarget, Config, DialFailure, DisconnectReason, Event, Initiator, Limits, PeerExchange,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -25,6 +25,9 @@ use proptest::prelude::*;
 use web_time::Instant;
 
 const PEERS: usize = 5;
+
+/// The cap on peers wanted only because of hearsay, in the model.
+const MAX_HEARSAY: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -71,6 +74,12 @@ enum Op {
         peer: usize,
         add: bool,
     },
+    /// The peer of an established connection sends a peer-exchange list: peers with
+    /// addresses of its own choosing (`10.0.1.x`), or their own.
+    PeersReceived {
+        pick: usize,
+        peers: Vec<(usize, Vec<u8>)>,
+    },
     SetLimits {
         established: Option<u32>,
         pending: Option<u32>,
@@ -102,6 +111,14 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(established, pending)| Op::SetLimits { established, pending }),
         3 => (0u64..20_000).prop_map(|millis| Op::Advance { millis }),
         1 => Just(Op::Restart),
+        2 => (
+            any::<usize>(),
+            proptest::collection::vec(
+                (0..PEERS, proptest::collection::vec(0u8..12, 0..5)),
+                0..4,
+            ),
+        )
+            .prop_map(|(pick, peers)| Op::PeersReceived { pick, peers }),
     ]
 }
 
@@ -185,6 +202,9 @@ struct World {
     dialed: HashSet<usize>,
     /// `Trimmed` events since the last check: (trimmed, no longer wanted).
     trims: Vec<(Vec<PeerId>, Vec<PeerId>)>,
+    /// Peers whose own address (`ip_addr(peer + 10)`) the manager holds as proven: a dial used
+    /// it or discovery gave it (dropped when the manager no longer holds it).
+    proven: HashSet<usize>,
 }
 
 fn ip_addr(ip: u8) -> Multiaddr {
@@ -203,7 +223,16 @@ impl World {
             .with_inactivity_timeout(Some(Duration::from_secs(30)))
             .with_degraded_grace(Some(Duration::from_secs(20)))
             .with_watermarks(3, 4)
-            .with_trim_grace(Duration::from_secs(5));
+            .with_trim_grace(Duration::from_secs(5))
+            // Few, so that one list could push a peer's own address out.
+            .with_max_addresses_per_peer(3)
+            .with_peer_exchange(Some(
+                PeerExchange::new()
+                    .with_auto_connect(true)
+                    .with_interval(Duration::from_secs(2))
+                    .with_max_peers(MAX_HEARSAY)
+                    .with_max_dials(2),
+            ));
         let local = PeerId::random();
         let mut manager = Manager::new(local, config.clone(), now, 1);
         manager.track_changes(true);
@@ -222,6 +251,7 @@ impl World {
             limits,
             dialed: HashSet::new(),
             trims: Vec::new(),
+            proven: HashSet::new(),
         }
     }
 
@@ -246,13 +276,16 @@ impl World {
             Some(self.peers[peer]),
             std::slice::from_ref(&addr),
         ) {
-            Ok(_) => self.pending.push(Conn {
-                id,
-                peer: Some(peer),
-                outbound: true,
-                addr,
-                refused: false,
-            }),
+            Ok(_) => {
+                self.proven.insert(peer);
+                self.pending.push(Conn {
+                    id,
+                    peer: Some(peer),
+                    outbound: true,
+                    addr,
+                    refused: false,
+                })
+            }
             Err(denial) => self.manager.on_dial_failure(
                 self.now,
                 id,
@@ -303,6 +336,12 @@ impl World {
             .copied()
             .collect();
         self.apply_op(op)?;
+        let (manager, peers) = (&self.manager, &self.peers);
+        self.proven.retain(|p| {
+            manager
+                .peer_info(&peers[*p])
+                .is_some_and(|i| i.addresses.contains(&ip_addr(*p as u8 + 10)))
+        });
         self.check_trims(&wanted_before)?;
         self.sync_store()
     }
@@ -485,13 +524,55 @@ impl World {
             Op::Disconnect { peer } => {
                 self.manager.disconnect(self.now, self.peers[peer]);
             }
+            Op::PeersReceived { pick, ref peers } => {
+                let live: Vec<&Conn> = self.established.iter().filter(|c| !c.refused).collect();
+                if live.is_empty() {
+                    return Ok(());
+                }
+                let from = self.peers[live[pick % live.len()].peer.expect("established")];
+                // A peer's own address is the one the model dials it on; the others are the
+                // sender's inventions.
+                let list = peers
+                    .iter()
+                    .map(|(peer, addrs)| {
+                        let addrs = addrs
+                            .iter()
+                            .map(|&a| match a {
+                                0 => ip_addr(*peer as u8 + 10),
+                                a => format!("/ip4/10.0.1.{a}/tcp/4001").parse().expect("address"),
+                            })
+                            .collect();
+                        (self.peers[*peer], addrs)
+                    })
+                    .collect();
+                // No hearsay address displaces a proven one (dialed by the swarm, connected
+                // on, or given by discovery).
+                let proven: Vec<(usize, Multiaddr)> = self
+                    .proven
+                    .iter()
+                    .map(|p| (*p, ip_addr(*p as u8 + 10)))
+                    .collect();
+                self.manager.on_peers_received(self.now, from, list);
+                for (p, address) in proven {
+                    prop_assert!(
+                        self.manager
+                            .peer_info(&self.peers[p])
+                            .is_some_and(|i| i.addresses.contains(&address)),
+                        "hearsay displaced the proven address of peer {}",
+                        p
+                    );
+                }
+            }
             Op::Discover { peer, add } => {
                 if add {
-                    let _ = self.manager.add_discovered(
+                    let added = self.manager.add_discovered(
                         self.now,
                         self.peers[peer],
                         vec![ip_addr(peer as u8 + 10)],
                     );
+                    if added.is_ok() && self.manager.peer_info(&self.peers[peer]).is_some() {
+                        self.proven.insert(peer);
+                    }
                 } else {
                     self.manager.remove_discovered(self.peers[peer]);
                 }
@@ -530,8 +611,12 @@ impl World {
             self.store.bans_in_force(self.now),
             "stored bans drifted"
         );
+        // Only the application's own wants are stored: not discovery's, not hearsay's.
         for peer in &self.peers {
-            let wanted = self.manager.peer_info(peer).is_some_and(|i| i.wanted);
+            let wanted = self
+                .manager
+                .peer_info(peer)
+                .is_some_and(|i| i.wanted && !i.discovered);
             let stored = self.store.peers.get(peer).is_some_and(|p| p.wanted);
             prop_assert_eq!(wanted, stored, "stored want of {} drifted", peer);
         }
@@ -541,10 +626,15 @@ impl World {
     /// A new manager restored from the mirror: bans in force and wanted peers carry over.
     fn restart(&mut self) -> Result<(), TestCaseError> {
         let bans = self.store.bans_in_force(self.now);
+        // The application's wants carry over; discovery and hearsay find theirs again.
         let wanted: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|p| self.manager.peer_info(p).is_some_and(|i| i.wanted))
+            .filter(|p| {
+                self.manager
+                    .peer_info(p)
+                    .is_some_and(|i| i.wanted && !i.discovered)
+            })
             .copied()
             .collect();
         self.pending.clear();
@@ -596,6 +686,12 @@ impl World {
 
     /// Invariants that hold after every step.
     fn check(&self) -> Result<(), TestCaseError> {
+        let hearsay = self.manager.hearsay_stats();
+        prop_assert!(
+            hearsay.peers <= MAX_HEARSAY && hearsay.recent_dials <= 1024 && hearsay.quiet <= 1024,
+            "hearsay state bounded: {:?}",
+            hearsay
+        );
         let caps = self.manager.config().automatic_bans();
         prop_assert!(
             self.manager.automatic_peer_bans() <= caps.max_peer_bans()

@@ -5,14 +5,15 @@ use super::*;
 impl Manager {
     /// Marks `peer` as wanted (kept connected and redialed when lost, never trimmed),
     /// remembers `addresses`, and dials it unless a connection exists or is being made. A peer
-    /// that discovery had added becomes the application's own: discovery losing it no longer
-    /// forgets it.
+    /// that discovery (or a peer-exchange list) had added becomes the application's own:
+    /// discovery losing it no longer forgets it.
     pub fn dial(
         &mut self,
         now: Instant,
         peer: PeerId,
         addresses: Vec<Multiaddr>,
     ) -> Result<(), Denial> {
+        self.exchange.asked_for(&peer);
         self.want(now, peer, addresses)?;
         if let Some(record) = self.peers.get_mut(&peer) {
             record.flagged = false;
@@ -21,6 +22,8 @@ impl Manager {
                 self.discovered -= 1;
             }
         }
+        // Now the application's: a store keeps it.
+        self.note_peer(peer);
         Ok(())
     }
 
@@ -80,9 +83,10 @@ impl Manager {
 
     /// Stops wanting `peer`: cancels its redial, closes its connections with goodbye `Normal`,
     /// and closes the connections of dials still in flight as soon as they succeed. No redial
-    /// or rescue follows until the application asks for the peer again. Returns whether it had
-    /// connections.
+    /// or rescue follows until the application asks for the peer again, and peer exchange does
+    /// not bring it back. Returns whether it had connections.
     pub fn disconnect(&mut self, now: Instant, peer: PeerId) -> bool {
+        self.exchange.quiet(peer, None);
         self.actions
             .retain(|action| !matches!(action, Action::Dial { peer: p, .. } if *p == peer));
         for pending in self.pending.values_mut() {

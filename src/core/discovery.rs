@@ -16,7 +16,7 @@ impl Manager {
         let is_new = !known.is_some_and(|r| r.discovered);
         // A peer the application dialed itself stays the application's: discovery does not
         // make it forgettable or trimmable.
-        let dialed_by_application = known.is_some_and(|r| r.wanted && !r.discovered);
+        let dialed_by_application = self.asked_by_application(&peer);
         if is_new && self.discovered >= self.config.max_discovered_peers {
             tracing::debug!(%peer, "discovered-peer cap reached; ignoring");
             if self.peers.contains_key(&peer) {
@@ -27,6 +27,8 @@ impl Manager {
             return Ok(());
         }
         self.want(now, peer, addresses)?;
+        // The application's discovery, not hearsay: counted as discovered from now on.
+        self.exchange.asked_for(&peer);
         if let Some(record) = self.peers.get_mut(&peer) {
             record.flagged = false;
             if !record.discovered && !dialed_by_application {
@@ -78,15 +80,18 @@ impl Manager {
     }
 
     /// Another behaviour reported `address` for `peer` (`NewExternalAddrOfPeer`). Learned as a
-    /// dial address for peers the manager already tracks; with
-    /// [`Config::with_auto_connect_learned_peers`], other peers are added as discovered.
+    /// dial address for peers the manager already tracks, ranked below the addresses the
+    /// application gave or a connection proved (it never pushes those out, and is not written
+    /// to a peer store); with [`Config::with_auto_connect_learned_peers`], other peers are
+    /// added as discovered.
     pub fn on_peer_address(&mut self, now: Instant, peer: PeerId, address: Multiaddr) {
         if peer == self.local || !self.config.learn_peer_addresses {
             return;
         }
-        if let Some(record) = self.peers.get(&peer) {
+        let max = self.config.max_addresses_per_peer;
+        if let Some(record) = self.peers.get_mut(&peer) {
             let connected = record.is_connected();
-            self.add_address(peer, address);
+            record.add_ranked_address(address, peers::Rank::Learned, max);
             if connected {
                 // Others may want to know how to reach it.
                 self.exchange_changed(now);

@@ -1,40 +1,121 @@
-//! Peer exchange: telling connected peers whom else we are connected to, and treating what
-//! they tell us as discovery.
+//! Peer exchange: telling connected peers whom else we are connected to. What they tell us is
+//! hearsay, handled in `hearsay.rs`.
 
 use std::net::IpAddr;
 
-use super::*;
-use crate::protocol::exchange::{PeerList, MAX_ADDRS_PER_PEER, MAX_PEERS};
+use super::{peers::Rank, *};
+use crate::protocol::exchange::{
+    entry_len, PeerList, MAX_ADDRS_PER_PEER, MAX_PEERS, MAX_PEERS_FRAME,
+};
 
 /// Peer-exchange settings (off unless [`Config::with_peer_exchange`] is given).
+///
+/// What a peer tells about third parties is hearsay: it is vetted, budgeted, and never outranks
+/// what the node saw itself or what the application asked for. With the defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`with_auto_connect`](Self::with_auto_connect) | `false` |
+/// | [`with_interval`](Self::with_interval) | 10 s |
+/// | [`with_max_peers`](Self::with_max_peers) | 128 |
+/// | [`with_max_dials`](Self::with_max_dials) | 8 |
+/// | [`with_max_per_prefix`](Self::with_max_per_prefix) | 4 |
+///
+/// The rules, whatever the settings:
+/// - one list per connection per interval: a node sends no more, and drops lists that arrive
+///   from one peer less than half an interval apart. A list holds at most 64 peers (a random
+///   sample of the connected ones), 4 addresses each, within 16 KiB; a receiver keeps what
+///   parses and fits of a larger one and does not hold it against the sender.
+/// - received addresses are vetted against the sender: loopback only from a sender on the same
+///   host, private and link-local ranges only from a sender on a private network, never DNS
+///   names (their IP is unknown until dialed, so bans and the bounds below cannot apply),
+///   unspecified or multicast addresses, addresses of banned networks, or `/p2p/` suffixes
+///   naming another peer.
+/// - addresses a connection proved or the application gave are never pushed out by hearsay,
+///   and hearsay addresses are never written to a peer store.
+/// - hearsay only dials a peer nobody else is dealing with: never one that is connected,
+///   being dialed, waiting for a redial (so never before a remote's retry-after), wanted by
+///   the application or discovery, or one the application disconnected (until it asks for it
+///   again); not for 10 minutes one that trimming closed or whose redials were given up.
+/// - at most one hearsay dial per address per interval, and on public addresses at most
+///   [`with_max_per_prefix`](Self::with_max_per_prefix) dials per interval and as many hearsay
+///   peers at once per IPv4 /24 or IPv6 /48 (loopback and private networks, which only a
+///   sender on them can name, are exempt).
+/// - hearsay dials start only while less than half of the pending-outbound limit is in use,
+///   so the application's and the bootstrap dials always find a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerExchange {
     pub(crate) auto_connect: bool,
     pub(crate) interval: Duration,
+    pub(crate) max_peers: usize,
+    pub(crate) max_dials: usize,
+    pub(crate) max_per_prefix: usize,
 }
 
 impl PeerExchange {
-    /// Defaults: received peers are only remembered as addresses of peers already tracked (no
-    /// auto-connect); updates go out at most every 10 s.
+    /// The defaults of the table above: received peers are only remembered as addresses of
+    /// peers already tracked (no auto-connect); updates go out at most every 10 s.
     pub fn new() -> Self {
         Self {
             auto_connect: false,
             interval: Duration::from_secs(10),
+            max_peers: 128,
+            max_dials: 8,
+            max_per_prefix: 4,
         }
     }
 
-    /// Whether received peers are dialed (added as discovered, subject to limits, bans and the
-    /// cap on discovered peers). Such a peer is forgotten once it is unreachable and nobody
-    /// advertises it again.
+    /// Whether received peers are dialed, within the budget of the other settings. Such a peer
+    /// is wanted only while it is reachable: it is forgotten once a redial fails, and is not
+    /// written to a peer store as wanted.
     pub fn with_auto_connect(mut self, auto_connect: bool) -> Self {
         self.auto_connect = auto_connect;
         self
     }
 
-    /// The least time between two rounds of updates to every connected peer.
+    /// The least time between two lists on one connection (received lists closer than half of
+    /// it are dropped), and the window of the per-address and per-prefix dial bounds. Not
+    /// zero ([`Config::validate`]).
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
+    }
+
+    /// Peers that are wanted only because a list named them, at most at once (connected or
+    /// being dialed). Apart from [`Config::with_max_discovered_peers`], which counts the
+    /// application's discovery only. Not zero with auto-connect ([`Config::validate`]).
+    pub fn with_max_peers(mut self, max: usize) -> Self {
+        self.max_peers = max;
+        self
+    }
+
+    /// Hearsay dials in flight at most; one list starts at most half of them. Not zero with
+    /// auto-connect ([`Config::validate`]).
+    pub fn with_max_dials(mut self, max: usize) -> Self {
+        self.max_dials = max;
+        self
+    }
+
+    /// Hearsay peers held at once, and hearsay dials started per interval, per IPv4 /24 or
+    /// IPv6 /48 of their public addresses (`0`: public addresses are never dialed on hearsay).
+    pub fn with_max_per_prefix(mut self, max: usize) -> Self {
+        self.max_per_prefix = max;
+        self
+    }
+
+    /// Checks the settings (see [`Config::validate`]).
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        let zero = |setting| Err(crate::ConfigError::Zero { setting });
+        if self.interval.is_zero() {
+            return zero("PeerExchange::with_interval");
+        }
+        if self.auto_connect && self.max_peers == 0 {
+            return zero("PeerExchange::with_max_peers");
+        }
+        if self.auto_connect && self.max_dials == 0 {
+            return zero("PeerExchange::with_max_dials");
+        }
+        Ok(())
     }
 }
 
@@ -46,16 +127,18 @@ impl Default for PeerExchange {
 
 /// How far an address reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+pub(super) enum Scope {
     Loopback,
     Private,
     Public,
 }
 
-fn scope(ip: IpAddr) -> Scope {
-    match ip {
-        _ if ip.is_loopback() => Scope::Loopback,
+pub(super) fn scope(ip: IpAddr) -> Scope {
+    match ip.to_canonical() {
+        ip if ip.is_loopback() => Scope::Loopback,
         IpAddr::V4(v4) if v4.is_private() || v4.is_link_local() => Scope::Private,
+        // Shared address space (RFC 6598): behind a carrier-grade NAT.
+        IpAddr::V4(v4) if v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 => Scope::Private,
         // Unique local (fc00::/7) and link-local (fe80::/10) IPv6.
         IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 => Scope::Private,
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Scope::Private,
@@ -63,38 +146,49 @@ fn scope(ip: IpAddr) -> Scope {
     }
 }
 
-/// Whether a peer at `recipient` can plausibly reach `address`: public addresses reach
-/// everyone, private ones reach private and local peers, loopback only the same host.
+/// Whether an address with this IP can be dialed at all (not unspecified, multicast or the
+/// IPv4 broadcast address).
+pub(super) fn dialable(ip: IpAddr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast() && ip != IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
+/// Whether a peer at `recipient` can plausibly reach `address`, and would accept it from us:
+/// public addresses reach everyone, private ones reach private and local peers, loopback only
+/// the same host; DNS names and other addresses without an IP are not sent (a receiver cannot
+/// vet them).
 fn reachable_from(recipient: Option<IpAddr>, address: &Multiaddr) -> bool {
     // Where the address can be reached: through a relay, the relay's IP.
-    match (recipient.map(scope), limits::first_ip(address).map(scope)) {
-        (Some(recipient), Some(Scope::Loopback)) => recipient == Scope::Loopback,
-        (Some(recipient), Some(Scope::Private)) => recipient != Scope::Public,
-        _ => true,
+    let Some(ip) = limits::first_ip(address).filter(|ip| dialable(*ip)) else {
+        return false;
+    };
+    match (recipient.map(scope).unwrap_or(Scope::Public), scope(ip)) {
+        (recipient, Scope::Loopback) => recipient == Scope::Loopback,
+        (recipient, Scope::Private) => recipient != Scope::Public,
+        (_, Scope::Public) => true,
     }
 }
 
 impl Manager {
-    /// A connection became the one kept to `peer`: tell it whom we know, and tell the others
-    /// about it at the next round.
+    /// A connection became the one kept to `peer`: tell it whom we know (unless it had a list
+    /// less than an interval ago: the next round has it), and tell the others about it at the
+    /// next round.
     pub(super) fn exchange_on_kept(
         &mut self,
         now: Instant,
         peer: PeerId,
         connection: ConnectionId,
     ) {
-        if self.config.peer_exchange.is_none() {
+        let Some(exchange) = self.config.peer_exchange else {
             return;
-        }
-        let peers = self.peer_list_for(now, peer);
-        if !peers.is_empty() {
-            self.actions.push_back(Action::SendPeers {
-                peer,
-                connection,
-                peers,
-            });
-        }
+        };
         self.exchange_changed(now);
+        let due = self.peers.get(&peer).is_some_and(|r| {
+            r.list_sent_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval)
+        });
+        if due {
+            self.send_list(now, peer, connection);
+        }
     }
 
     /// The set of connected peers (or their addresses) changed: schedule a round of updates,
@@ -103,6 +197,7 @@ impl Manager {
         let Some(exchange) = self.config.peer_exchange else {
             return;
         };
+        self.exchange.changed_at = Some(now);
         if self.exchange_due.is_some() || self.terminated {
             return;
         }
@@ -114,89 +209,99 @@ impl Manager {
         self.timers.schedule(at, Timer::Exchange);
     }
 
+    /// A round: every connected peer whose last list predates the latest change gets a new
+    /// one, unless it had one less than an interval ago; then another round follows one
+    /// interval later.
     pub(super) fn on_exchange_due(&mut self, now: Instant) {
         self.exchange_due = None;
         self.last_exchange = Some(now);
+        let Some(exchange) = self.config.peer_exchange else {
+            return;
+        };
+        let changed = self.exchange.changed_at;
+        let mut deferred = false;
         let recipients: Vec<(PeerId, ConnectionId)> = self
             .peers
             .iter()
+            .filter(|(_, record)| record.list_sent_at.is_none_or(|at| Some(at) < changed))
             .filter_map(|(peer, record)| {
                 let kept = record.open().min_by_key(|c| c.established_at)?;
-                Some((*peer, kept.id))
+                let due = record
+                    .list_sent_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval);
+                deferred |= !due;
+                due.then_some((*peer, kept.id))
             })
             .collect();
         for (peer, connection) in recipients {
-            let peers = self.peer_list_for(now, peer);
-            self.actions.push_back(Action::SendPeers {
-                peer,
-                connection,
-                peers,
-            });
+            self.send_list(now, peer, connection);
+        }
+        if deferred && !self.terminated {
+            let at = later(now, exchange.interval);
+            self.exchange_due = Some(at);
+            self.timers.schedule(at, Timer::Exchange);
         }
     }
 
-    /// Whom to tell `recipient` about: connected peers other than itself, not banned, with
-    /// addresses it can plausibly reach; at most [`MAX_PEERS`], [`MAX_ADDRS_PER_PEER`] each.
-    fn peer_list_for(&self, now: Instant, recipient: PeerId) -> PeerList {
+    /// Sends `peer` the list for it on `connection`, if there is anything to tell.
+    fn send_list(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
+        let peers = self.peer_list_for(now, peer);
+        if peers.is_empty() {
+            return;
+        }
+        if let Some(record) = self.peers.get_mut(&peer) {
+            record.list_sent_at = Some(now);
+        }
+        self.actions.push_back(Action::SendPeers {
+            peer,
+            connection,
+            peers,
+        });
+    }
+
+    /// Whom to tell `recipient` about: connected peers other than itself, not banned, with the
+    /// addresses it can plausibly reach (proven, given or reported by the peer itself, never
+    /// hearsay); a random sample of at most [`MAX_PEERS`], [`MAX_ADDRS_PER_PEER`] addresses
+    /// each, within [`MAX_PEERS_FRAME`] bytes.
+    fn peer_list_for(&mut self, now: Instant, recipient: PeerId) -> PeerList {
         let recipient_ip = self
             .peers
             .get(&recipient)
             .and_then(|r| r.open().next())
             .and_then(|c| ip_of(&c.remote_addr));
-        self.peers
+        let mut candidates: PeerList = self
+            .peers
             .iter()
             .filter(|(peer, record)| **peer != recipient && record.is_connected())
             .filter(|(peer, _)| self.bans.peer(peer, now).is_none())
             .filter_map(|(peer, record)| {
                 let addresses: Vec<Multiaddr> = record
                     .addresses
-                    .iter()
-                    .filter(|a| reachable_from(recipient_ip, a))
+                    .ranked()
+                    .filter(|(a, rank)| *rank > Rank::Hearsay && reachable_from(recipient_ip, a))
+                    .map(|(a, _)| a.clone())
                     .take(MAX_ADDRS_PER_PEER)
-                    .cloned()
                     .collect();
                 (!addresses.is_empty()).then_some((*peer, addresses))
             })
-            .take(MAX_PEERS)
-            .collect()
-    }
-
-    /// `from` told us about `peers`. Treated as discovery: with auto-connect they are dialed
-    /// (subject to limits, bans and the discovered-peer cap) and forgotten once unreachable;
-    /// without it, their addresses are remembered for peers already tracked.
-    pub fn on_peers_received(&mut self, now: Instant, from: PeerId, peers: PeerList) {
-        let Some(exchange) = self.config.peer_exchange else {
-            return;
-        };
-        for (peer, addresses) in peers {
-            if peer == self.local || peer == from || self.bans.peer(&peer, now).is_some() {
-                continue;
-            }
-            let addresses: Vec<Multiaddr> = addresses
-                .into_iter()
-                .filter(|a| ip_of(a).is_none_or(|ip| self.bans.ip(ip, now).is_none()))
-                .collect();
-            if addresses.is_empty() {
-                continue;
-            }
-            let known = self.peers.get(&peer);
-            if known.is_some_and(|r| r.is_connected()) {
-                continue;
-            }
-            if exchange.auto_connect {
-                let asked_for = known.is_some_and(|r| r.wanted && !r.flagged);
-                if self.add_discovered(now, peer, addresses).is_ok() && !asked_for {
-                    if let Some(record) = self.peers.get_mut(&peer) {
-                        // Only hearsay keeps it: forgotten once unreachable.
-                        record.flagged = true;
-                    }
-                }
-            } else if known.is_some() {
-                for address in addresses {
-                    self.add_address(peer, address);
-                }
-            }
+            .collect();
+        // A random sample, so that every connected peer is named sooner or later.
+        let sample = candidates.len().min(MAX_PEERS);
+        for i in 0..sample {
+            let j = self.rng.gen_range(i..candidates.len());
+            candidates.swap(i, j);
         }
+        candidates.truncate(sample);
+        let mut room = MAX_PEERS_FRAME;
+        candidates.retain(|(peer, addresses)| {
+            let len = entry_len(peer, addresses);
+            let fits = len <= room;
+            if fits {
+                room -= len;
+            }
+            fits
+        });
+        candidates
     }
 }
 
@@ -225,6 +330,14 @@ mod tests {
         assert!(!reachable_from(public, &local));
         assert!(!reachable_from(public, &lan));
         assert!(reachable_from(public, &wan));
-        assert!(reachable_from(public, &addr("/dns4/example.org/tcp/1")));
+        assert!(
+            !reachable_from(None, &lan),
+            "an unknown recipient counts as public"
+        );
+        // Receivers do not take what they cannot vet.
+        assert!(!reachable_from(public, &addr("/dns4/example.org/tcp/1")));
+        assert!(!reachable_from(loopback, &addr("/ip4/0.0.0.0/tcp/1")));
+        assert!(!reachable_from(loopback, &addr("/ip4/224.0.0.1/tcp/1")));
+        assert!(!reachable_from(public, &addr("/ip4/100.64.1.1/tcp/1")));
     }
 }

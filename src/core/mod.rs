@@ -19,6 +19,7 @@ mod event;
 mod eviction;
 mod exchange;
 mod health;
+mod hearsay;
 mod inputs;
 mod keep_alive;
 mod limits;
@@ -48,6 +49,7 @@ pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
 pub use exchange::PeerExchange;
 pub use health::{Health, HealthCategory, HealthScoring};
+pub use hearsay::HearsayStats;
 use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -107,7 +109,11 @@ pub enum Action {
     Dial {
         /// The peer.
         peer: PeerId,
-        /// Addresses the manager knows for it (other behaviours may add more).
+        /// The addresses the manager trusts for it (given by the application or proven by a
+        /// connection). The others it knows (reported by other behaviours, or named in a
+        /// peer-exchange list) come from [`Manager::on_pending_outbound`] when the swarm
+        /// handles the dial, as other behaviours' addresses do: dial with
+        /// `extend_addresses_through_behaviour`.
         addresses: Vec<Multiaddr>,
         /// Dial from a fresh local port rather than the listening one.
         new_port: bool,
@@ -271,6 +277,8 @@ pub struct Manager {
     /// When the next round of peer-exchange updates is due, and when the last one went out.
     exchange_due: Option<Instant>,
     last_exchange: Option<Instant>,
+    /// Peer exchange: the sender's news and what hearsay brought (bounded, see `hearsay`).
+    exchange: hearsay::ExchangeState,
     /// Inbound connections refused by a limit that are let through only to say goodbye, with
     /// their goodbye deadline (see `refusals`).
     refusing: HashMap<ConnectionId, (PeerId, Option<Instant>)>,
@@ -310,6 +318,7 @@ impl Manager {
             refusing: HashMap::new(),
             exchange_due: None,
             last_exchange: None,
+            exchange: Default::default(),
             journal: Journal::default(),
             rng: StdRng::seed_from_u64(seed),
         };
@@ -383,9 +392,19 @@ impl Manager {
 
     /// What the manager knows of `peer`.
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
+        self.peers.get(peer).map(|r| {
+            let mut info = r.info(&self.config.health_scoring);
+            info.discovered |= self.exchange.is_heard(peer);
+            info
+        })
+    }
+
+    /// Whether the application itself wants `peer` (it dialed it; discovery and hearsay do not
+    /// count): what a peer store keeps as wanted, and what trimming never closes.
+    fn asked_by_application(&self, peer: &PeerId) -> bool {
         self.peers
             .get(peer)
-            .map(|r| r.info(&self.config.health_scoring))
+            .is_some_and(|r| r.wanted && !r.discovered && !self.exchange.is_heard(peer))
     }
 
     /// Established connections, over all peers.

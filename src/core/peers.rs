@@ -79,12 +79,93 @@ impl ConnectionRecord {
     }
 }
 
+/// Where an address of a peer comes from, lowest first: an address may only push out one of
+/// its own rank or lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Rank {
+    /// A third party named it (a peer-exchange list).
+    Hearsay,
+    /// The peer itself, or another behaviour, reported it (`NewExternalAddrOfPeer`: identify,
+    /// Kademlia).
+    Learned,
+    /// The application gave it (`dial`, `add_address`, discovery, bootstrap, the store), a
+    /// dial used it, or a connection this node dialed proved it.
+    Trusted,
+}
+
+/// The addresses of one peer, at most a configured number: highest rank first, newest first
+/// within a rank. Hearsay never pushes out a learned or trusted address, nor reorders any.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Addresses {
+    list: VecDeque<(Multiaddr, Rank)>,
+}
+
+impl Addresses {
+    /// All of them, trusted first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
+        self.list.iter().map(|(a, _)| a)
+    }
+
+    /// All of them with their rank.
+    pub(crate) fn ranked(&self) -> impl Iterator<Item = (&Multiaddr, Rank)> + '_ {
+        self.list.iter().map(|(a, r)| (a, *r))
+    }
+
+    /// The trusted ones (what a store keeps and a dial names).
+    pub(crate) fn trusted(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
+        self.ranked()
+            .filter(|(_, r)| *r == Rank::Trusted)
+            .map(|(a, _)| a)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    /// Remembers `address` with `rank`, keeping at most `max`: as the newest of its rank (a
+    /// known address of a lower rank is promoted; hearsay never reorders), pushing out the
+    /// oldest of the lowest rank if full, unless that one outranks it. Returns whether the
+    /// list changed.
+    pub(crate) fn insert(&mut self, address: Multiaddr, rank: Rank, max: usize) -> bool {
+        if address.is_empty() || max == 0 {
+            return false;
+        }
+        // Where the newest of `rank` goes: after every address of a higher rank.
+        let slot = |list: &VecDeque<(Multiaddr, Rank)>| {
+            list.iter()
+                .position(|(_, r)| *r <= rank)
+                .unwrap_or(list.len())
+        };
+        if let Some(position) = self.list.iter().position(|(a, _)| *a == address) {
+            let known = self.list[position].1;
+            if rank < known
+                || rank == Rank::Hearsay
+                || (rank == known && position == slot(&self.list))
+            {
+                return false;
+            }
+            self.list.remove(position);
+        } else if self.list.len() >= max {
+            match self.list.back() {
+                Some((_, lowest)) if *lowest <= rank => {
+                    self.list.pop_back();
+                }
+                _ => return false,
+            }
+        }
+        let at = slot(&self.list);
+        self.list.insert(at, (address, rank));
+        self.list.truncate(max);
+        true
+    }
+}
+
 /// Everything about one peer.
 #[derive(Debug, Default)]
 pub(crate) struct PeerRecord {
     pub(crate) connections: Vec<ConnectionRecord>,
-    /// Addresses to dial, newest first, bounded by the config.
-    pub(crate) addresses: VecDeque<Multiaddr>,
+    /// Addresses to dial, bounded by the config (see [`Addresses`]).
+    pub(crate) addresses: Addresses,
     /// The application asked for this peer (`dial`); it is redialed when lost.
     pub(crate) wanted: bool,
     /// Redials since the peer last had a stable connection (see `Config::with_stable_after`).
@@ -107,6 +188,9 @@ pub(crate) struct PeerRecord {
     pub(crate) waiting: Option<Slot>,
     /// Added by discovery (or learned automatically), as opposed to asked for with `dial`.
     pub(crate) discovered: bool,
+    /// When it was last sent a peer list, and when it last sent one (peer exchange).
+    pub(crate) list_sent_at: Option<Instant>,
+    pub(crate) list_received_at: Option<Instant>,
 }
 
 /// The kind of slot a peer refused by a local limit waits for.
@@ -146,20 +230,24 @@ impl PeerRecord {
             && self.waiting.is_none()
     }
 
-    /// Remembers `address` as the most recent one, keeping at most `max`. A trailing
-    /// `/p2p/<peer>` is dropped so the same address is not kept (and dialed) twice. Returns
-    /// whether the list changed.
-    pub(crate) fn add_address(&mut self, mut address: Multiaddr, max: usize) -> bool {
+    /// Remembers a trusted `address` as the most recent one, keeping at most `max` (see
+    /// [`Addresses::insert`]). A trailing `/p2p/<peer>` is dropped so the same address is not
+    /// kept (and dialed) twice. Returns whether the list changed.
+    pub(crate) fn add_address(&mut self, address: Multiaddr, max: usize) -> bool {
+        self.add_ranked_address(address, Rank::Trusted, max)
+    }
+
+    /// [`add_address`](Self::add_address) with a rank.
+    pub(crate) fn add_ranked_address(
+        &mut self,
+        mut address: Multiaddr,
+        rank: Rank,
+        max: usize,
+    ) -> bool {
         if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
             address.pop();
         }
-        if address.is_empty() || max == 0 || self.addresses.front() == Some(&address) {
-            return false;
-        }
-        self.addresses.retain(|a| a != &address);
-        self.addresses.push_front(address);
-        self.addresses.truncate(max);
-        true
+        self.addresses.insert(address, rank, max)
     }
 
     pub(crate) fn info(&self, scoring: &HealthScoring) -> PeerInfo {
@@ -171,6 +259,7 @@ impl PeerRecord {
             redial_attempts: self.redial_attempts,
             waiting_for_resources: self.waiting.is_some(),
             flagged: self.flagged,
+            discovered: self.discovered,
         }
     }
 }
@@ -180,7 +269,9 @@ impl PeerRecord {
 pub struct PeerInfo {
     /// Its established connections (normally one).
     pub connections: Vec<ConnectionInfo>,
-    /// Addresses the manager dials it on, newest first.
+    /// Addresses the manager dials it on: those the application gave or a connection proved
+    /// first, then those the peer or another behaviour reported, then those a peer-exchange
+    /// list named; newest first within each.
     pub addresses: Vec<Multiaddr>,
     /// Whether the application asked for it (it is redialed when lost).
     pub wanted: bool,
@@ -192,6 +283,10 @@ pub struct PeerInfo {
     pub waiting_for_resources: bool,
     /// Discovery no longer sees it: it is forgotten once disconnected and one redial failed.
     pub flagged: bool,
+    /// It is wanted because discovery or a peer-exchange list brought it, not because the
+    /// application dialed it: it is not written to a peer store as wanted, and trimming may
+    /// let it go.
+    pub discovered: bool,
 }
 
 /// A snapshot of one established connection.

@@ -6,6 +6,11 @@
 //! them ([`Manager::take_changes`]), so a peer touched a thousand times between two flushes
 //! is written once. Journaling is off until [`Manager::track_changes`] turns it on: a manager
 //! without a store pays nothing.
+//!
+//! Only what a restart reads is written: peers the application dialed, and peers it tagged or
+//! protected (with their trusted addresses and how their last connection ended). Peers that
+//! discovery or peer exchange brought, and strangers, are not written at all; a peer that
+//! stops being worth keeping is dropped from the store.
 
 use super::*;
 
@@ -34,9 +39,11 @@ impl LastDisconnect {
 /// What the manager keeps of one peer across restarts.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DurablePeer {
-    /// The application wants it connected: it is redialed after a restart.
+    /// The application wants it connected (it dialed it; peers that discovery or peer exchange
+    /// brought are not kept): it is redialed after a restart.
     pub wanted: bool,
-    /// Addresses to dial it on, newest first.
+    /// Addresses to dial it on, newest first: the ones the application gave or a connection
+    /// proved, never hearsay.
     pub addresses: Vec<Multiaddr>,
     /// Its protection tags (trimming never closes a protected peer).
     pub protected: Vec<String>,
@@ -49,10 +56,10 @@ pub struct DurablePeer {
 /// The new state of one peer, for a store to merge into what it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerUpdate {
-    /// Whether the application wants it connected.
+    /// Whether the application wants it connected (it dialed it).
     pub wanted: bool,
-    /// Its addresses, newest first; `None` when the manager no longer holds them in memory
-    /// (the store keeps the ones it has).
+    /// Its addresses the application gave or a connection proved, newest first; `None` when
+    /// the manager holds none in memory (the store keeps the ones it has).
     pub addresses: Option<Vec<Multiaddr>>,
     /// Its protection tags.
     pub protected: Vec<String>,
@@ -77,7 +84,9 @@ pub enum Change {
         /// Its new state.
         update: PeerUpdate,
     },
-    /// The application asked to forget the peer ([`Manager::forget`]): drop everything stored.
+    /// Drop everything stored of the peer: the application asked to forget it
+    /// ([`Manager::forget`]), or nothing a restart reads is left of it (not wanted by the
+    /// application, no tag).
     Forget(PeerId),
 }
 
@@ -103,6 +112,10 @@ pub(crate) struct Journal {
     frozen: bool,
     peers: HashMap<PeerId, Option<LastDisconnect>>,
     forgotten: HashSet<PeerId>,
+    /// Peers the store holds something of that a restart reads (as last written or restored):
+    /// when that is gone, the peer is dropped from the store. Bounded by what the application
+    /// asked for (dials, tags).
+    durable: HashSet<PeerId>,
     bans: HashSet<BanTarget>,
     /// Changes built when the journal was frozen, waiting to be taken.
     ready: Vec<Change>,
@@ -187,8 +200,12 @@ impl Manager {
             }
             // Only wanted peers are held in memory; the store keeps the addresses of the others.
             if !durable.wanted || self.bans.peer(&peer, now).is_some() {
+                if self.is_durable(&peer) {
+                    self.journal.durable.insert(peer);
+                }
                 continue;
             }
+            self.journal.durable.insert(peer);
             let record = self.peers.entry(peer).or_default();
             // Oldest first, so the newest ends up in front.
             for address in durable.addresses.into_iter().rev() {
@@ -216,9 +233,23 @@ impl Manager {
         summary
     }
 
+    /// Whether a restart reads anything of `peer`: the application dialed it, protected it or
+    /// tagged it.
+    fn is_durable(&self, peer: &PeerId) -> bool {
+        self.asked_by_application(peer)
+            || self.is_protected(peer)
+            || !self.tags.valued_tags(peer).is_empty()
+    }
+
+    /// Whether a change of `peer` is worth journaling: it is worth keeping, or the store holds
+    /// something of it.
+    fn worth_writing(&self, peer: &PeerId) -> bool {
+        self.journal.recording() && (self.journal.durable.contains(peer) || self.is_durable(peer))
+    }
+
     /// Journals that `peer`'s durable state may have changed.
     pub(super) fn note_peer(&mut self, peer: PeerId) {
-        if self.journal.recording() {
+        if self.worth_writing(&peer) {
             self.journal.forget_not(&peer);
             self.journal.peers.entry(peer).or_insert(None);
         }
@@ -226,17 +257,19 @@ impl Manager {
 
     /// Journals how `peer`'s last connection ended.
     pub(super) fn note_disconnect(&mut self, peer: PeerId, last: LastDisconnect) {
-        if self.journal.recording() {
+        if self.worth_writing(&peer) {
             self.journal.forget_not(&peer);
             self.journal.peers.insert(peer, Some(last));
         }
     }
 
-    /// Journals that `peer` is to be dropped from the store.
+    /// Journals that `peer` is to be dropped from the store (if it holds anything of it).
     pub(super) fn note_forgotten(&mut self, peer: PeerId) {
         if self.journal.recording() {
             self.journal.peers.remove(&peer);
-            self.journal.forgotten.insert(peer);
+            if self.journal.durable.remove(&peer) {
+                self.journal.forgotten.insert(peer);
+            }
         }
     }
 
@@ -272,14 +305,23 @@ impl Manager {
             });
         }
         for (peer, last_disconnect) in peers {
+            if !self.is_durable(&peer) {
+                // Nothing a restart reads is left: drop what the store holds, if anything.
+                if self.journal.durable.remove(&peer) {
+                    changes.push(Change::Forget(peer));
+                }
+                continue;
+            }
+            self.journal.durable.insert(peer);
             let record = self.peers.get(&peer);
+            let addresses: Vec<Multiaddr> = record
+                .map(|r| r.addresses.trusted().cloned().collect())
+                .unwrap_or_default();
             changes.push(Change::Peer {
                 peer,
                 update: PeerUpdate {
-                    wanted: record.is_some_and(|r| r.wanted),
-                    addresses: record
-                        .filter(|r| !r.addresses.is_empty())
-                        .map(|r| r.addresses.iter().cloned().collect()),
+                    wanted: self.asked_by_application(&peer),
+                    addresses: (!addresses.is_empty()).then_some(addresses),
                     protected: self.tags.protected_tags(&peer),
                     tags: self.tags.valued_tags(&peer),
                     last_disconnect,

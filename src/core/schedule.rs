@@ -28,6 +28,8 @@ impl Manager {
                 let attempts = record.redial_attempts;
                 record.stop_wanting();
                 self.note_peer(peer);
+                self.exchange
+                    .quiet(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
                 self.push_event(Event::RedialGaveUp { peer, attempts });
                 return;
             }
@@ -170,11 +172,14 @@ impl Manager {
         self.after_failed_dial(now, peer, &cause);
     }
 
+    /// Asks the driver to dial `peer` on its trusted addresses; the swarm asks the manager for
+    /// the others when it handles the dial ([`on_pending_outbound`](Self::on_pending_outbound)),
+    /// so that dialing them does not make them trusted.
     pub(super) fn push_dial(&mut self, peer: PeerId) {
         let addresses = self
             .peers
             .get(&peer)
-            .map(|r| r.addresses.iter().cloned().collect())
+            .map(|r| r.addresses.trusted().cloned().collect())
             .unwrap_or_default();
         tracing::debug!(%peer, "dialing");
         self.actions.push_back(Action::Dial {

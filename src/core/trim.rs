@@ -181,7 +181,9 @@ impl Manager {
                 continue;
             };
             connected += 1;
-            let dialed = record.wanted && !record.discovered;
+            // Hearsay is nobody's ask: its peers go like strangers.
+            let heard = self.exchange.is_heard(peer);
+            let dialed = record.wanted && !record.discovered && !heard;
             if dialed || self.tags.is_protected(peer) || self.allowed.contains(peer) {
                 kept_anyway += 1;
                 continue;
@@ -192,7 +194,7 @@ impl Manager {
                 first_settles = Some(first_settles.map_or(settles, |t| t.min(settles)));
                 continue;
             }
-            let asked = if record.wanted || bootstrap.contains(peer) {
+            let asked = if (record.wanted && !heard) || bootstrap.contains(peer) {
                 Asked::Indirectly
             } else {
                 Asked::No
@@ -254,6 +256,8 @@ impl Manager {
         record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         self.note_peer(peer);
+        self.exchange
+            .quiet(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
         for connection in open {
             self.start_close(
                 now,

@@ -2,8 +2,12 @@
 //!
 //! One frame per stream on [`PEERS_PROTOCOL`]: an unsigned-varint length prefix and a protobuf
 //! `PeerList` (`src/generated/peers.proto`), at most [`MAX_PEERS_FRAME`] bytes, checked before
-//! the body is read. Decoding refuses more than [`MAX_PEERS`] entries, more than
-//! [`MAX_ADDRS_PER_PEER`] addresses per entry, and entries that do not parse.
+//! the body is read. A sender keeps to [`MAX_PEERS`] entries, [`MAX_ADDRS_PER_PEER`] addresses
+//! per entry and the frame budget ([`encode_peers`] cuts a list to them). A receiver keeps what
+//! parses and fits and drops the rest without holding it against the sender, which may run
+//! another version: entries past the cap, addresses past the cap or of protocols it does not
+//! know, peer ids it cannot read, a frame over the budget (refused before it is read). Only a
+//! broken protobuf encoding is a protocol violation.
 
 use std::io;
 
@@ -42,85 +46,78 @@ pub enum ExchangeError {
     /// The stream ended before a frame.
     #[error("the peer-exchange stream ended before a peer list")]
     Empty,
-    /// More entries than [`MAX_PEERS`].
-    #[error("peer list of {count} entries exceeds the cap of {max}")]
-    TooManyPeers {
-        /// Entries received.
-        count: usize,
+    /// The frame is larger than [`MAX_PEERS_FRAME`]; it was refused before it was read.
+    #[error("peer-list frame of {len} bytes exceeds the cap of {max}")]
+    Oversized {
+        /// The length the frame announced.
+        len: usize,
         /// The cap.
         max: usize,
     },
-    /// More addresses for one peer than [`MAX_ADDRS_PER_PEER`].
-    #[error("{count} addresses for one peer exceed the cap of {max}")]
-    TooManyAddresses {
-        /// Addresses received.
-        count: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// An entry without a valid peer id.
-    #[error("peer list entry with an invalid peer id")]
-    InvalidPeerId,
-    /// An address that does not parse.
-    #[error("peer list entry with an invalid multiaddress")]
-    InvalidAddress,
     /// The protobuf encoding is broken (a field running past its message, a bad key).
     #[error("peer list with a broken protobuf encoding")]
     BrokenEncoding,
 }
 
 impl ExchangeError {
-    /// Whether the remote broke the protocol (as opposed to the stream failing or ending).
+    /// Whether the remote broke the protocol (as opposed to the stream failing or ending, or a
+    /// frame too large for this version, which an honest sender of another version may send).
     pub fn is_violation(&self) -> bool {
-        !matches!(self, Self::Io(_) | Self::Empty)
+        !matches!(self, Self::Io(_) | Self::Empty | Self::Oversized { .. })
     }
 }
 
-/// The protobuf message for `peers`, cut to the caps (the sender keeps to them too).
+/// The bytes `peer` with `addrs` adds to a peer-list message (its entry, with key and
+/// length).
+pub fn entry_len(peer: &PeerId, addrs: &[Multiaddr]) -> usize {
+    fn field(len: usize) -> usize {
+        1 + unsigned_varint::encode::usize(len, &mut unsigned_varint::encode::usize_buffer()).len()
+            + len
+    }
+    let body = field(peer.to_bytes().len()) + addrs.iter().map(|a| field(a.len())).sum::<usize>();
+    field(body)
+}
+
+/// The protobuf message for `peers`, cut to the caps and to [`MAX_PEERS_FRAME`] bytes: the
+/// first [`MAX_ADDRS_PER_PEER`] addresses of each entry, and the entries that fit, in order
+/// (an entry too large for the room left is skipped).
 pub fn encode_peers(peers: &PeerList) -> proto::PeerList {
+    let mut room = MAX_PEERS_FRAME;
     proto::PeerList {
         peers: peers
             .iter()
             .take(MAX_PEERS)
-            .map(|(peer, addrs)| proto::Peer {
-                id: Some(peer.to_bytes()),
-                addrs: addrs
-                    .iter()
-                    .take(MAX_ADDRS_PER_PEER)
-                    .map(|a| a.to_vec())
-                    .collect(),
+            .filter_map(|(peer, addrs)| {
+                let addrs = &addrs[..addrs.len().min(MAX_ADDRS_PER_PEER)];
+                let len = entry_len(peer, addrs);
+                room = room.checked_sub(len)?;
+                Some(proto::Peer {
+                    id: Some(peer.to_bytes()),
+                    addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+                })
             })
             .collect(),
     }
 }
 
-/// The peers in a received message, or why it is refused.
-pub fn decode_peers(message: proto::PeerList) -> Result<PeerList, ExchangeError> {
-    if message.peers.len() > MAX_PEERS {
-        return Err(ExchangeError::TooManyPeers {
-            count: message.peers.len(),
-            max: MAX_PEERS,
-        });
-    }
+/// The peers in a received message: the first [`MAX_PEERS`] entries with a readable peer id,
+/// each with its first [`MAX_ADDRS_PER_PEER`] addresses that parse. What does not parse or fit
+/// is dropped (see the [module docs](self)).
+pub fn decode_peers(message: proto::PeerList) -> PeerList {
     message
         .peers
         .into_iter()
-        .map(|entry| {
-            if entry.addrs.len() > MAX_ADDRS_PER_PEER {
-                return Err(ExchangeError::TooManyAddresses {
-                    count: entry.addrs.len(),
-                    max: MAX_ADDRS_PER_PEER,
-                });
-            }
-            let id = entry.id.ok_or(ExchangeError::InvalidPeerId)?;
-            let peer = PeerId::from_bytes(&id).map_err(|_| ExchangeError::InvalidPeerId)?;
+        .filter_map(|entry| {
+            let peer = PeerId::from_bytes(entry.id.as_deref()?).ok()?;
             let addrs = entry
                 .addrs
                 .into_iter()
-                .map(|bytes| Multiaddr::try_from(bytes).map_err(|_| ExchangeError::InvalidAddress))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((peer, addrs))
+                .filter_map(|bytes| Multiaddr::try_from(bytes).ok())
+                .take(MAX_ADDRS_PER_PEER)
+                .collect();
+            Some((peer, addrs))
         })
+        .take(MAX_PEERS)
         .collect()
 }
 
@@ -130,7 +127,7 @@ pub fn decode_peers_frame(frame: &[u8]) -> Result<PeerList, ExchangeError> {
     use asynchronous_codec::Decoder;
     let mut buf = bytes::BytesMut::from(frame);
     let message = PeersCodec.decode(&mut buf)?.ok_or(ExchangeError::Empty)?;
-    decode_peers(message)
+    Ok(decode_peers(message))
 }
 
 fn codec() -> quick_protobuf_codec::Codec<proto::PeerList> {
@@ -154,8 +151,11 @@ impl asynchronous_codec::Decoder for PeersCodec {
             Err(_) => return Err(ExchangeError::BrokenEncoding),
         };
         if len > MAX_PEERS_FRAME {
-            // Refused before the body is read (the codec below says the same).
-            return Ok(codec().decode(src)?);
+            // Refused before the body is read.
+            return Err(ExchangeError::Oversized {
+                len,
+                max: MAX_PEERS_FRAME,
+            });
         }
         let Some(body) = rest.get(..len) else {
             return Ok(None);
@@ -247,7 +247,7 @@ where
     let mut stream = framed.into_inner();
     // The list is in; a failure to close is the remote's business.
     let _ = stream.close().await;
-    decode_peers(message)
+    Ok(decode_peers(message))
 }
 
 #[cfg(test)]
@@ -272,9 +272,9 @@ mod tests {
     #[test]
     fn round_trips_and_cuts_to_the_caps() {
         let peers = sample(3);
-        assert_eq!(decode_peers(encode_peers(&peers)).unwrap(), peers);
+        assert_eq!(decode_peers(encode_peers(&peers)), peers);
         let many = sample(MAX_PEERS + 10);
-        assert_eq!(decode_peers(encode_peers(&many)).unwrap().len(), MAX_PEERS);
+        assert_eq!(decode_peers(encode_peers(&many)).len(), MAX_PEERS);
     }
 
     #[test]
@@ -289,29 +289,50 @@ mod tests {
     }
 
     #[test]
-    fn bad_entries_are_refused_with_a_reason() {
+    fn a_list_of_long_addresses_is_cut_to_the_frame_budget_and_entry_len_is_exact() {
+        let long: Multiaddr = format!("/dns4/{}/tcp/4001", "a".repeat(250))
+            .parse()
+            .unwrap();
+        let peers: PeerList = (0..MAX_PEERS)
+            .map(|_| (PeerId::random(), vec![long.clone(); MAX_ADDRS_PER_PEER]))
+            .collect();
+        let message = encode_peers(&peers);
+        let expected: usize = peers
+            .iter()
+            .take(message.peers.len())
+            .map(|(p, a)| entry_len(p, a))
+            .sum();
+        assert_eq!(quick_protobuf::MessageWrite::get_size(&message), expected);
+        assert!(expected <= MAX_PEERS_FRAME);
+        assert!(message.peers.len() < MAX_PEERS);
+    }
+
+    #[test]
+    fn what_does_not_parse_or_fit_is_dropped() {
         let too_many = proto::PeerList {
-            peers: vec![proto::Peer::default(); MAX_PEERS + 1],
+            peers: vec![
+                proto::Peer {
+                    id: Some(PeerId::random().to_bytes()),
+                    addrs: vec![],
+                };
+                MAX_PEERS + 1
+            ],
         };
-        assert!(matches!(
-            decode_peers(too_many),
-            Err(ExchangeError::TooManyPeers { .. })
-        ));
+        assert_eq!(decode_peers(too_many).len(), MAX_PEERS);
         let no_id = proto::PeerList {
             peers: vec![proto::Peer::default()],
         };
-        assert!(matches!(
-            decode_peers(no_id),
-            Err(ExchangeError::InvalidPeerId)
-        ));
+        assert!(decode_peers(no_id).is_empty());
+        let peer = PeerId::random();
         let bad_addr = proto::PeerList {
             peers: vec![proto::Peer {
-                id: Some(PeerId::random().to_bytes()),
-                addrs: vec![vec![0xff, 0xff, 0xff]],
+                id: Some(peer.to_bytes()),
+                addrs: vec![vec![0xff, 0xff, 0xff], sample(1)[0].1[0].to_vec()],
             }],
         };
-        let err = decode_peers(bad_addr).unwrap_err();
-        assert!(matches!(err, ExchangeError::InvalidAddress) && err.is_violation());
+        let decoded = decode_peers(bad_addr);
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].1.len(), 1);
     }
 
     #[test]
@@ -325,11 +346,12 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_prefix_is_refused_before_the_body() {
+    fn an_oversized_prefix_is_refused_before_the_body_and_is_no_violation() {
         let mut buf = BytesMut::new();
         // A prefix announcing 1 MiB, and no body at all.
         buf.extend_from_slice(&[0x80, 0x80, 0x40]);
-        assert!(codec().decode(&mut buf).is_err());
+        let err = PeersCodec.decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ExchangeError::Oversized { .. }) && !err.is_violation());
     }
 
     proptest! {

@@ -7,5 +7,6 @@ mod common;
 
 mod address_rotation;
 mod ban_flood;
+mod hearsay;
 mod source_bound;
 mod trim_burst;

@@ -41,8 +41,11 @@ pub enum Command {
     /// Stop polling the swarm while keeping it (and its sockets) alive: a silent peer.
     Freeze,
     /// Run a closure on the swarm (to look at the manager, or to call what no command covers).
-    With(Box<dyn FnOnce(&mut Swarm<TestBehaviour>) + Send>),
+    With(SwarmFn),
 }
+
+/// What [`Command::With`] runs.
+pub type SwarmFn = Box<dyn FnOnce(&mut Swarm<TestBehaviour>) + Send>;
 
 /// The state of a node after its latest event.
 #[derive(Debug, Clone, Default)]

@@ -11,6 +11,7 @@ use super::*;
 
 mod address_economics;
 mod bans_bounded;
+mod hearsay;
 mod limits_and_bans;
 mod persist;
 mod redial_and_discovery;

@@ -73,8 +73,8 @@ fn bans_are_journaled_as_they_begin_and_end() {
         target: BanTarget::Network(net),
         until: None,
     })));
-    // The banned peer is no longer wanted.
-    assert!(peer_update(&changes, b.id).is_some_and(|u| !u.wanted));
+    // The banned peer is not wanted (it never was: nothing of it is written).
+    assert!(peer_update(&changes, b.id).is_none_or(|u| !u.wanted));
 
     a.advance(Duration::from_secs(10));
     a.manager.unban(a.now, BanTarget::Network(net));
@@ -86,11 +86,31 @@ fn bans_are_journaled_as_they_begin_and_end() {
 #[test]
 fn forget_drops_the_peer_from_the_store() {
     let (mut a, b) = tracking(Config::default());
-    a.manager
-        .add_discovered(a.now, b.id, vec![addr(2)])
-        .unwrap();
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    assert!(peer_update(&a.manager.take_changes(), b.id).is_some_and(|u| u.wanted));
     a.manager.forget(b.id);
     assert_eq!(a.manager.take_changes(), vec![Change::Forget(b.id)]);
+    // A discovered peer was never written: nothing to drop.
+    let c = PeerId::random();
+    a.manager.add_discovered(a.now, c, vec![addr(3)]).unwrap();
+    a.manager.forget(c);
+    assert!(a.manager.take_changes().is_empty());
+}
+
+#[test]
+fn a_peer_let_go_is_dropped_from_the_store_and_a_tagged_one_kept() {
+    let (mut a, b) = tracking(Config::default());
+    let c = PeerId::random();
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager.tag_peer(c, "score", 1);
+    let _ = a.manager.take_changes();
+    a.manager.disconnect(a.now, b.id);
+    a.manager.disconnect(a.now, c);
+    let changes = a.manager.take_changes();
+    assert!(changes.contains(&Change::Forget(b.id)), "{changes:?}");
+    let kept = peer_update(&changes, c).expect("the tag keeps it");
+    assert!(!kept.wanted);
 }
 
 #[test]
