@@ -539,7 +539,9 @@ impl World {
                             .iter()
                             .map(|&a| match a {
                                 0 => ip_addr(*peer as u8 + 10),
-                                a => format!("/ip4/10.0.1.{a}/tcp/4001").parse().expect("address"),
+                                a => format!("/ip4/10.0.1.{a}/tcp/4001")
+                                    .parse()
+                                    .expect("address"),
                             })
                             .collect();
                         (self.peers[*peer], addrs)
