@@ -35,7 +35,9 @@ impl Manager {
                 // A connection that just came up may already carry what its opener started on
                 // it (a remote without this crate opens streams at once, and a duplicate it
                 // dialed is not closed by it): it drains before it is closed.
-                duplicates::CloseTiming::Now if newcomer == Some(loser.id) => {
+                duplicates::CloseTiming::Now
+                    if now.saturating_duration_since(loser.established_at) < DUPLICATE_DRAIN =>
+                {
                     self.drain_duplicate(now, peer, loser.id);
                 }
                 duplicates::CloseTiming::Now => {

@@ -91,7 +91,7 @@ const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// goodbye timeout): it is unlikely to be heard, and the close should not wait on it.
 const TIMEOUT_GOODBYE: Duration = Duration::from_millis(250);
 
-/// How long a duplicate that just came up and lost the tie-break may drain before it is closed
+/// A duplicate younger than this that loses the tie-break drains for this long before it is closed
 /// (at most the duplicate grace): long enough for what its opener started on it (a ping, an
 /// identify, a short request) to finish, short enough that two managers settle fast.
 const DUPLICATE_DRAIN: Duration = Duration::from_secs(1);
