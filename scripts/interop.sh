@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Interop test against peers that do not run the crate (issue #19).
+# Interop test against peers that do not run the crate.
 #
 # Installs real libp2p peers from the registries into a cache directory, js-libp2p 3.x from npm
 # and py-libp2p from PyPI (versions pinned in scripts/interop/), and runs `examples/node`
