@@ -50,7 +50,7 @@ type ManagerHandlers = libp2p_swarm::ConnectionHandlerSelect<
 /// The connection manager as a [`NetworkBehaviour`].
 ///
 /// Compose it first in your `#[derive(NetworkBehaviour)]` struct so that its refusals (self
-/// connections, duplicates, limits) run before other behaviours spend work on a connection.
+/// connections, bans, limits) run before other behaviours spend work on a connection.
 /// It runs libp2p-ping on every connection itself: do not add a second `ping::Behaviour` unless
 /// you want its events too.
 pub struct Behaviour {

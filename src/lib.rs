@@ -7,13 +7,20 @@
 //! - **Exactly one connection per peer**, also when two peers dial each other at the same
 //!   moment. Both sides reach the same verdict without talking: between connections dialed in
 //!   opposite directions, the one dialed by the smaller [`PeerId`](libp2p_identity::PeerId)
-//!   survives; between two dialed by the same side, that side keeps the older. Self-connections
-//!   are refused, and a hard per-peer cap bounds what a remote can open.
+//!   survives; between two dialed by the same side, that side keeps the older. A loser that just
+//!   came up drains for a second before it is closed, so that what the remote started on it
+//!   finishes. Self-connections are refused, and a hard per-peer cap bounds what a remote can
+//!   open.
 //! - **Goodbye with a reason**: before the manager closes a connection it tells the remote why
 //!   ([`DisconnectReason`]), so the remote knows whether to come back and when.
 //! - **Redial by reason**, by the side that initiated the lost connection only: prompt after a
-//!   lost tie-break or a remote's orderly close, exponential backoff with jitter after timeouts,
-//!   a longer one after protocol violations, never after a ban or a local `disconnect`.
+//!   lost tie-break or a remote's goodbye `Normal`, exponential backoff with jitter after
+//!   timeouts, longer ones after a remote hung up without a goodbye or broke a protocol, never
+//!   after a ban or a local `disconnect`.
+//! - **Kept alive for a reason only**: peers the application wants, protects or allow-lists
+//!   (and bootstrap peers) are held open; every other connection idles out on the swarm's idle
+//!   timeout as it would without the manager. Trimming above bounded default watermarks
+//!   (160/192) keeps the peers that matter and resists bursts of new peers.
 //! - **Limits** on pending and established connections (inbound, outbound, total), per remote
 //!   IP (concurrent and a token-bucket rate, nested for IPv6: per /64, /56 and /48) and per
 //!   relay for inbound circuits, each checked at the earliest stage that knows the
@@ -38,7 +45,7 @@
 //!
 //! # Composing it
 //!
-//! Put the manager **first** in your struct. Its refusals (self-connections, duplicates, the
+//! Put the manager **first** in your struct. Its refusals (self-connections, bans, limits, the
 //! per-peer cap) then run before other behaviours spend work on a connection, and a connection
 //! it refuses is never shown to them.
 //!
