@@ -10,8 +10,10 @@
 use super::*;
 
 impl Manager {
-    /// Whether the manager holds `peer`'s connections open while idle (see the
-    /// [module docs](self)).
+    /// Whether the manager holds `peer`'s connections open while idle: the peer is wanted,
+    /// protected, allow-listed or a bootstrap peer (and keep-alive is on,
+    /// [`Config::with_keep_alive`](crate::Config::with_keep_alive)). Other connections idle out
+    /// on the swarm's idle timeout.
     pub fn keeps_alive(&self, peer: &PeerId) -> bool {
         self.config.keep_alive
             && (self.peers.get(peer).is_some_and(|r| r.wanted)
