@@ -58,7 +58,8 @@ pub struct PeerContext {
     pub hinted: bool,
 }
 
-/// The redial table of DESIGN.md section 4, for the initiator of the last connection to a peer.
+/// The redial table (the README's "Redial and discovery" section), for the initiator of the last
+/// connection to a peer.
 ///
 /// Peers nobody asked for are only redialed promptly when a duplicate tie-break went wrong (the
 /// loser was closed and the survivor died while the two sides settled), so a pair never ends
@@ -109,6 +110,74 @@ pub fn honour_retry_after(planned: Duration, retry_after: Option<Duration>) -> D
 mod tests {
     use super::*;
     use DisconnectReason::*;
+
+    /// The README's redial table is a claim: each row's reason (and who closed) must plan what
+    /// its second column says, for a wanted peer on its first redial.
+    #[test]
+    fn the_readme_table_says_what_the_plan_does() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Redial and discovery")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a redial section");
+        let rows: Vec<(&str, &str)> = section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .filter_map(|line| {
+                let mut cells = line.trim_matches('|').split('|');
+                Some((cells.next()?.trim(), cells.next()?.trim()))
+            })
+            .collect();
+        assert!(rows.len() >= 8, "the table has a row per reason: {rows:?}");
+        let context = PeerContext {
+            wanted: true,
+            attempt: 0,
+            settling_duplicates: false,
+            died_young: false,
+            hinted: false,
+        };
+        for (lost, then) in rows {
+            let name = lost.split('`').nth(1).expect("a reason in backticks");
+            let reason = match name {
+                "Normal" => Normal,
+                "Timeout" => Timeout,
+                "ProtocolViolation" => ProtocolViolation,
+                "ResourceConstraint" => ResourceConstraint,
+                "Banned" => Banned,
+                "NetworkRestructure" => NetworkRestructure,
+                "Duplicate" => Duplicate,
+                "Closed" => Closed,
+                other => panic!("the README names a reason the code does not know: {other}"),
+            };
+            let closed_by = if lost.contains("locally") {
+                ClosedBy::Local
+            } else {
+                ClosedBy::Remote
+            };
+            let expected = if then.starts_with("nothing while") {
+                // `Duplicate`: the kept connection lives on; if none does, a prompt redial.
+                RedialPlan::Prompt
+            } else if then.starts_with("never") || then.starts_with("nothing") {
+                RedialPlan::Never
+            } else if then.contains("prompt redial, then") {
+                RedialPlan::Prompt
+            } else if then.contains("closed_backoff") {
+                RedialPlan::ClosedBackoff
+            } else if then.starts_with("longer backoff") {
+                RedialPlan::ViolationBackoff
+            } else if then.contains("backoff") {
+                RedialPlan::TimeoutBackoff
+            } else {
+                panic!("cannot read the README's row for {name}: {then}")
+            };
+            assert_eq!(
+                plan(reason, closed_by, context),
+                expected,
+                "README row `{name}` ({closed_by:?}) says: {then}"
+            );
+        }
+    }
 
     #[test]
     fn the_table() {
