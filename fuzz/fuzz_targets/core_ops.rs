@@ -34,6 +34,8 @@ use web_time::Instant;
 const PEERS: usize = 6;
 /// Operations per input, at most.
 const MAX_OPS: usize = 300;
+/// The cap on peers wanted only because of hearsay.
+const MAX_HEARSAY: usize = 2;
 /// Closed connection ids remembered for late ping reports.
 const RECENTLY_CLOSED: usize = 8;
 
@@ -268,7 +270,8 @@ impl Setup {
             config = config.with_peer_exchange(Some(
                 PeerExchange::new()
                     .with_auto_connect(u.arbitrary()?)
-                    .with_interval(millis(u, 60_000)?),
+                    .with_interval(millis(u, 60_000)?)
+                    .with_max_peers(MAX_HEARSAY),
             ));
         }
         let mut bootstrap = Vec::new();
@@ -650,6 +653,9 @@ struct World {
     terminated: bool,
     /// Peers the application dialed itself and the manager still wants: never trimmed.
     dialed: HashSet<usize>,
+    /// Addresses a list or another behaviour ever named for a peer: any other address the
+    /// manager holds was given or proven, and hearsay must not push it out.
+    heard: HashSet<(usize, Multiaddr)>,
 }
 
 impl World {
@@ -681,6 +687,7 @@ impl World {
             recently_closed: Vec::new(),
             awaiting_disconnect: HashSet::new(),
             dialed: HashSet::new(),
+            heard: HashSet::new(),
             terminated: false,
         };
         world.drain();
@@ -1267,11 +1274,32 @@ impl World {
                 }
                 let conn = &self.established[pick % self.established.len()];
                 let from = self.ids[conn.peer.expect("established")];
-                let list = peers
+                let list: Vec<(PeerId, Vec<Multiaddr>)> = peers
                     .iter()
                     .map(|(p, a)| (self.ids[*p], self.dial_addrs(a)))
                     .collect();
+                for (p, a) in peers {
+                    self.heard
+                        .extend(self.dial_addrs(a).into_iter().map(|a| (*p, a)));
+                }
+                let before: Vec<(usize, Vec<Multiaddr>)> = (0..self.ids.len())
+                    .filter_map(|p| Some((p, self.manager.peer_info(&self.ids[p])?.addresses)))
+                    .collect();
                 self.manager.on_peers_received(self.now, from, list);
+                // No hearsay address displaces a proven (or given) one.
+                for (p, addresses) in before {
+                    let after = self
+                        .manager
+                        .peer_info(&self.ids[p])
+                        .map(|i| i.addresses)
+                        .unwrap_or_default();
+                    for gone in addresses.iter().filter(|a| !after.contains(a)) {
+                        assert!(
+                            self.heard.contains(&(p, gone.clone())),
+                            "hearsay displaced the proven address {gone}"
+                        );
+                    }
+                }
             }
             &Op::Ban { peer, duration } => {
                 self.manager.ban_peer(self.now, self.ids[peer], duration);
@@ -1308,6 +1336,7 @@ impl World {
             &Op::PeerAddress { peer, addr } => {
                 self.remembered.insert(peer);
                 let address = dial_addr(addr, &self.relay());
+                self.heard.insert((peer, address.clone()));
                 self.manager
                     .on_peer_address(self.now, self.ids[peer], address);
             }
@@ -1427,6 +1456,11 @@ impl World {
                 && m.automatic_network_bans() <= caps.max_network_bans(),
             "bans bounded: automatic bans <= cap"
         );
+        let hearsay = m.hearsay_stats();
+        assert!(
+            hearsay.peers <= MAX_HEARSAY && hearsay.recent_dials <= 1024 && hearsay.quiet <= 1024,
+            "hearsay state bounded: {hearsay:?}"
+        );
         if self.terminated {
             assert_eq!(m.phase(), Phase::Terminated);
         } else {
@@ -1539,7 +1573,10 @@ fuzz_target!(|data: &[u8]| {
         // A peer the manager stopped wanting (a ban, a disconnect, a redial given up on) is
         // no longer the application's ask.
         let World {
-            manager, ids, dialed, ..
+            manager,
+            ids,
+            dialed,
+            ..
         } = &mut world;
         dialed.retain(|p| manager.peer_info(&ids[*p]).is_some_and(|i| i.wanted));
     }
