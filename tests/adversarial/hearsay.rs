@@ -523,19 +523,24 @@ fn limited(interval: Duration) -> Config {
     exchanging(interval).with_limits(Limits::new().with_max_pending_outbound(Some(PENDING)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hearsay_flood_leaves_slots_to_the_applications_dials() {
+/// Fresh PeerIds at `tarpits` tarpits flood the node; then the application dials a peer.
+async fn flood_against_the_application(tarpits: usize) {
     init_tracing();
     let mut node = Node::spawn(NodeConfig {
         manager: limited(Duration::from_secs(1)),
         ..Default::default()
     })
     .await;
-    let (tarpit, held) = spawn_third_party("127.0.0.1".parse().unwrap(), true).await;
-    let tarpit = tcp_addr(tarpit);
+    let mut addresses = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..tarpits {
+        let (tarpit, count) = spawn_third_party("127.0.0.1".parse().unwrap(), true).await;
+        addresses.push(tcp_addr(tarpit));
+        held.push(count);
+    }
     let (_, lists, attacker) =
         spawn_list_sender(node.p2p_addr(), Duration::from_millis(200), move || {
-            fresh_peers(64, std::slice::from_ref(&tarpit))
+            fresh_peers(64, &addresses)
         });
     tokio::time::sleep(Duration::from_secs(1)).await;
     // The application dials a peer of its own.
@@ -558,11 +563,14 @@ async fn a_hearsay_flood_leaves_slots_to_the_applications_dials() {
         .filter(|e| matches!(e, Event::WaitingForResources { peer, .. } if *peer == honest_id))
         .count();
     println!(
-        "hearsay flood: attacker spent {} lists of 64 fresh PeerIds at a tarpit; got {} \
-         connections held in the tarpit, the application's dial waited for a slot {waited} \
-         times and connected after {took:?} (pending-outbound limit {PENDING}, peak {})",
+        "hearsay flood: attacker spent {} lists of 64 fresh PeerIds at {tarpits} tarpit(s); \
+         got {} connections held in the tarpits, the application's dial waited for a slot \
+         {waited} times and connected after {took:?} (pending-outbound limit {PENDING}, peak \
+         {})",
         lists.load(Ordering::Relaxed),
-        held.load(Ordering::Relaxed),
+        held.iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<usize>(),
         s.max_manager_pending,
     );
     assert_eq!(
@@ -571,6 +579,22 @@ async fn a_hearsay_flood_leaves_slots_to_the_applications_dials() {
         "the application's dial starved"
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
+    // Hearsay keeps to half of the slots; the application's dial may take one more.
+    assert!(
+        s.max_manager_pending <= PENDING as usize / 2 + 1,
+        "peak {}",
+        s.max_manager_pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hearsay_flood_leaves_slots_to_the_applications_dials() {
+    flood_against_the_application(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hearsay_flood_at_many_tarpits_leaves_slots_to_the_applications_dials() {
+    flood_against_the_application(16).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
