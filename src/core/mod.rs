@@ -394,7 +394,7 @@ impl Manager {
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
         self.peers.get(peer).map(|r| {
             let mut info = r.info(&self.config.health_scoring);
-            info.discovered |= self.exchange.is_heard(peer);
+            info.discovered |= r.wanted && self.exchange.is_heard(peer);
             info
         })
     }

@@ -568,3 +568,40 @@ fn a_strangers_disconnect_is_not_written_to_the_store() {
     println!("churn: 100 strangers connected and left; {written} records written to the store");
     assert_eq!(written, 0, "a restart reads nothing of them");
 }
+
+#[test]
+fn nonsense_peer_exchange_settings_are_refused() {
+    let refused = |exchange: PeerExchange| {
+        Config::default()
+            .with_peer_exchange(Some(exchange))
+            .validate()
+            .unwrap_err()
+    };
+    assert_eq!(
+        refused(PeerExchange::new().with_interval(Duration::ZERO)),
+        crate::ConfigError::Zero {
+            setting: "PeerExchange::with_interval"
+        }
+    );
+    assert!(matches!(
+        refused(exchange().with_max_peers(0)),
+        crate::ConfigError::Zero { .. }
+    ));
+    assert!(matches!(
+        refused(exchange().with_max_dials(0)),
+        crate::ConfigError::Zero { .. }
+    ));
+    assert!(matches!(
+        refused(PeerExchange::new().with_interval(Duration::MAX)),
+        crate::ConfigError::DurationTooLong { .. }
+    ));
+    // Without auto-connect the budgets do not matter; the defaults pass.
+    assert!(Config::default()
+        .with_peer_exchange(Some(PeerExchange::new().with_max_dials(0)))
+        .validate()
+        .is_ok());
+    assert!(Config::default()
+        .with_peer_exchange(Some(exchange()))
+        .validate()
+        .is_ok());
+}
