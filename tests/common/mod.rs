@@ -5,9 +5,15 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{
+    any::Any,
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::{
     connection_limits, identify, identity::Keypair, noise, ping, swarm::behaviour::toggle::Toggle,
     swarm::dial_opts::DialOpts, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
@@ -54,8 +60,12 @@ pub struct Snapshot {
     pub established: u32,
     /// Connections being negotiated according to the swarm.
     pub pending: u32,
-    /// Per connected peer: its established connections according to the swarm.
+    /// Per connected peer: its established connections according to the swarm (counted from
+    /// its `ConnectionEstablished` and `ConnectionClosed` events), sorted by peer.
     pub connections: Vec<(PeerId, usize)>,
+    /// Per peer: its established connections according to the manager's books, sorted by
+    /// peer. Where this and `connections` disagree, the two sides of the adapter disagree.
+    pub manager_connections: Vec<(PeerId, usize)>,
     /// Established connections according to the manager.
     pub manager_established: usize,
     /// Peers the manager keeps any state for.
@@ -79,6 +89,16 @@ pub struct Snapshot {
     pub pings: usize,
     /// Per peer, who initiated each of its open connections, as the manager sees them now.
     pub initiators: Vec<(PeerId, Vec<manager::Initiator>)>,
+    /// Dials the swarm started (`SwarmEvent::Dialing`), whoever asked for them.
+    pub dials: usize,
+    /// Inbound connections the swarm saw start (`SwarmEvent::IncomingConnection`), refused
+    /// ones included.
+    pub incoming: usize,
+    /// When the manager's next timer is due (`Manager::poll_timeout`); a time already past
+    /// means it is due and will run on the next poll.
+    pub next_timer: Option<std::time::Instant>,
+    /// Timers the manager has scheduled (`Manager::scheduled_timers`).
+    pub timers: usize,
 }
 
 impl Snapshot {
@@ -89,13 +109,55 @@ impl Snapshot {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// Nothing in flight: no handshake, no goodbye, no event not yet reported.
+    /// Nothing in flight at this instant: no handshake, no goodbye, no event not yet
+    /// reported. This says nothing of what the manager has scheduled (a redial, a trim, the
+    /// close of a draining duplicate): to assert a final state, wait with [`settled`].
     pub fn is_quiet(&self) -> bool {
         self.pending == 0
             && self.closing == 0
             && self.manager_pending == 0
             && self.manager_queued == 0
     }
+
+    /// Manager events of one kind, counted.
+    pub fn count_events(&self, kind: impl Fn(&manager::Event) -> bool) -> usize {
+        self.events.iter().filter(|e| kind(e)).count()
+    }
+
+    /// What must stay the same for a network to count as settled: every count of the swarm and
+    /// of the manager, the dials and inbound connections seen, and the number of the manager's
+    /// events (health assessments aside, they follow pings).
+    fn counts(&self) -> Counts {
+        Counts {
+            established: self.established,
+            pending: self.pending,
+            connections: self.connections.clone(),
+            manager_connections: self.manager_connections.clone(),
+            manager_established: self.manager_established,
+            manager_pending: self.manager_pending,
+            manager_tracked: self.manager_tracked,
+            closing: self.closing,
+            dials: self.dials,
+            incoming: self.incoming,
+            events: self.count_events(|e| !matches!(e, manager::Event::HealthChanged { .. })),
+        }
+    }
+}
+
+/// See [`Snapshot::counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counts {
+    established: u32,
+    pending: u32,
+    connections: Vec<(PeerId, usize)>,
+    manager_connections: Vec<(PeerId, usize)>,
+    manager_established: usize,
+    manager_pending: usize,
+    manager_tracked: usize,
+    closing: usize,
+    dials: usize,
+    incoming: usize,
+    events: usize,
 }
 
 pub struct Node {
@@ -104,7 +166,12 @@ pub struct Node {
     commands: mpsc::UnboundedSender<Command>,
     pub state: watch::Receiver<Snapshot>,
     task: tokio::task::JoinHandle<()>,
+    /// The message of the panic that ended the node's task, if one did.
+    failure: Failure,
 }
+
+/// Where a node's task leaves the message of its panic before it drops its channels.
+type Failure = Arc<Mutex<Option<String>>>;
 
 #[derive(Default)]
 pub struct NodeConfig {
@@ -192,39 +259,24 @@ impl Node {
             };
             addrs.push(addr);
         }
-        let (commands, mut command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(Snapshot::default());
-        let task = tokio::spawn(async move {
-            let mut pings = 0;
-            let mut peaks = (0, 0);
-            loop {
-                tokio::select! {
-                    command = command_rx.recv() => match command {
-                        Some(Command::Freeze) => {
-                            let _keep_alive = &swarm;
-                            std::future::pending::<()>().await;
-                        }
-                        Some(command) => run_command(&mut swarm, command),
-                        None => return,
-                    },
-                    event = swarm.select_next_some() => {
-                        match event {
-                            SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => {
-                                events.push(event)
-                            }
-                            SwarmEvent::Behaviour(TestBehaviourEvent::Ping(ping::Event {
-                                result: Ok(_),
-                                ..
-                            })) => pings += 1,
-                            _ => {}
-                        }
-                    }
+        let failure = Failure::default();
+        let task = tokio::spawn({
+            let failure = failure.clone();
+            async move {
+                let (mut command_rx, state_tx) = (command_rx, state_tx);
+                let tally = Tally {
+                    events,
+                    ..Tally::default()
+                };
+                let run = run_node(&mut swarm, &mut command_rx, &state_tx, tally);
+                // A panic is kept for the test to fail with, before the channels drop: whoever
+                // sees them closed finds the message.
+                if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
+                    *failure.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(panic_message(panic.as_ref()));
                 }
-                let mut state = snapshot(&swarm, &events, pings);
-                peaks.0 = peaks.0.max(state.manager_pending);
-                peaks.1 = peaks.1.max(state.established);
-                (state.max_manager_pending, state.max_established) = peaks;
-                let _ = state_tx.send(state);
             }
         });
         let node = Node {
@@ -233,12 +285,32 @@ impl Node {
             commands,
             state,
             task,
+            failure,
         };
         (node, addrs)
     }
 
+    /// The message of the panic that ended the node's task, if one did.
+    pub fn panicked(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fails the test with the panic of the node's task, if it panicked.
+    pub fn check(&self) {
+        if let Some(message) = self.panicked() {
+            panic!("node {} panicked: {message}", self.peer);
+        }
+    }
+
     pub fn send(&self, command: Command) {
-        self.commands.send(command).expect("node task alive");
+        self.check();
+        if self.commands.send(command).is_err() {
+            self.check();
+            panic!("node {}: its task ended", self.peer);
+        }
     }
 
     /// `Swarm::dial` of another node, with its peer id, default options.
@@ -256,16 +328,108 @@ impl Node {
         self.state.borrow().clone()
     }
 
-    /// Stops the node (drops its swarm: connections die without goodbye).
+    /// Stops the node (drops its swarm: connections die without goodbye). Fails the test if
+    /// the node's task had panicked.
     pub fn kill(self) {
+        self.check();
         self.task.abort();
     }
 
     /// Stops the node like [`kill`](Self::kill) and waits until its swarm is dropped (its
     /// peer store written and released).
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.check();
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+
+    /// A snapshot taken after this call: the node runs a command that does nothing, and
+    /// reports its state after it. `None` if the node does not answer by `until` (frozen).
+    pub async fn fresh_snapshot(&mut self, until: tokio::time::Instant) -> Option<Snapshot> {
+        self.state.borrow_and_update();
+        self.send(Command::With(Box::new(|_| {})));
+        match tokio::time::timeout_at(until, self.state.changed()).await {
+            Ok(Ok(())) => Some(self.snapshot()),
+            Ok(Err(_)) => {
+                self.check();
+                panic!("node {}: its task ended", self.peer)
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// A node whose task panicked fails the test when it is dropped, if nothing reported the panic
+/// before (a test that never waits on that node again still fails).
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check();
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_string())
+}
+
+/// What the node's task counts from the swarm's events.
+#[derive(Default)]
+struct Tally {
+    events: Vec<manager::Event>,
+    pings: usize,
+    dials: usize,
+    incoming: usize,
+    /// Per peer, its established connections according to the swarm's events.
+    connections: HashMap<PeerId, usize>,
+    max_manager_pending: usize,
+    max_established: u32,
+}
+
+/// The node's task: commands and swarm events, a snapshot after each.
+async fn run_node(
+    swarm: &mut Swarm<TestBehaviour>,
+    command_rx: &mut mpsc::UnboundedReceiver<Command>,
+    state_tx: &watch::Sender<Snapshot>,
+    mut tally: Tally,
+) {
+    loop {
+        tokio::select! {
+            command = command_rx.recv() => match command {
+                Some(Command::Freeze) => {
+                    let _keep_alive = &swarm;
+                    std::future::pending::<()>().await;
+                }
+                Some(command) => run_command(swarm, command),
+                None => return,
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => tally.events.push(event),
+                SwarmEvent::Behaviour(TestBehaviourEvent::Ping(ping::Event {
+                    result: Ok(_), ..
+                })) => tally.pings += 1,
+                SwarmEvent::Dialing { .. } => tally.dials += 1,
+                SwarmEvent::IncomingConnection { .. } => tally.incoming += 1,
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    *tally.connections.entry(peer_id).or_default() += 1;
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                    if let Some(n) = tally.connections.get_mut(&peer_id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            tally.connections.remove(&peer_id);
+                        }
+                    }
+                }
+                _ => {}
+            },
+        }
+        let state = snapshot(swarm, &mut tally);
+        let _ = state_tx.send(state);
     }
 }
 
@@ -314,26 +478,27 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
     }
 }
 
-fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event], pings: usize) -> Snapshot {
+fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
     let info = swarm.network_info();
     let counters = info.connection_counters();
     let manager = swarm.behaviour().manager.manager();
-    let connections: Vec<(PeerId, usize)> = swarm
+    let mut connections: Vec<(PeerId, usize)> =
+        tally.connections.iter().map(|(p, n)| (*p, *n)).collect();
+    connections.sort();
+    let mut manager_connections: Vec<(PeerId, usize)> = manager
         .connected_peers()
-        .map(|p| {
-            let n = manager.peer_info(p).map_or(0, |i| i.connections.len());
-            (*p, n)
-        })
+        .map(|p| (*p, manager.peer_info(p).map_or(0, |i| i.connections.len())))
         .collect();
-    let closing = swarm
+    manager_connections.sort();
+    let closing = manager
         .connected_peers()
         .filter_map(|p| manager.peer_info(p))
         .flat_map(|i| i.connections)
         .filter(|c| c.closing.is_some())
         .count();
-    let initiators = swarm
-        .connected_peers()
-        .filter_map(|p| {
+    let initiators = manager_connections
+        .iter()
+        .filter_map(|(p, _)| {
             let info = manager.peer_info(p)?;
             let open = info
                 .connections
@@ -344,34 +509,54 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, events: &[manager::Event], pings: usiz
             Some((*p, open))
         })
         .collect();
+    let established = counters.num_established();
+    tally.max_manager_pending = tally.max_manager_pending.max(manager.pending_connections());
+    tally.max_established = tally.max_established.max(established);
     Snapshot {
-        pings,
+        pings: tally.pings,
         initiators,
-        established: counters.num_established(),
+        established,
         pending: counters.num_pending(),
         connections,
+        manager_connections,
         manager_established: manager.established_connections(),
         manager_tracked: manager.tracked_peers(),
         manager_pending: manager.pending_connections(),
         manager_queued: manager.queued_actions(),
-        max_manager_pending: 0,
-        max_established: 0,
+        max_manager_pending: tally.max_manager_pending,
+        max_established: tally.max_established,
         tracked_ips: manager.tracked_ips(),
-        events: events.to_vec(),
+        events: tally.events.clone(),
         phase: Some(manager.phase()),
         closing,
+        dials: tally.dials,
+        incoming: tally.incoming,
+        next_timer: manager.poll_timeout(),
+        timers: manager.scheduled_timers(),
     }
 }
 
 /// Waits until `condition` holds over the snapshots of `nodes`, or fails after `deadline`
-/// with the last snapshots.
+/// with the last snapshots. A node whose task panicked fails the test with its panic at once.
+///
+/// This looks at one instant: to assert a final state, use [`settled`].
 pub async fn wait_until(
     nodes: &mut [&mut Node],
     deadline: Duration,
+    condition: impl FnMut(&[Snapshot]) -> bool,
+) -> Result<Vec<Snapshot>, Vec<Snapshot>> {
+    wait_until_at(nodes, tokio::time::Instant::now() + deadline, condition).await
+}
+
+async fn wait_until_at(
+    nodes: &mut [&mut Node],
+    until: tokio::time::Instant,
     mut condition: impl FnMut(&[Snapshot]) -> bool,
 ) -> Result<Vec<Snapshot>, Vec<Snapshot>> {
-    let until = tokio::time::Instant::now() + deadline;
     loop {
+        for node in nodes.iter() {
+            node.check();
+        }
         let snapshots: Vec<Snapshot> = nodes.iter().map(|n| n.snapshot()).collect();
         if condition(&snapshots) {
             return Ok(snapshots);
@@ -380,13 +565,127 @@ pub async fn wait_until(
             .iter_mut()
             .map(|n| Box::pin(n.state.changed()))
             .collect::<Vec<_>>();
-        if tokio::time::timeout_at(until, futures::future::select_all(changes))
-            .await
-            .is_err()
-        {
-            return Err(snapshots);
+        let (changed, index) =
+            match tokio::time::timeout_at(until, futures::future::select_all(changes)).await {
+                Ok((changed, index, _)) => (changed, index),
+                Err(_) => return Err(snapshots),
+            };
+        if changed.is_err() {
+            // The node's task ended: with a panic, the test fails with it.
+            nodes[index].check();
+            panic!("node {}: its task ended", nodes[index].peer);
         }
     }
+}
+
+/// How long [`settled`] requires every count to stay the same.
+///
+/// Longer than a round trip on loopback by orders of magnitude, so that what one node sends
+/// (a goodbye, a dial) shows at the other within it; what a manager has scheduled is not left
+/// to the hold: no timer of any manager may be due within it.
+pub const HOLD: Duration = Duration::from_secs(1);
+
+/// Waits until the network of `nodes` has settled with `condition` holding, or fails after
+/// `deadline` with the last snapshots. Settled: every node quiet ([`Snapshot::is_quiet`]), no
+/// timer of any node's manager due within [`HOLD`] (a redial, a trim, the close of a draining
+/// duplicate, a goodbye deadline), and then every count of every node (connections per peer
+/// on the swarm and in the manager, pending, closing, tracked peers, dials, inbound
+/// connections, the manager's events) the same over the whole of [`HOLD`]. Returns snapshots
+/// taken at the end of the hold.
+pub async fn settled(
+    nodes: &mut [&mut Node],
+    deadline: Duration,
+    condition: impl FnMut(&[Snapshot]) -> bool,
+) -> Result<Vec<Snapshot>, Vec<Snapshot>> {
+    settled_for(nodes, deadline, HOLD, condition).await
+}
+
+/// [`settled`] with a hold of `hold`.
+pub async fn settled_for(
+    nodes: &mut [&mut Node],
+    deadline: Duration,
+    hold: Duration,
+    mut condition: impl FnMut(&[Snapshot]) -> bool,
+) -> Result<Vec<Snapshot>, Vec<Snapshot>> {
+    /// Past a timer's deadline before looking again, for the node to have run it.
+    const TIMER_SLACK: Duration = Duration::from_millis(20);
+    let until = tokio::time::Instant::now() + deadline;
+    let ready = |s: &[Snapshot]| s.iter().all(Snapshot::is_quiet);
+    let counts = |s: &[Snapshot]| s.iter().map(Snapshot::counts).collect::<Vec<_>>();
+    let mut why = "the condition never held with every node quiet".to_string();
+    let unsettled = |why: &str, snapshots: Vec<Snapshot>| {
+        println!("not settled within {deadline:?}: {why}");
+        Err(snapshots)
+    };
+    loop {
+        let last = match wait_until_at(nodes, until, |s| ready(s) && condition(s)).await {
+            Ok(last) => last,
+            Err(last) => return unsettled(&why, last),
+        };
+        let Some(start) = fresh_snapshots(nodes, until).await else {
+            return unsettled("a node did not answer", last);
+        };
+        if !(ready(&start) && condition(&start)) {
+            why = "the condition or quiet did not hold on a fresh look".to_string();
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let hold_end = now + hold;
+        let due = start
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.next_timer?, i)))
+            .filter(|(at, _)| *at <= hold_end)
+            .min();
+        if let Some((at, node)) = due {
+            // A timer runs within the hold: let it run, then look again.
+            why = format!(
+                "node {node}'s manager had a timer due in {:?} (within the hold of {hold:?})",
+                at.saturating_duration_since(now)
+            );
+            let wake = (at + TIMER_SLACK).max(now + TIMER_SLACK);
+            let wake = tokio::time::Instant::from_std(wake).min(until);
+            let before = counts(&start);
+            let _ = wait_until_at(nodes, wake, |s| counts(s) != before).await;
+            if tokio::time::Instant::now() >= until {
+                return unsettled(&why, nodes.iter().map(|n| n.snapshot()).collect());
+            }
+            continue;
+        }
+        let before = counts(&start);
+        let hold_until = tokio::time::Instant::from_std(hold_end);
+        if hold_until > until {
+            return unsettled(&why, start);
+        }
+        if let Ok(changed) = wait_until_at(nodes, hold_until, |s| counts(s) != before).await {
+            let node = counts(&changed)
+                .iter()
+                .zip(&before)
+                .position(|(a, b)| a != b)
+                .unwrap_or_default();
+            why = format!("node {node}'s counts changed during the hold");
+            continue;
+        }
+        let Some(end) = fresh_snapshots(nodes, until).await else {
+            return unsettled("a node did not answer", start);
+        };
+        if counts(&end) == before && ready(&end) && condition(&end) {
+            return Ok(end);
+        }
+        why = "the counts at the end of the hold differed".to_string();
+    }
+}
+
+/// A fresh snapshot of every node (see [`Node::fresh_snapshot`]).
+async fn fresh_snapshots(
+    nodes: &mut [&mut Node],
+    until: tokio::time::Instant,
+) -> Option<Vec<Snapshot>> {
+    let mut snapshots = Vec::with_capacity(nodes.len());
+    for node in nodes.iter_mut() {
+        snapshots.push(node.fresh_snapshot(until).await?);
+    }
+    Some(snapshots)
 }
 
 pub fn init_tracing() {
