@@ -33,8 +33,10 @@
 //! `--store PATH` keeps bans, wanted peers, addresses and tags in a file: a restarted node is
 //! still banning whom it banned and redials whom it wanted (`--ban PEER_ID` bans at start; a
 //! damaged store is refused with a message naming the file, or set aside with `--fresh-store`).
-//! `--stdin-commands` reads `dial <multiaddr>`, `ban <peer id>`, `disconnect <peer id>` and
-//! `status` lines from standard input (`scripts/interop.sh` drives the node with them).
+//! `--stdin-commands` reads `dial <multiaddr>`, `ban <peer id> [secs]`, `disconnect <peer id>`,
+//! `tag <peer id> <tag> <value>`, `address <peer id> <multiaddr>`, `flush [label]` and `status`
+//! lines from standard input, several on one line with `;` between them (`scripts/interop.sh`
+//! drives the node with them; `tests/store_durability.rs` kills it between flushes).
 //! Ctrl-C or SIGTERM says goodbye to every peer (`shutdown`), waits up to 3 s for the
 //! connections to close, and exits 0.
 //!
@@ -122,6 +124,7 @@ const NODE_OPTIONS: &[&str] = &[
     "status_interval",
     "store",
     "fresh_store",
+    "store_flush_ms",
     "ban",
     "ping_interval",
     "ping_timeout",
@@ -174,6 +177,10 @@ struct NodeArgs {
     /// `<file>.bad-<time>`) and start with an empty store, instead of refusing to start.
     #[arg(long, requires = "store")]
     fresh_store: bool,
+    /// Hand the changes to the --store file every MS milliseconds [default: 1000].
+    #[arg(long, value_name = "MS", requires = "store",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    store_flush_ms: Option<u64>,
     /// Ban this peer until unbanned (repeatable). With --store the ban outlives restarts.
     #[arg(long, value_name = "PEER_ID")]
     ban: Vec<PeerId>,
@@ -188,7 +195,11 @@ struct NodeArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     inactivity_timeout: Option<u64>,
     /// Read commands from standard input, one a line: `dial <multiaddr>` (as --dial),
-    /// `ban <peer id>` (until unbanned), `disconnect <peer id>`, `status` (the status table now).
+    /// `ban <peer id> [secs]` (until unbanned without secs), `disconnect <peer id>`,
+    /// `tag <peer id> <tag> <value>`, `address <peer id> <multiaddr>` (remember a dial address),
+    /// `flush [label]` (write the changes to the store and wait; prints `peer store flushed
+    /// <label>`), `status` (the status table now). Commands on one line, `;` between them, are
+    /// applied together: the store gets them in one batch.
     #[arg(long)]
     stdin_commands: bool,
 }
@@ -432,7 +443,7 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     let manager = manager::Behaviour::new(key.public().to_peer_id(), node_config(&args));
     let manager = match &args.store {
-        Some(path) => with_store(manager, path, args.fresh_store)?,
+        Some(path) => with_store(manager, path, args.fresh_store, args.store_flush_ms)?,
         None => manager,
     };
     let mut swarm = build_swarm_with(key, manager)?;
@@ -479,8 +490,9 @@ fn with_store(
     manager: manager::Behaviour,
     path: &Path,
     fresh: bool,
+    flush_ms: Option<u64>,
 ) -> anyhow::Result<manager::Behaviour> {
-    use manager::store::RedbStore;
+    use manager::store::{RedbStore, StoreConfig};
     let store = if fresh {
         RedbStore::open_or_start_fresh(path)
     } else {
@@ -504,7 +516,11 @@ fn with_store(
         );
     }
     println!("peer store: {}", path.display());
-    Ok(manager.with_store(store)?)
+    let mut config = StoreConfig::default();
+    if let Some(ms) = flush_ms {
+        config.flush_interval = Duration::from_millis(ms);
+    }
+    Ok(manager.with_store_config(store, config)?)
 }
 
 /// Without the redb feature `check_node_args` refuses `--store` before this is reached.
@@ -513,6 +529,7 @@ fn with_store(
     _manager: manager::Behaviour,
     path: &Path,
     _fresh: bool,
+    _flush_ms: Option<u64>,
 ) -> anyhow::Result<manager::Behaviour> {
     anyhow::bail!(
         "--store {} needs the example built with the redb feature",
@@ -694,28 +711,53 @@ async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<String>>) ->
     std::future::pending().await
 }
 
+/// One line of commands, `;` between them: all applied before the swarm runs again, so the
+/// peer store gets their changes in one batch.
 fn run_stdin_command(swarm: &mut Swarm<NodeBehaviour>, line: &str) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let refused = |error: &dyn std::fmt::Display| println!("command refused: {line}: {error}");
+    for command in line.split(';').map(str::trim) {
+        if let Err(error) = run_one_command(swarm, command) {
+            println!("command refused: {command}: {error}");
+        }
+    }
+}
+
+fn run_one_command(swarm: &mut Swarm<NodeBehaviour>, command: &str) -> Result<(), String> {
+    fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, String> {
+        text.parse()
+            .map_err(|error: T::Err| format!("{text}: {error}"))
+    }
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let manager = &mut swarm.behaviour_mut().manager;
     match words.as_slice() {
         [] => {}
-        ["dial", address] => match address.parse::<Multiaddr>() {
-            Ok(address) => dial_address(swarm, address),
-            Err(error) => refused(&error),
-        },
-        ["ban", peer] => match peer.parse::<PeerId>() {
-            Ok(peer) => swarm.behaviour_mut().manager.ban_peer(peer, None),
-            Err(error) => refused(&error),
-        },
-        ["disconnect", peer] => match peer.parse::<PeerId>() {
-            Ok(peer) => {
-                swarm.behaviour_mut().manager.disconnect(peer);
-            }
-            Err(error) => refused(&error),
+        ["dial", address] => dial_address(swarm, parse(address)?),
+        ["ban", peer] => manager.ban_peer(parse(peer)?, None),
+        ["ban", peer, secs] => {
+            manager.ban_peer(parse(peer)?, Some(Duration::from_secs(parse(secs)?)));
+        }
+        ["disconnect", peer] => {
+            manager.disconnect(parse(peer)?);
+        }
+        ["tag", peer, tag, value] => manager.tag_peer(parse(peer)?, *tag, parse(value)?),
+        ["address", peer, address] => manager.add_address(parse(peer)?, parse(address)?),
+        ["flush", label @ ..] => match manager.flush_store() {
+            Ok(()) => println!(
+                "{}",
+                format!("peer store flushed {}", label.join(" ")).trim_end()
+            ),
+            Err(error) => println!("peer store: flush failed: {error}"),
         },
         ["status"] => print_status(swarm),
-        _ => refused(&"expected dial <multiaddr>, ban <peer id>, disconnect <peer id> or status"),
+        _ => {
+            return Err(
+                "expected dial <multiaddr>, ban <peer id> [secs], disconnect <peer id>, \
+                        tag <peer id> <tag> <value>, address <peer id> <multiaddr>, \
+                        flush [label] or status"
+                    .into(),
+            )
+        }
     }
+    Ok(())
 }
 
 /// Ctrl-C (SIGINT) and, on unix, SIGTERM: installed at once, so a signal that arrives while
