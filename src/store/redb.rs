@@ -640,6 +640,81 @@ mod tests {
         assert!(peers.iter().any(|(peer, _)| *peer == wanted));
     }
     #[test]
+    fn a_stuck_writer_never_blocks_a_write_and_flush_writes_everything_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let at = |secs: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let target = BanTarget::Peer(PeerId::random());
+        // Holding the database's one write transaction stops the writer thread at its next
+        // batch, as a slow disk would.
+        let stuck = store.db.begin_write().unwrap();
+        let (done, written) = mpsc::channel();
+        let writes = std::thread::spawn(move || {
+            store
+                .write(vec![StoreOp::PutBan(StoredBan {
+                    target,
+                    until: at(1),
+                })])
+                .unwrap();
+            // Until the queue is full and the backlog holds the rest.
+            let mut others = Vec::new();
+            while store.backlog.is_empty() && others.len() < 10_000 {
+                let peer = PeerId::random();
+                others.push(peer);
+                store
+                    .write(vec![StoreOp::PutBan(StoredBan {
+                        target: BanTarget::Peer(peer),
+                        until: None,
+                    })])
+                    .unwrap();
+            }
+            // The newest state of `target`, behind everything else.
+            store
+                .write(vec![StoreOp::PutBan(StoredBan {
+                    target,
+                    until: at(2),
+                })])
+                .unwrap();
+            let _ = done.send(());
+            (store, others)
+        });
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("write blocked behind a stuck writer");
+        let (mut store, others) = writes.join().unwrap();
+        println!(
+            "{} batches written while the writer was stuck; {} operations in the backlog",
+            others.len() + 2,
+            store.backlog.len()
+        );
+        // The queue holds QUEUED_BATCHES, then the backlog takes over.
+        assert!(
+            (QUEUED_BATCHES..10_000).contains(&others.len()),
+            "{} batches before the backlog took any",
+            others.len() + 1
+        );
+        drop(stuck);
+        store.flush().unwrap();
+        let bans: HashMap<BanTarget, Option<SystemTime>> = store
+            .load()
+            .unwrap()
+            .bans
+            .into_iter()
+            .map(|ban| (ban.target, ban.until))
+            .collect();
+        assert_eq!(bans.len(), others.len() + 1);
+        assert!(others
+            .iter()
+            .all(|peer| bans.get(&BanTarget::Peer(*peer)) == Some(&None)));
+        assert_eq!(
+            bans.get(&target),
+            Some(&at(2)),
+            "batches applied out of order"
+        );
+    }
+
+    #[test]
     fn a_backlog_under_pressure_never_drops_a_ban_or_an_unban() {
         let ban = |n: u64| {
             StoreOp::PutBan(StoredBan {
