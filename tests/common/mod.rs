@@ -343,6 +343,25 @@ impl Node {
         let _ = (&mut self.task).await;
     }
 
+    /// Runs `f` on the node's swarm and returns what it returns (within 10 s).
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Swarm<TestBehaviour>) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::With(Box::new(move |swarm| {
+            let _ = tx.send(f(swarm));
+        })));
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(_)) => {
+                self.check();
+                panic!("node {}: its task ended", self.peer)
+            }
+            Err(_) => panic!("node {} did not answer within 10 s", self.peer),
+        }
+    }
+
     /// A snapshot taken after this call: the node runs a command that does nothing, and
     /// reports its state after it. `None` if the node does not answer by `until` (frozen).
     pub async fn fresh_snapshot(&mut self, until: tokio::time::Instant) -> Option<Snapshot> {
