@@ -4,10 +4,7 @@ use std::{
     collections::HashMap,
     panic::{catch_unwind, AssertUnwindSafe},
     path::{Path, PathBuf},
-    sync::{
-        mpsc::{self, Receiver, SyncSender, TrySendError},
-        Arc, Mutex,
-    },
+    sync::{mpsc, Arc, Condvar, Mutex, MutexGuard},
     thread::JoinHandle,
 };
 
@@ -30,17 +27,17 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 /// The format of the records this version writes and reads.
 pub(crate) const FORMAT: u64 = 1;
-/// Batches queued for the writer, at most; beyond, operations wait in the handle's backlog.
-const QUEUED_BATCHES: usize = 16;
-/// Operations the backlog holds while the writer is behind: beyond, the oldest peer operations
+/// Operations the queue holds while the writer is behind: beyond, the oldest peer operations
 /// go first, and bans and unbans are never dropped (see `shed_backlog`).
 const MAX_BACKLOG: usize = 100_000;
 
 /// A peer store in a file, on the embedded database [redb](https://docs.rs/redb).
 ///
-/// Every batch from [`write`](PeerStore::write) is one transaction, committed by a background
-/// thread with full durability: killing the process at any moment leaves the last committed
-/// batch. Opening checks every record, so a damaged file is an error at start
+/// Every batch from [`write`](PeerStore::write) is committed whole, in one transaction (batches
+/// queued together share one), by a background thread with full durability: killing the
+/// process at any moment leaves the last committed batch. `write` never waits for the disk: the
+/// writer takes everything queued each time it is ready, by itself. Opening checks every
+/// record, so a damaged file is an error at start
 /// ([`StoreError::Corrupted`], naming the file), never a panic later;
 /// [`open_or_start_fresh`](Self::open_or_start_fresh) sets such a file aside instead.
 #[derive(Debug)]
@@ -48,18 +45,43 @@ pub struct RedbStore {
     path: PathBuf,
     db: Arc<Database>,
     loaded: Option<StoredState>,
-    sender: Option<SyncSender<Message>>,
-    backlog: Vec<StoreOp>,
-    /// The last error of the writer thread, reported by the next `write`.
-    failure: Arc<Mutex<Option<String>>>,
+    /// What the writer thread has to do, shared with it.
+    queue: Arc<Queue>,
+    /// Operations the queue holds at most (beyond, peer changes are shed).
+    max_queued: usize,
     writer: Option<JoinHandle<()>>,
     set_aside: Option<PathBuf>,
 }
 
-#[derive(Debug)]
-enum Message {
-    Write(Vec<StoreOp>),
-    Flush(mpsc::Sender<Result<(), String>>),
+/// The writer's work: the handle adds to it and never waits for the disk; the writer takes all
+/// of it each time it is ready, so nothing handed over waits for a later call.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<Pending>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Operations not taken by the writer yet, in order.
+    ops: Vec<StoreOp>,
+    /// Flushes waiting for everything queued before them.
+    flushes: Vec<mpsc::Sender<Result<(), String>>>,
+    /// The last error of the writer thread, reported by the next `write`.
+    failure: Option<String>,
+    /// The handle is gone: the writer writes what is queued and stops.
+    closed: bool,
+    /// The writer thread is gone.
+    stopped: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // The writer never panics holding it; whole operations are queued either way.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl RedbStore {
@@ -77,15 +99,14 @@ impl RedbStore {
         let path = path.as_ref().to_path_buf();
         let (db, loaded) = open_and_read(&path)?;
         let db = Arc::new(db);
-        let (sender, receiver) = mpsc::sync_channel(QUEUED_BATCHES);
-        let failure = Arc::new(Mutex::new(None));
+        let queue = Arc::new(Queue::default());
         let writer = {
-            let failure = failure.clone();
+            let queue = queue.clone();
             let file = path.clone();
             let db = db.clone();
             std::thread::Builder::new()
                 .name("peer-store".into())
-                .spawn(move || run_writer(db, receiver, failure, file, max_peers))
+                .spawn(move || run_writer(db, queue, file, max_peers))
                 .map_err(|e| StoreError::Open {
                     path: path.clone(),
                     source: Box::new(e),
@@ -95,9 +116,8 @@ impl RedbStore {
             path,
             db,
             loaded: Some(loaded),
-            sender: Some(sender),
-            backlog: Vec::new(),
-            failure,
+            queue,
+            max_queued: MAX_BACKLOG,
             writer: Some(writer),
             set_aside: None,
         })
@@ -162,31 +182,25 @@ impl PeerStore for RedbStore {
     fn write(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
         // What was read at open is out of date from now on.
         self.loaded = None;
-        let failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        self.backlog.extend(ops);
-        if !self.backlog.is_empty() {
-            let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
-            let batch = std::mem::take(&mut self.backlog);
-            match sender.try_send(Message::Write(batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(Message::Write(batch))) => {
-                    // The writer is behind: keep the operations for the next call.
-                    self.backlog = batch;
-                    let dropped = shed_backlog(&mut self.backlog, MAX_BACKLOG);
-                    if dropped > 0 {
-                        tracing::warn!(
-                            dropped,
-                            "peer store writer behind; oldest peer changes dropped"
-                        );
-                    }
-                }
-                Err(_) => return Err(self.closed()),
+        let failure = {
+            let mut pending = self.queue.lock();
+            if pending.stopped {
+                return Err(self.closed());
             }
-        }
+            if !ops.is_empty() {
+                pending.ops.extend(ops);
+                // The writer is behind by this much: the oldest peer changes go.
+                let dropped = shed_backlog(&mut pending.ops, self.max_queued);
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "peer store writer behind; oldest peer changes dropped"
+                    );
+                }
+                self.queue.ready.notify_one();
+            }
+            pending.failure.take()
+        };
         match failure {
             Some(detail) => Err(StoreError::Write {
                 path: self.path.clone(),
@@ -197,15 +211,15 @@ impl PeerStore for RedbStore {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
-        let backlog = std::mem::take(&mut self.backlog);
-        if !backlog.is_empty() && sender.send(Message::Write(backlog)).is_err() {
-            return Err(self.closed());
-        }
         let (reply, done) = mpsc::channel();
-        sender
-            .send(Message::Flush(reply))
-            .map_err(|_| self.closed())?;
+        {
+            let mut pending = self.queue.lock();
+            if pending.stopped {
+                return Err(self.closed());
+            }
+            pending.flushes.push(reply);
+            self.queue.ready.notify_one();
+        }
         match done.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(detail)) => Err(StoreError::Write {
@@ -222,8 +236,9 @@ impl Drop for RedbStore {
         if let Err(error) = self.flush() {
             tracing::warn!(%error, "peer store: last changes not written");
         }
-        // Closing the channel stops the writer; wait for it so the file is released.
-        self.sender = None;
+        // The writer stops once the queue is empty; wait for it so the file is released.
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_one();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -370,25 +385,40 @@ fn read_all(db: &Database, path: &Path) -> Result<StoredState, StoreError> {
     Ok(state)
 }
 
-fn run_writer(
-    db: Arc<Database>,
-    receiver: Receiver<Message>,
-    failure: Arc<Mutex<Option<String>>>,
-    path: PathBuf,
-    max_peers: usize,
-) {
-    while let Ok(first) = receiver.recv() {
-        // Everything queued goes into one transaction.
-        let mut ops = Vec::new();
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                Message::Write(batch) => ops.extend(batch),
-                Message::Flush(reply) => flushes.push(reply),
+/// Marks the writer gone however it ends (a panic in the database included), so that writes
+/// and flushes report the store closed instead of waiting for it.
+struct Stopped<'a>(&'a Queue);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.0.lock();
+        pending.stopped = true;
+        // Waiting flushes see their reply channel close.
+        pending.flushes.clear();
+    }
+}
+
+fn run_writer(db: Arc<Database>, queue: Arc<Queue>, path: PathBuf, max_peers: usize) {
+    let _stopped = Stopped(&queue);
+    loop {
+        // Everything queued goes into one transaction; the flushes queued with it are answered
+        // after it.
+        let (ops, flushes) = {
+            let mut pending = queue.lock();
+            while pending.ops.is_empty() && pending.flushes.is_empty() && !pending.closed {
+                pending = queue
+                    .ready
+                    .wait(pending)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-            next = receiver.try_recv().ok();
-        }
+            if pending.ops.is_empty() && pending.flushes.is_empty() {
+                return;
+            }
+            (
+                std::mem::take(&mut pending.ops),
+                std::mem::take(&mut pending.flushes),
+            )
+        };
         let result = if ops.is_empty() {
             Ok(())
         } else {
@@ -396,7 +426,7 @@ fn run_writer(
         };
         if let Err(detail) = &result {
             tracing::error!(file = %path.display(), %detail, "peer store write failed");
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail.clone());
+            queue.lock().failure = Some(detail.clone());
         }
         for reply in flushes {
             let _ = reply.send(result.clone());
@@ -461,7 +491,7 @@ fn commit(db: &Database, ops: Vec<StoreOp>, max_peers: usize) -> Result<(), redb
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{collections::HashSet, time::Duration};
 
     use libp2p_core::Multiaddr;
 
@@ -639,6 +669,7 @@ mod tests {
         assert_eq!(peers.len(), 9, "pruned down to 90% of the cap");
         assert!(peers.iter().any(|(peer, _)| *peer == wanted));
     }
+
     #[test]
     fn a_stuck_writer_never_blocks_a_write_and_flush_writes_everything_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -657,9 +688,9 @@ mod tests {
                     until: at(1),
                 })])
                 .unwrap();
-            // Until the queue is full and the backlog holds the rest.
+            // Many more batches than the writer takes before it is stuck.
             let mut others = Vec::new();
-            while store.backlog.is_empty() && others.len() < 10_000 {
+            for _ in 0..200 {
                 let peer = PeerId::random();
                 others.push(peer);
                 store
@@ -683,17 +714,6 @@ mod tests {
             .recv_timeout(Duration::from_secs(10))
             .expect("write blocked behind a stuck writer");
         let (mut store, others) = writes.join().unwrap();
-        println!(
-            "{} batches written while the writer was stuck; {} operations in the backlog",
-            others.len() + 2,
-            store.backlog.len()
-        );
-        // The queue holds QUEUED_BATCHES, then the backlog takes over.
-        assert!(
-            (QUEUED_BATCHES..10_000).contains(&others.len()),
-            "{} batches before the backlog took any",
-            others.len() + 1
-        );
         drop(stuck);
         store.flush().unwrap();
         let bans: HashMap<BanTarget, Option<SystemTime>> = store
@@ -712,6 +732,111 @@ mod tests {
             Some(&at(2)),
             "batches applied out of order"
         );
+    }
+
+    #[test]
+    fn a_queue_over_its_bound_sheds_the_oldest_peer_changes_and_never_a_ban() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        store.max_queued = 8;
+        let stuck = store.db.begin_write().unwrap();
+        // The writer takes a first batch and is stuck committing it.
+        let first = PeerId::random();
+        store
+            .write(vec![StoreOp::UpdatePeer(
+                first,
+                update(true, "/ip4/10.0.0.1/tcp/1"),
+            )])
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.queue.lock().ops.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never took the first batch"
+            );
+            std::thread::yield_now();
+        }
+        // 12 peer updates and 4 bans queue up behind it, one batch each, bans first.
+        let bans: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let peers: Vec<PeerId> = (0..12).map(|_| PeerId::random()).collect();
+        for peer in &bans {
+            store
+                .write(vec![StoreOp::PutBan(StoredBan {
+                    target: BanTarget::Peer(*peer),
+                    until: None,
+                })])
+                .unwrap();
+        }
+        for peer in &peers {
+            store
+                .write(vec![StoreOp::UpdatePeer(
+                    *peer,
+                    update(true, "/ip4/10.0.0.2/tcp/2"),
+                )])
+                .unwrap();
+        }
+        assert_eq!(store.queue.lock().ops.len(), 8, "held to its bound");
+        drop(stuck);
+        store.flush().unwrap();
+        let state = store.load().unwrap();
+        let stored_bans: HashSet<BanTarget> = state.bans.iter().map(|b| b.target).collect();
+        assert_eq!(
+            stored_bans,
+            bans.iter()
+                .map(|p| BanTarget::Peer(*p))
+                .collect::<HashSet<_>>(),
+            "every ban kept, though the oldest"
+        );
+        let stored_peers: HashSet<PeerId> = state.peers.iter().map(|(p, _)| *p).collect();
+        let mut kept: HashSet<PeerId> = peers[8..].iter().copied().collect();
+        kept.insert(first);
+        assert_eq!(stored_peers, kept, "the newest 4 peer updates kept");
+    }
+
+    #[test]
+    fn what_waited_behind_a_stuck_writer_reaches_the_file_without_another_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let db = store.db.clone();
+        let stuck = db.begin_write().unwrap();
+        // More batches than the writer's queue holds, while it is stuck.
+        let peers: Vec<PeerId> = (0..64).map(|_| PeerId::random()).collect();
+        let (done, written) = mpsc::channel();
+        let writes = std::thread::spawn(move || {
+            for peer in &peers {
+                store
+                    .write(vec![StoreOp::PutBan(StoredBan {
+                        target: BanTarget::Peer(*peer),
+                        until: None,
+                    })])
+                    .unwrap();
+            }
+            let _ = done.send(());
+            store
+        });
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("write blocked behind a stuck writer");
+        let store = writes.join().unwrap();
+        // The disk is back. No write and no flush follow (a quiet node, or one about to be
+        // killed): the writer must get to every batch by itself.
+        drop(stuck);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stored = loop {
+            let stored = read_all(&db, &path).unwrap().bans.len();
+            if stored == 64 || std::time::Instant::now() > deadline {
+                break stored;
+            }
+            // Polling the file for the event, with the deadline above.
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            stored, 64,
+            "batches handed to the store stayed in memory after the writer caught up"
+        );
+        drop(store);
     }
 
     #[test]
