@@ -653,7 +653,7 @@ fn example_binary() -> PathBuf {
     binary
 }
 
-/// The most recently modified file under `paths`.
+/// The most recently modified Rust source under `paths`.
 fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     let mut stack: Vec<PathBuf> = paths.to_vec();
@@ -665,6 +665,8 @@ fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
             }
+        } else if path.extension().is_none_or(|e| e != "rs") {
+            // Only Rust sources make cargo rebuild the example.
         } else if let Ok(modified) = metadata.modified() {
             if newest.as_ref().is_none_or(|(m, _)| modified > *m) {
                 newest = Some((modified, path));
