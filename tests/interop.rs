@@ -160,9 +160,8 @@ async fn a_plain_node_that_dials_us_twice_ends_with_one_connection() {
     plain.dial.send(dial_to(&node)).expect("alive");
     // The plain node never closes its second connection; as the listener we close the newer
     // one ourselves once the grace is over.
-    let s = wait_until(&mut [&mut node], Duration::from_secs(20), |s| {
+    let s = settled(&mut [&mut node], Duration::from_secs(20), |s| {
         s[0].established == 1
-            && s[0].is_quiet()
             && s[0]
                 .events
                 .iter()
@@ -183,8 +182,8 @@ async fn a_plain_node_dialing_us_while_we_dial_it_ends_with_one_connection() {
         node.send(Command::ManagerDial(plain.peer, plain.addr.clone()));
         plain.dial.send(dial_to(&node)).expect("alive");
         // We close the loser of the tie-break (the plain node cannot), so both end with one.
-        wait_until(&mut [&mut node], Duration::from_secs(20), |s| {
-            s[0].established == 1 && s[0].is_quiet()
+        settled(&mut [&mut node], Duration::from_secs(20), |s| {
+            s[0].established == 1
         })
         .await
         .unwrap_or_else(|s| panic!("did not settle: {s:#?}"));

@@ -31,7 +31,7 @@ async fn a_connection_nobody_asked_the_manager_for_idles_out() {
     .await
     .unwrap_or_else(|s| panic!("no connection: {s:#?}"));
     let connected = Instant::now();
-    let result = wait_until(&mut [&mut a, &mut b], 6 * IDLE, |s| {
+    let result = settled(&mut [&mut a, &mut b], 6 * IDLE + HOLD, |s| {
         s[0].established == 0 && s[1].established == 0
     })
     .await;
@@ -84,7 +84,7 @@ async fn protecting_a_peer_keeps_its_connection_and_unprotecting_lets_it_idle_ou
     tokio::time::sleep(3 * IDLE).await;
     assert_eq!(a.snapshot().established, 1, "held while protected");
     a.send(Command::Protect(b.peer, false));
-    wait_until(&mut [&mut a, &mut b], 6 * IDLE, |s| {
+    settled(&mut [&mut a, &mut b], 6 * IDLE + HOLD, |s| {
         s[0].established == 0 && s[1].established == 0
     })
     .await

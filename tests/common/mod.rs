@@ -89,7 +89,8 @@ pub struct Snapshot {
     pub pings: usize,
     /// Per peer, who initiated each of its open connections, as the manager sees them now.
     pub initiators: Vec<(PeerId, Vec<manager::Initiator>)>,
-    /// Dials the swarm started (`SwarmEvent::Dialing`), whoever asked for them.
+    /// Dials the swarm started: those of its behaviours (the manager's; `SwarmEvent::Dialing`,
+    /// which the swarm reports for those only) and the test's own [`Command::SwarmDial`]s.
     pub dials: usize,
     /// Inbound connections the swarm saw start (`SwarmEvent::IncomingConnection`), refused
     /// ones included.
@@ -423,6 +424,11 @@ async fn run_node(
                     let _keep_alive = &swarm;
                     std::future::pending::<()>().await;
                 }
+                Some(Command::SwarmDial(opts)) => {
+                    if swarm.dial(opts).is_ok() {
+                        tally.dials += 1;
+                    }
+                }
                 Some(command) => run_command(swarm, command),
                 None => return,
             },
@@ -470,9 +476,7 @@ fn with_store(
 
 fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
     match command {
-        Command::SwarmDial(opts) => {
-            let _ = swarm.dial(opts);
-        }
+        Command::SwarmDial(_) => unreachable!("handled by the node task"),
         Command::ManagerDial(peer, addr) => {
             let _ = swarm.behaviour_mut().manager.dial(peer, vec![addr]);
         }
