@@ -19,7 +19,7 @@ use libp2p::{
 use libp2p_connection_manager::{
     self as manager,
     testing::{Fault, FaultControl, FaultTransport},
-    ClosedBy, DisconnectReason, Event,
+    Backoff, ClosedBy, DisconnectReason, Event,
 };
 use tokio::time::Instant;
 
@@ -38,6 +38,8 @@ struct Node {
     faults: FaultControl,
     peer: PeerId,
     addr: Multiaddr,
+    /// Dials the manager asked the swarm for (`SwarmEvent::Dialing`).
+    dials: usize,
 }
 
 impl Node {
@@ -72,6 +74,7 @@ impl Node {
             faults,
             peer,
             addr,
+            dials: 0,
         }
     }
 
@@ -159,7 +162,8 @@ async fn run_for(
     events
 }
 
-/// The next manager event of either swarm; other swarm events are printed and skipped.
+/// The next manager event of either swarm; other swarm events are printed (dials counted) and
+/// skipped.
 async fn next_event(a: &mut Node, b: &mut Node, start: Instant) -> (Side, Event) {
     loop {
         let (side, event) = tokio::select! {
@@ -168,6 +172,13 @@ async fn next_event(a: &mut Node, b: &mut Node, start: Instant) -> (Side, Event)
         };
         let at = start.elapsed();
         match event {
+            SwarmEvent::Dialing { connection_id, .. } => {
+                println!("{at:>8.3?} {side:?} swarm: dialing ({connection_id})");
+                match side {
+                    Side::A => a.dials += 1,
+                    Side::B => b.dials += 1,
+                }
+            }
             SwarmEvent::Behaviour(event) => {
                 println!("{at:>8.3?} {side:?} {event:?}");
                 return (side, event);
@@ -188,8 +199,16 @@ async fn next_event(a: &mut Node, b: &mut Node, start: Instant) -> (Side, Event)
 /// Two nodes with `config`; `a` dials `b` with the manager (b becomes a wanted peer of a).
 /// Returns once a kept the connection, with its id.
 async fn connected_pair(config: manager::Config) -> (Node, Node, ConnectionId, Instant) {
-    let mut a = Node::new(config.clone()).await;
-    let mut b = Node::new(config).await;
+    connected_pair_with(config.clone(), config).await
+}
+
+/// [`connected_pair`] with a configuration for each side.
+async fn connected_pair_with(
+    a_config: manager::Config,
+    b_config: manager::Config,
+) -> (Node, Node, ConnectionId, Instant) {
+    let mut a = Node::new(a_config).await;
+    let mut b = Node::new(b_config).await;
     let start = Instant::now();
     let (b_peer, b_addr) = (b.peer, b.addr.clone());
     a.swarm
@@ -376,10 +395,36 @@ async fn delay_raises_the_rtt_and_heal_brings_it_back() {
 }
 
 #[tokio::test]
-async fn cut_closes_at_once_and_the_initiator_redials() {
-    let (mut a, mut b, connection, start) = connected_pair(fast_config()).await;
+async fn cut_closes_at_once_and_only_the_initiator_redials_though_both_want_each_other() {
+    // a dialed b, and b wants a too, so either could redial. The initiator a redials on its
+    // timeout backoff (3 s here). b, the listener, would redial on its own backoff (1 s here)
+    // if it had dialed the lost connection; as the side that did not, it waits the duplicate
+    // grace (5 s) on top, as a fallback, and a is back before then.
+    let fixed = |delay| Backoff::new(delay, 1.0, delay).with_jitter(0.0);
+    let (mut a, mut b, connection, start) = connected_pair_with(
+        fast_config().with_timeout_backoff(fixed(Duration::from_secs(3))),
+        fast_config().with_timeout_backoff(fixed(Duration::from_secs(1))),
+    )
+    .await;
     let b_peer = b.peer;
     let a_peer = a.peer;
+    let a_addr = a.addr.clone();
+    wait_until(&mut a, &mut b, start, DEADLINE, |_, b| {
+        b.connections_to(&a_peer).len() == 1
+    })
+    .await;
+    // Connected already: b now wants a without dialing it.
+    b.swarm
+        .behaviour_mut()
+        .dial(a_peer, vec![a_addr])
+        .expect("b wants a");
+    assert!(
+        b.swarm
+            .behaviour()
+            .peer_info(&a_peer)
+            .expect("known")
+            .wanted
+    );
 
     let cut = Instant::now();
     a.faults.set(Fault::Cut);
@@ -428,11 +473,42 @@ async fn cut_closes_at_once_and_the_initiator_redials() {
 
     // The cut is sticky for the old stream only; new connections are healthy after the heal.
     a.faults.heal();
+    let mut fallback = None;
     wait_for_event(&mut a, &mut b, start, DEADLINE, |side, event| {
         redial_scheduled |= is_redial(side, event, b_peer);
+        if let Event::RedialScheduled { peer, delay, .. } = event {
+            if side == Side::B && *peer == a_peer {
+                fallback = Some(*delay);
+            }
+        }
         is_kept(side, event, Side::A, b_peer).then_some(())
     })
     .await;
     assert!(redial_scheduled, "a reconnects through a scheduled redial");
     assert_ne!(a.connections_to(&b_peer)[0].0, connection);
+    // b planned its fallback: its own backoff (1 s) and the duplicate grace (5 s).
+    assert_eq!(fallback, Some(Duration::from_secs(6)));
+    // a's connection arrived first: b's fallback is off, and b never dialed, also past the
+    // moment its fallback was due.
+    wait_until(&mut a, &mut b, start, DEADLINE, |_, b| {
+        b.connections_to(&a_peer).len() == 1
+    })
+    .await;
+    assert_eq!(
+        b.swarm
+            .behaviour()
+            .peer_info(&a_peer)
+            .expect("known")
+            .next_redial,
+        None
+    );
+    run_for(
+        &mut a,
+        &mut b,
+        start,
+        Duration::from_secs(7).saturating_sub(cut.elapsed()),
+    )
+    .await;
+    assert_eq!((a.dials, b.dials), (2, 0), "only the initiator dialed");
+    assert_eq!(b.connections_to(&a_peer).len(), 1);
 }

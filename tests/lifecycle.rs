@@ -26,8 +26,8 @@ async fn a_node_bootstraps_connects_and_shuts_down_with_goodbyes() {
         ..Default::default()
     })
     .await;
-    let s = wait_until(&mut [&mut seed, &mut node], Duration::from_secs(20), |s| {
-        s.iter().all(|s| s.established == 1 && s.is_quiet()) && s[1].phase == Some(Phase::Connected)
+    let s = settled(&mut [&mut seed, &mut node], Duration::from_secs(20), |s| {
+        s.iter().all(|s| s.established == 1) && s[1].phase == Some(Phase::Connected)
     })
     .await
     .unwrap_or_else(|s| panic!("bootstrap failed: {s:#?}"));
@@ -40,8 +40,8 @@ async fn a_node_bootstraps_connects_and_shuts_down_with_goodbyes() {
     );
 
     node.send(Command::Shutdown);
-    let s = wait_until(&mut [&mut seed, &mut node], Duration::from_secs(20), |s| {
-        s.iter().all(|s| s.established == 0 && s.is_quiet())
+    let s = settled(&mut [&mut seed, &mut node], Duration::from_secs(20), |s| {
+        s.iter().all(|s| s.established == 0)
             && s[1].phase == Some(Phase::Terminated)
             && s[0].events.iter().any(|e| {
                 matches!(
@@ -81,8 +81,8 @@ async fn managed_connections_outlive_the_swarm_idle_timeout() {
     let mut a = Node::spawn(config()).await;
     let mut b = Node::spawn(config()).await;
     a.send(Command::ManagerDial(b.peer, b.addr.clone()));
-    let s = wait_until(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
-        s.iter().all(|s| s.pings >= 10)
+    let s = settled(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
+        s.iter().all(|s| s.pings >= 10 && s.established == 1)
     })
     .await
     .unwrap_or_else(|s| panic!("connection did not live: {s:#?}"));
@@ -125,7 +125,7 @@ async fn without_keep_alive_idle_closing_is_left_to_the_swarm() {
             )
         })
     };
-    wait_until(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
+    settled(&mut [&mut a, &mut b], Duration::from_secs(20), |s| {
         s.iter().all(|s| s.established == 0 && closed(s)) && s.iter().any(idle_close)
     })
     .await
@@ -218,12 +218,14 @@ async fn a_remote_that_restarts_is_reconnected_by_the_initiator() {
         ..Default::default()
     })
     .await;
-    let s = wait_until(&mut [&mut a, &mut b], Duration::from_secs(30), |s| {
-        s.iter().all(|s| s.established == 1 && s.is_quiet())
+    let s = settled(&mut [&mut a, &mut b], Duration::from_secs(30), |s| {
+        s.iter().all(|s| s.established == 1)
     })
     .await
     .unwrap_or_else(|s| panic!("not reconnected: {s:#?}"));
-    // The initiator came back; the restarted side only accepted.
+    // The initiator came back; the restarted side only accepted. (It knows nothing of `a`, so
+    // it could not have redialed: that only the initiator redials when the listener wants the
+    // peer too is shown in tests/fault_transport.rs, where both sides live through the loss.)
     assert_eq!(
         s[0].initiators[0].1,
         vec![libp2p_connection_manager::Initiator::Local]
@@ -232,8 +234,4 @@ async fn a_remote_that_restarts_is_reconnected_by_the_initiator() {
         s[1].initiators[0].1,
         vec![libp2p_connection_manager::Initiator::Remote]
     );
-    assert!(!s[1]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::RedialScheduled { .. })));
 }

@@ -214,17 +214,20 @@ mod tests {
         ];
         all.extend(rest.iter().cloned());
 
-        // Room for four: one of each kind.
+        // Room for four: a quarter (one) of each kind, written out from the rule. The outbound
+        // one; for the groups, the oldest peer of the oldest group not yet kept (10.0/16 is the
+        // outbound's): `oldest`, of 10.1/16; the fastest; for uptime, the longest-lived of the
+        // rest: `lone_group` (10.9/16 gets its place by age, not as a group).
         let share = diversity_share(&all, 4);
-        assert_eq!(share.len(), 4);
-        // The outbound one; 10.1/16's oldest (`oldest`) and 10.9/16 for the groups (10.0/16
-        // is the outbound's, taken already); the fastest; nothing left for uptime.
-        for peer in [outbound.peer, oldest.peer, fast.peer] {
-            assert!(share.contains(&peer));
-        }
-        let trimmed = choose(all, 6, 4);
-        assert_eq!(trimmed.len(), 6);
-        assert!(trimmed.iter().all(|p| !share.contains(p)));
+        let expected: HashSet<PeerId> =
+            [outbound.peer, oldest.peer, fast.peer, lone_group.peer].into();
+        assert_eq!(share, expected);
+        // The rest, all inbound, alike but for their age, go newest first.
+        let trimmed = choose(all.clone(), 6, 4);
+        let newest_first: Vec<PeerId> = rest.iter().rev().map(|c| c.peer).collect();
+        assert_eq!(trimmed, newest_first);
+        // Fewer to trim: the oldest of them stays.
+        assert_eq!(choose(all, 5, 4), newest_first[..5]);
     }
 
     #[test]

@@ -291,7 +291,8 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
         reason: DisconnectReason::Banned,
         // The remote learns when the ban ends.
         retry_after: Some(Duration::from_secs(60)),
-        timeout: Config::default().goodbye_timeout()
+        // The documented default goodbye timeout.
+        timeout: Duration::from_secs(2)
     }));
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
     assert!(

@@ -970,7 +970,8 @@ fn health_changes_are_events_and_a_connection_kept_critical_is_replaced() {
         connection: cid(1),
         reason: DisconnectReason::NetworkRestructure,
         retry_after: None,
-        timeout: Config::default().goodbye_timeout()
+        // The documented default goodbye timeout.
+        timeout: Duration::from_secs(2)
     }));
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
     let delay = redial_delay(&a.events()).expect("a replaced connection is redialed");
