@@ -57,8 +57,8 @@ async fn wanted_peers_are_redialed_after_a_restart() {
     // Nobody dials the new a: it dials b by itself, from what the store kept.
     let mut a = spawn(&keypair, store.clone()).await;
     let b_peer = b.peer;
-    let s = wait_until(&mut [&mut a, &mut b], SETTLE, |s| {
-        s[0].connections_to(&b_peer) == 1 && s.iter().all(|s| s.is_quiet())
+    let s = settled(&mut [&mut a, &mut b], SETTLE, |s| {
+        s[0].connections_to(&b_peer) == 1
     })
     .await
     .unwrap_or_else(|s| panic!("a did not redial b after the restart: {s:#?}"));
