@@ -98,6 +98,10 @@ pub(crate) fn choose(mut candidates: Vec<Candidate>, excess: usize, room: usize)
             .then(b.inbound.cmp(&a.inbound))
             .then(a.health.total_cmp(&b.health))
             .then(b.since.cmp(&a.since))
+            // Peers alike in all of the above (connected at the same instant, as on a coarse
+            // clock) are told apart by id, as if the larger had come later, so the choice
+            // does not depend on the order the manager happens to hold them in.
+            .then(b.peer.cmp(&a.peer))
     };
     let excess = excess.min(candidates.len());
     if excess < candidates.len() {
@@ -119,8 +123,9 @@ fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
     }
     let quota = room.div_ceil(4);
     let mut pool: Vec<&Candidate> = candidates.iter().filter(|c| c.asked == Asked::No).collect();
-    // Oldest first.
-    pool.sort_by_key(|c| c.since);
+    // Oldest first; at the same instant the smaller id counts as the older (as in `choose`).
+    // Every pick below goes through this order, so ties are decided the same way each time.
+    pool.sort_by_key(|c| (c.since, c.peer));
 
     let take = |kept: &mut HashSet<PeerId>, chosen: &mut dyn Iterator<Item = PeerId>, n| {
         let mut taken = 0;
@@ -245,6 +250,30 @@ mod tests {
         let trimmed = choose(all, 5, 0);
         let sybil_ids: Vec<PeerId> = sybils.iter().map(|c| c.peer).collect();
         assert_eq!(trimmed, sybil_ids, "the Sybils' group, newest first");
+    }
+
+    #[test]
+    fn ties_are_decided_by_id_whatever_order_the_candidates_come_in() {
+        let t0 = Instant::now();
+        let alike: Vec<Candidate> = (0..10)
+            .map(|_| candidate(true, t0, "/ip4/10.0.0.1"))
+            .collect();
+        let mut ids: Vec<PeerId> = alike.iter().map(|c| c.peer).collect();
+        ids.sort();
+        // At the same instant the larger id counts as the newer: trimmed first, and the
+        // share (room 4: one group, no RTT, so the group's oldest and then uptime) keeps the
+        // four smallest.
+        let largest_first = vec![ids[9], ids[8], ids[7], ids[6]];
+        let mut reversed = alike.clone();
+        reversed.reverse();
+        let mut rotated = alike.clone();
+        rotated.rotate_left(3);
+        for order in [alike, reversed, rotated] {
+            assert_eq!(choose(order.clone(), 4, 0), largest_first);
+            assert_eq!(choose(order.clone(), 4, 4), largest_first);
+            let share = diversity_share(&order, 4);
+            assert_eq!(share, ids[..4].iter().copied().collect());
+        }
     }
 
     #[test]

@@ -338,3 +338,178 @@ fn a_diverse_share_of_peers_nobody_asked_for_survives_a_burst_of_better_connecte
     assert!(kept >= 3, "{kept} of 4 settled peers kept");
     assert!(total <= 8);
 }
+
+// One test per rule of the README's "Trimming" table that the tests above do not cover at the
+// level of the manager: each sets up peers that differ in the rule's one respect (or that
+// would be trimmed the other way round if the rule were missing), and writes the expected
+// order out by hand.
+
+/// Connects a fresh inbound peer on connection `n`, `after` later than the last one.
+fn connect_later(node: &mut Node, n: usize, after: Duration) -> PeerId {
+    node.advance(after);
+    connect(node, n, Initiator::Remote)
+}
+
+#[test]
+fn dialed_protected_and_allow_listed_peers_are_never_trimmed_and_count_towards_low() {
+    // Low 4: the three peers nobody may trim take three of its places; of the four strangers,
+    // the one place left keeps one (the oldest, for its network group) and three go, newest
+    // first. Were the three not counted, the room would keep all four strangers.
+    let (mut a, _) = pair(trimming(4, 6).with_trim_grace(Duration::ZERO));
+    let dialed = PeerId::random();
+    a.manager.dial(a.now, dialed, vec![addr(2)]).unwrap();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(dialed), &[])
+        .unwrap();
+    a.establish(cid(1), dialed, Initiator::Local).unwrap();
+    let protected = PeerId::random();
+    a.manager.protect(protected, "app");
+    a.establish(cid(2), protected, Initiator::Remote).unwrap();
+    let allowed = PeerId::random();
+    a.manager.allow_peer(allowed);
+    a.establish(cid(3), allowed, Initiator::Remote).unwrap();
+    let strangers: Vec<PeerId> = (10..14)
+        .map(|n| connect_later(&mut a, n, Duration::from_secs(1)))
+        .collect();
+    // The seventh crossed the high watermark.
+    assert_eq!(
+        trimmed(&a.events()),
+        vec![vec![strangers[3], strangers[2], strangers[1]]]
+    );
+    for kept in [dialed, protected, allowed, strangers[0]] {
+        assert!(a.manager.is_connected(&kept));
+    }
+    // Forced again, with everyone else gone: still none of the three.
+    for n in 11..14 {
+        let peer = strangers[n - 10];
+        a.manager.on_closed(a.now, cid(n), peer, CloseCause::Local);
+    }
+    let _ = a.actions();
+    let (mut b, _) = pair(trimming(0, 0).with_trim_grace(Duration::ZERO));
+    let allowed = PeerId::random();
+    b.manager.allow_peer(allowed);
+    b.establish(cid(1), allowed, Initiator::Remote).unwrap();
+    assert!(
+        b.manager.force_trim(b.now).is_empty(),
+        "allow-listed, low 0"
+    );
+    assert!(b.manager.is_connected(&allowed));
+}
+
+#[test]
+fn discovered_and_bootstrap_peers_go_only_after_every_peer_nobody_asked_for() {
+    // Low 0 (no share): everyone goes, in order. The strangers carry a high tag value, which
+    // would keep them longest if the value came before who asked for a peer.
+    let bootstrap = PeerId::random();
+    let (mut a, _) = pair(
+        trimming(0, 4)
+            .with_trim_grace(Duration::ZERO)
+            .with_bootstrap_peer(bootstrap, addr(9)),
+    );
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(bootstrap), &[])
+        .unwrap();
+    a.establish(cid(1), bootstrap, Initiator::Local).unwrap();
+    a.advance(Duration::from_secs(1));
+    let discovered = PeerId::random();
+    a.manager
+        .add_discovered(a.now, discovered, vec![addr(2)])
+        .unwrap();
+    a.manager
+        .on_pending_outbound(a.now, cid(2), Some(discovered), &[])
+        .unwrap();
+    a.establish(cid(2), discovered, Initiator::Local).unwrap();
+    let strangers: Vec<PeerId> = (3..5)
+        .map(|n| {
+            let peer = connect_later(&mut a, n, Duration::from_secs(1));
+            a.manager.tag_peer(peer, "app", 100);
+            peer
+        })
+        .collect();
+    let _ = a.actions();
+    let gone = a.manager.force_trim(a.now);
+    // Strangers first (the newer of the two first), then the discovered and the bootstrap
+    // peer, newest first.
+    assert_eq!(
+        gone,
+        vec![strangers[1], strangers[0], discovered, bootstrap]
+    );
+    let no_longer_wanted = a.events().into_iter().find_map(|e| match e {
+        Event::Trimmed {
+            no_longer_wanted, ..
+        } => Some(no_longer_wanted),
+        _ => None,
+    });
+    // Discovery had made its peer wanted, and it no longer is; the bootstrap peer is the
+    // configuration's, never wanted as a dialed peer is (`Event::Trimmed::no_longer_wanted`
+    // names "those that were wanted (added by discovery)").
+    assert_eq!(no_longer_wanted, Some(vec![discovered]));
+}
+
+#[test]
+fn all_else_equal_the_newest_goes_first() {
+    let (mut a, _) = pair(trimming(0, 2).with_trim_grace(Duration::ZERO));
+    let peers: Vec<PeerId> = (0..3)
+        .map(|n| connect_later(&mut a, n, Duration::from_secs(1)))
+        .collect();
+    assert_eq!(
+        trimmed(&a.events()),
+        vec![vec![peers[2], peers[1], peers[0]]]
+    );
+}
+
+#[test]
+fn the_biggest_network_group_goes_first_even_when_older() {
+    // Low 0 (no share). Three old peers from one /16, then one newer from another: the
+    // biggest group goes first (newest first within it), before the newer lone peer.
+    let (mut a, _) = pair(trimming(0, 3).with_trim_grace(Duration::ZERO));
+    let crowd: Vec<PeerId> = (0..3)
+        .map(|n| {
+            a.advance(Duration::from_secs(1));
+            let peer = PeerId::random();
+            let from = format!("/ip4/203.0.113.{}/tcp/4001", n + 1);
+            connect_from(&mut a, n, peer, Initiator::Remote, &from);
+            peer
+        })
+        .collect();
+    a.advance(Duration::from_secs(1));
+    let lone = PeerId::random();
+    connect_from(
+        &mut a,
+        9,
+        lone,
+        Initiator::Remote,
+        "/ip4/198.51.100.1/tcp/4001",
+    );
+    assert_eq!(
+        trimmed(&a.events()),
+        vec![vec![crowd[2], crowd[1], crowd[0], lone]]
+    );
+}
+
+#[test]
+fn ties_are_broken_the_same_way_whatever_order_the_peers_came_in() {
+    // Eight peers alike in everything, connected at the same instant: which three go (and in
+    // which order) must not depend on the order they came in or on how the manager happens to
+    // store them.
+    let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+    let trim = |order: &[PeerId]| {
+        let (mut a, _) = pair(trimming(5, 7).with_trim_grace(Duration::ZERO));
+        for (n, peer) in order.iter().enumerate() {
+            a.establish(cid(n), *peer, Initiator::Remote).unwrap();
+        }
+        trimmed(&a.events())
+    };
+    // Low 5, all strangers: the share keeps five, three go. At the same instant the larger
+    // id counts as the newer: the three largest go, largest first.
+    let mut ids = peers.clone();
+    ids.sort();
+    let expected = vec![vec![ids[7], ids[6], ids[5]]];
+    let reversed: Vec<PeerId> = peers.iter().rev().copied().collect();
+    for order in [peers.clone(), reversed] {
+        // Each manager holds its peers in an order of its own (a hash map's).
+        for _ in 0..4 {
+            assert_eq!(trim(&order), expected);
+        }
+    }
+}
