@@ -1422,7 +1422,11 @@ struct Memory {
 
 fn memory(count: usize) -> Memory {
     let now = web_time::Instant::now();
-    let fresh = || Manager::new(PeerId::random(), manager::Config::default(), now, 7);
+    // The default limits cap established inbound connections at 256: the measure needs 10,000.
+    let config = manager::Config::default()
+        .with_limits(Limits::unlimited())
+        .without_watermarks();
+    let fresh = || Manager::new(PeerId::random(), config.clone(), now, 7);
     // The thread-local RNG behind `PeerId::random` allocates on first use.
     black_box(PeerId::random());
 
