@@ -274,8 +274,10 @@ async fn a_flood_of_fresh_peer_ids_committing_violations_leaves_bounded_bans_and
     .await
     .unwrap_or_else(|s| panic!("the node stopped serving honest peers: {s:#?}"));
     let events = &snapshots[0].events;
-    // Let the store take the last batch (handed over every 50 ms).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Everything the node decided is in the store once it flushed.
+    node.query(|swarm| swarm.behaviour_mut().manager.flush_store())
+        .await
+        .expect("the store takes the last batch");
     let stored = store.snapshot();
 
     let held = bans_in_force(events);

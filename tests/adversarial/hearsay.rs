@@ -401,7 +401,16 @@ async fn a_list_naming_a_wanted_peer_does_not_eclipse_it() {
         spawn_list_sender(node.p2p_addr(), Duration::from_millis(300), move || {
             list.clone()
         });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A few lists arrive (one every 300 ms).
+    let until = Instant::now() + Duration::from_secs(10);
+    while lists_sent.load(Ordering::Relaxed) < 3 {
+        assert!(
+            Instant::now() < until,
+            "the attacker could not send its lists"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let addresses = inspect(&node, move |swarm| {
         swarm
             .behaviour()
@@ -425,7 +434,9 @@ async fn a_list_naming_a_wanted_peer_does_not_eclipse_it() {
     .await
     .is_ok();
     attacker.abort();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    node.query(|swarm| swarm.behaviour_mut().manager.flush_store())
+        .await
+        .expect("the store takes the last batch");
     let stored = store
         .snapshot()
         .peers
@@ -721,7 +732,12 @@ async fn after_a_restart_nothing_hearsay_brought_comes_back_as_wanted() {
         .await;
         stranger.stop().await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every stranger's disconnect is through the manager; stopping the node flushes its store.
+    wait_until(&mut [&mut node], Duration::from_secs(10), |s| {
+        s[0].established == met && s[0].is_quiet()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("the strangers did not go: {s:#?}"));
     node.stop().await;
     let stored = store.snapshot();
     let stored_wanted = stored.peers.iter().filter(|(_, p)| p.wanted).count();

@@ -509,6 +509,10 @@ fn a_direct_connection_replacing_a_relayed_one_is_let_in_at_a_full_limit() {
         .unwrap();
     a.manager.on_established(a.now, cid(1), b.id, relayed);
     let _ = a.actions();
+    // Hole punching takes a while: the relayed connection is no longer young (a young loser
+    // would drain for a second first).
+    a.advance(Duration::from_secs(5));
+    let _ = a.actions();
     // The hole-punched direct connection wins and closes the relayed one at once.
     inbound(&mut a, cid(2), b.id, &ma("/ip4/192.0.2.9/tcp/1")).unwrap();
     assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Duplicate)]);

@@ -416,6 +416,8 @@ fn disconnect_during_a_duplicate_goodbye_does_not_redial() {
     // The larger peer's own connection loses to the smaller peer's.
     large.establish(cid(12), s, Initiator::Local).unwrap();
     large.establish(cid(11), s, Initiator::Remote).unwrap();
+    // The young loser drains for a second, then says goodbye.
+    large.advance(Duration::from_secs(1));
     assert_eq!(large.closes(), vec![(cid(12), DisconnectReason::Duplicate)]);
     large.manager.disconnect(large.now, s);
     large
@@ -838,6 +840,8 @@ fn a_survivor_that_dies_while_its_duplicate_closes_is_redialed_by_its_initiator(
     // Remote-initiated connection first, then ours: ours wins (we are the smaller peer).
     small.establish(cid(2), r, Initiator::Remote).unwrap();
     small.establish(cid(1), r, Initiator::Local).unwrap();
+    // The young loser drains for a second, then says goodbye.
+    small.advance(Duration::from_secs(1));
     assert_eq!(small.closes(), vec![(cid(2), DisconnectReason::Duplicate)]);
     // Our survivor dies before the remote saw it; then the loser finishes closing.
     small
