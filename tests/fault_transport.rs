@@ -431,8 +431,15 @@ async fn cut_closes_at_once_and_only_the_initiator_redials_though_both_want_each
     let mut a_closed = None;
     let mut b_closed = None;
     let mut redial_scheduled = false;
+    // b's fallback may be planned in the same poll as its disconnect: watch for it from here.
+    let mut fallback = None;
     wait_for_event(&mut a, &mut b, start, DEADLINE, |side, event| {
         redial_scheduled |= is_redial(side, event, b_peer);
+        if let Event::RedialScheduled { peer, delay, .. } = event {
+            if side == Side::B && *peer == a_peer {
+                fallback = Some(*delay);
+            }
+        }
         if let Event::Disconnected {
             peer,
             connection: closed,
@@ -473,7 +480,6 @@ async fn cut_closes_at_once_and_only_the_initiator_redials_though_both_want_each
 
     // The cut is sticky for the old stream only; new connections are healthy after the heal.
     a.faults.heal();
-    let mut fallback = None;
     wait_for_event(&mut a, &mut b, start, DEADLINE, |side, event| {
         redial_scheduled |= is_redial(side, event, b_peer);
         if let Event::RedialScheduled { peer, delay, .. } = event {

@@ -653,7 +653,7 @@ fn example_binary() -> PathBuf {
     binary
 }
 
-/// The most recently modified Rust source under `paths`.
+/// The most recently modified Rust source under `paths` that the example is built from.
 fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     let mut stack: Vec<PathBuf> = paths.to_vec();
@@ -662,6 +662,11 @@ fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
             continue;
         };
         if metadata.is_dir() {
+            // The crate's unit tests (`src/**/tests/`) are compiled only into the test build:
+            // changing them does not rebuild the example.
+            if path.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
             }
