@@ -7,11 +7,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io,
     time::Duration,
 };
 
-use futures::{future::join_all, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{future::join_all, StreamExt};
 use libp2p::{
     identity::Keypair,
     noise, request_response,
@@ -26,6 +25,7 @@ use libp2p_connection_manager::{
 };
 
 use crate::common::*;
+use crate::raw_codec::Raw;
 
 /// Fresh PeerIds the attacker uses.
 const ATTACKERS: usize = 40;
@@ -42,60 +42,6 @@ const CAP: usize = 16;
 const BAD_GOODBYE: &[u8] = &[65];
 /// A peer-list frame of two bytes whose protobuf field number is 0.
 const BAD_PEER_LIST: &[u8] = &[2, 0, 0];
-
-/// Writes the request bytes as they are, whatever the protocol: the attacker's codec.
-#[derive(Debug, Clone, Default)]
-struct Raw;
-
-impl request_response::Codec for Raw {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let mut bytes = Vec::new();
-        io.take(64).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let mut bytes = Vec::new();
-        io.take(64).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&request).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&response).await?;
-        io.close().await
-    }
-}
 
 #[derive(NetworkBehaviour)]
 struct Attacker {

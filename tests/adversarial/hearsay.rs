@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashSet,
-    io,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -15,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{
     identify,
     identity::Keypair,
@@ -23,7 +22,7 @@ use libp2p::{
     noise, request_response,
     request_response::ProtocolSupport,
     swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    tcp, yamux, Multiaddr, PeerId,
 };
 use libp2p_connection_manager::{
     protocol::exchange::PEERS_PROTOCOL,
@@ -31,19 +30,8 @@ use libp2p_connection_manager::{
     Backoff, BanTarget, Config, Denial, DisconnectReason, Event, Limits, PeerExchange,
 };
 
+use crate::raw_codec::Raw;
 use crate::{common::*, source_bound::add_ipv6_to_loopback};
-
-/// Runs `f` on a node's swarm and returns what it returns.
-async fn inspect<T: Send + 'static>(
-    node: &Node,
-    f: impl FnOnce(&mut Swarm<TestBehaviour>) -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    node.send(Command::With(Box::new(move |swarm| {
-        let _ = tx.send(f(swarm));
-    })));
-    rx.await.expect("the node answers")
-}
 
 fn exchanging(interval: Duration) -> Config {
     Config::default().with_peer_exchange(Some(
@@ -55,60 +43,6 @@ fn exchanging(interval: Duration) -> Config {
 
 // ---------------------------------------------------------------------------------------------
 // The attacker's tools: a swarm that writes raw peer-list frames, and third parties.
-
-/// Writes the request bytes as they are: the attacker's codec.
-#[derive(Debug, Clone, Default)]
-struct Raw;
-
-impl request_response::Codec for Raw {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let mut bytes = Vec::new();
-        io.take(64).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let mut bytes = Vec::new();
-        io.take(64).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&request).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&response).await?;
-        io.close().await
-    }
-}
 
 /// A varint-prefixed peer-list frame naming `peers` (the wire format, written by hand).
 fn peer_list_frame(peers: &[(PeerId, Vec<Multiaddr>)]) -> Vec<u8> {
@@ -282,15 +216,16 @@ async fn a_hub_whose_neighbours_advertise_long_addresses_is_not_banned_by_its_li
     // The hub learns the neighbours' addresses through identify.
     let started = Instant::now();
     loop {
-        let learned = inspect(&hub, |swarm| {
-            let manager = swarm.behaviour().manager.manager();
-            let peers: Vec<PeerId> = manager.connected_peers().copied().collect();
-            peers
-                .iter()
-                .filter(|p| manager.peer_info(p).is_some_and(|i| i.addresses.len() >= 4))
-                .count()
-        })
-        .await;
+        let learned = hub
+            .query(|swarm| {
+                let manager = swarm.behaviour().manager.manager();
+                let peers: Vec<PeerId> = manager.connected_peers().copied().collect();
+                peers
+                    .iter()
+                    .filter(|p| manager.peer_info(p).is_some_and(|i| i.addresses.len() >= 4))
+                    .count()
+            })
+            .await;
         if learned >= NEIGHBOURS {
             break;
         }
@@ -411,16 +346,17 @@ async fn a_list_naming_a_wanted_peer_does_not_eclipse_it() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let addresses = inspect(&node, move |swarm| {
-        swarm
-            .behaviour()
-            .manager
-            .manager()
-            .peer_info(&wanted_id)
-            .map(|i| i.addresses)
-            .unwrap_or_default()
-    })
-    .await;
+    let addresses = node
+        .query(move |swarm| {
+            swarm
+                .behaviour()
+                .manager
+                .manager()
+                .peer_info(&wanted_id)
+                .map(|i| i.addresses)
+                .unwrap_or_default()
+        })
+        .await;
     // The wanted peer comes back on its address.
     let _wanted = Node::spawn(NodeConfig {
         keypair: Some(key),
@@ -765,15 +701,16 @@ async fn after_a_restart_nothing_hearsay_brought_comes_back_as_wanted() {
         })
         .expect("restored");
     let seed_id = seed.peer;
-    let wanted_after: HashSet<PeerId> = inspect(&again, move |swarm| {
-        let manager = swarm.behaviour().manager.manager();
-        [seed_id]
-            .into_iter()
-            .chain(manager.connected_peers().copied())
-            .filter(|p| manager.peer_info(p).is_some_and(|i| i.wanted))
-            .collect()
-    })
-    .await;
+    let wanted_after: HashSet<PeerId> = again
+        .query(move |swarm| {
+            let manager = swarm.behaviour().manager.manager();
+            [seed_id]
+                .into_iter()
+                .chain(manager.connected_peers().copied())
+                .filter(|p| manager.peer_info(p).is_some_and(|i| i.wanted))
+                .collect()
+        })
+        .await;
     println!(
         "restart after hearsay: the node met {met} peers (1 asked for, {CLUSTER} by hearsay) \
          and {STRANGERS} strangers came and went; the store held {stored_peers} peer records, \

@@ -8,5 +8,6 @@ mod common;
 mod address_rotation;
 mod ban_flood;
 mod hearsay;
+mod raw_codec;
 mod source_bound;
 mod trim_burst;
