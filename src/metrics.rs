@@ -402,7 +402,6 @@ fn reason_label(reason: DisconnectReason) -> &'static str {
 fn denial_label(denial: &Denial) -> &'static str {
     match denial {
         Denial::SelfConnection { .. } => "self_connection",
-        Denial::Duplicate { .. } => "duplicate",
         Denial::PerPeerLimit { .. } => "per_peer_limit",
         Denial::Limit { kind, .. } => match kind {
             LimitKind::PendingInbound => "limit_pending_inbound",

@@ -5,7 +5,6 @@ use std::{net::IpAddr, time::Duration};
 use ipnet::IpNet;
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
-use libp2p_swarm::ConnectionId;
 
 use super::limits::{LimitKind, RateLimit};
 
@@ -20,14 +19,6 @@ pub enum Denial {
     SelfConnection {
         /// Our (and the remote's) peer id.
         peer: PeerId,
-    },
-    /// Another connection to the peer already won the one-connection-per-peer tie-break.
-    #[error("duplicate connection to {peer}: connection {kept} is kept")]
-    Duplicate {
-        /// The remote peer.
-        peer: PeerId,
-        /// The connection that is kept.
-        kept: ConnectionId,
     },
     /// The hard cap on connections to one peer is reached.
     #[error("per-peer limit {limit} reached for {peer} ({current} established)")]
