@@ -81,12 +81,10 @@ impl Manager {
             peer => peer,
         };
         let automatic = self.bans.is_automatic(target);
-        let Some(until) = self.bans.remove(target) else {
+        if self.bans.remove(target).is_none() {
             return false;
-        };
-        if let Some(at) = until {
-            self.timers.cancel(at, Timer::BanExpiry(target));
         }
+        self.timers.cancel(Timer::BanExpiry(target));
         // Automatic bans were never written.
         if !automatic {
             self.note_ban(target);
@@ -110,7 +108,7 @@ impl Manager {
                     && !r.parked
                     && !r.is_connected()
                     && r.pending_outbound == 0
-                    && r.redial_at.is_none()
+                    && !self.timers.is_set(Timer::Redial(**peer))
                     && r.waiting.is_none()
                     && self.bans.peer(peer, now).is_none()
             })
@@ -212,15 +210,22 @@ impl Manager {
         self.revive_stranded(now);
     }
 
+    /// Sets (or cancels) the expiry timer of `target` to match its ban: the one place a ban's
+    /// end is scheduled, for bans placed by the application, restored, or automatic.
+    pub(super) fn sync_ban_expiry(&mut self, target: BanTarget) {
+        match self.bans.get(target) {
+            Some(Some(until)) => self.timers.set(Timer::BanExpiry(target), until),
+            _ => {
+                self.timers.cancel(Timer::BanExpiry(target));
+            }
+        }
+    }
+
     fn insert_ban(&mut self, now: Instant, target: BanTarget, duration: Option<Duration>) {
         // A ban too long to represent is a permanent one.
         let until = duration.and_then(|d| now.checked_add(d));
-        if let Some(Some(previous)) = self.bans.insert(target, until) {
-            self.timers.cancel(previous, Timer::BanExpiry(target));
-        }
-        if let Some(at) = until {
-            self.timers.schedule(at, Timer::BanExpiry(target));
-        }
+        self.bans.insert(target, until);
+        self.sync_ban_expiry(target);
         self.note_ban(target.normalized());
         tracing::debug!(%target, ?duration, "banned");
         self.push_event(Event::Banned { target, until });

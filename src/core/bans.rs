@@ -90,12 +90,9 @@ struct Entry {
 /// What placing an automatic ban did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AutomaticBan {
-    /// Placed, or extended: `previous` is the end it had, `evicted` the automatic ban that made
-    /// room for it (the one ending soonest) with its end.
-    Placed {
-        previous: Option<Instant>,
-        evicted: Option<(BanTarget, Instant)>,
-    },
+    /// Placed, or extended: `evicted` is the automatic ban that made room for it (the one
+    /// ending soonest).
+    Placed { evicted: Option<BanTarget> },
     /// The application's ban of the target is left as it is.
     Application,
     /// The cap on automatic bans of this kind is 0.
@@ -174,9 +171,9 @@ impl Bans {
                             .first()
                             .map(|(at, net)| (BanTarget::Network(*net), *at)),
                     };
-                    if let Some((old, at)) = soonest {
+                    if let Some((old, _)) = soonest {
                         self.remove(old);
-                        evicted = Some((old, at));
+                        evicted = Some(old);
                     }
                 }
                 (None, evicted)
@@ -190,7 +187,7 @@ impl Bans {
                 automatic: true,
             },
         );
-        AutomaticBan::Placed { previous, evicted }
+        AutomaticBan::Placed { evicted }
     }
 
     /// Lifts the ban of `target`. Returns its expiry if it was banned.
@@ -391,8 +388,7 @@ mod tests {
         assert_eq!(
             bans.insert_automatic(BanTarget::Peer(c), at(30), 2),
             AutomaticBan::Placed {
-                previous: None,
-                evicted: Some((BanTarget::Peer(b), at(10)))
+                evicted: Some(BanTarget::Peer(b))
             }
         );
         assert_eq!(bans.automatic(), (2, 0));
@@ -400,11 +396,9 @@ mod tests {
         // Banned again: extended, nothing evicted.
         assert_eq!(
             bans.insert_automatic(BanTarget::Peer(a), at(40), 2),
-            AutomaticBan::Placed {
-                previous: Some(at(20)),
-                evicted: None
-            }
+            AutomaticBan::Placed { evicted: None }
         );
+        assert_eq!(bans.get(BanTarget::Peer(a)), Some(Some(at(40))));
         // The application takes an automatic ban over: no longer counted.
         bans.insert(BanTarget::Peer(a), None);
         assert_eq!(bans.automatic(), (1, 0));

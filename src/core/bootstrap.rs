@@ -14,15 +14,13 @@ impl Manager {
     }
 
     pub(super) fn schedule_bootstrap_at(&mut self, at: Instant) {
-        if self.bootstrap.due.is_some() || self.terminated {
+        if self.timers.is_set(Timer::Bootstrap) || self.terminated {
             return;
         }
-        self.bootstrap.due = Some(at);
-        self.timers.schedule(at, Timer::Bootstrap);
+        self.timers.set(Timer::Bootstrap, at);
     }
 
     pub(super) fn on_bootstrap_due(&mut self, now: Instant) {
-        self.bootstrap.due = None;
         if self.terminated || self.connected_peers > 0 {
             return;
         }

@@ -51,18 +51,10 @@ impl Manager {
                     self.mark_duplicate(now, peer);
                 }
                 duplicates::CloseTiming::AfterGrace => {
-                    let grace = self.config.duplicate_grace;
-                    let Some(record) = self
-                        .peers
-                        .get_mut(&peer)
-                        .and_then(|r| r.connection_mut(loser.id))
-                    else {
-                        continue;
-                    };
-                    if record.grace_deadline.is_none() {
-                        let at = later(now, grace);
-                        record.grace_deadline = Some(at);
-                        self.timers.schedule(at, Timer::DuplicateGrace(loser.id));
+                    let grace = Timer::DuplicateGrace(loser.id);
+                    if !self.timers.is_set(grace) {
+                        self.timers
+                            .set(grace, later(now, self.config.duplicate_grace));
                     }
                 }
             }
@@ -96,14 +88,11 @@ impl Manager {
         }
         record.closing = Some(Closing {
             reason,
-            deadline,
             replace: false,
         });
-        if let Some(grace) = record.grace_deadline.take() {
-            self.timers.cancel(grace, Timer::DuplicateGrace(connection));
-        }
+        self.timers.cancel(Timer::DuplicateGrace(connection));
         self.timers
-            .schedule(deadline, Timer::GoodbyeDeadline(connection));
+            .set(Timer::GoodbyeDeadline(connection), deadline);
         self.actions.push_back(Action::SendGoodbye {
             peer,
             connection,
@@ -126,18 +115,17 @@ impl Manager {
             return;
         };
         tracing::debug!(%peer, %connection, ?drain, "draining duplicate");
-        if record.grace_deadline.is_none() {
-            let at = later(now, drain);
-            record.grace_deadline = Some(at);
-            self.timers.schedule(at, Timer::DuplicateGrace(connection));
-        }
-        if record.kept_alive {
-            record.kept_alive = false;
+        let was_kept_alive = std::mem::replace(&mut record.kept_alive, false);
+        if was_kept_alive {
             self.actions.push_back(Action::KeepAlive {
                 peer,
                 connection,
                 keep: false,
             });
+        }
+        let grace = Timer::DuplicateGrace(connection);
+        if !self.timers.is_set(grace) {
+            self.timers.set(grace, later(now, drain));
         }
     }
 
@@ -145,12 +133,9 @@ impl Manager {
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };
-        let Some(record) = self.peers.get_mut(&peer) else {
+        let Some(record) = self.peers.get(&peer) else {
             return;
         };
-        if let Some(c) = record.connection_mut(connection) {
-            c.grace_deadline = None;
-        }
         let candidates: Vec<_> = record.open().map(|c| c.candidate()).collect();
         let Some(winner) = duplicates::survivor(&self.local, &peer, &candidates) else {
             return;
@@ -186,19 +171,14 @@ impl Manager {
         }
     }
 
-    pub(super) fn cancel_connection_timers(&mut self, connection: &ConnectionRecord) {
-        if let Some(at) = connection.grace_deadline {
-            self.timers.cancel(at, Timer::DuplicateGrace(connection.id));
-        }
-        if let Some(closing) = connection.closing {
-            self.timers
-                .cancel(closing.deadline, Timer::GoodbyeDeadline(connection.id));
-        }
-        if let Some(at) = connection.inactive_at {
-            self.timers.cancel(at, Timer::Inactivity(connection.id));
-        }
-        if let Some(at) = connection.health.critical_until {
-            self.timers.cancel(at, Timer::Critical(connection.id));
+    pub(super) fn cancel_connection_timers(&mut self, connection: ConnectionId) {
+        for timer in [
+            Timer::DuplicateGrace(connection),
+            Timer::GoodbyeDeadline(connection),
+            Timer::Inactivity(connection),
+            Timer::Critical(connection),
+        ] {
+            self.timers.cancel(timer);
         }
     }
 }

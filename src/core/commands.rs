@@ -118,9 +118,7 @@ impl Manager {
         }
         self.terminated = true;
         self.freeze_journal();
-        if let Some(due) = self.bootstrap.due.take() {
-            self.timers.cancel(due, Timer::Bootstrap);
-        }
+        self.timers.cancel(Timer::Bootstrap);
         self.bootstrap.round.clear();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {

@@ -42,13 +42,12 @@ impl Manager {
     /// Discovery no longer sees `peer`. A live connection stays; once the peer has no
     /// connection and one redial has failed, it is forgotten ([`Event::PeerForgotten`]).
     pub fn remove_discovered(&mut self, peer: PeerId) {
+        let redialing = self.timers.is_set(Timer::Redial(peer));
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
         record.flagged = true;
-        let idle = record.connections.is_empty()
-            && record.pending_outbound == 0
-            && record.redial_at.is_none();
+        let idle = record.connections.is_empty() && record.pending_outbound == 0 && !redialing;
         if idle {
             self.forget(peer);
         }
@@ -103,11 +102,9 @@ impl Manager {
 
     /// A flagged peer whose last chance is gone is forgotten. Returns whether it was.
     pub(super) fn forget_if_flagged_and_unreachable(&mut self, peer: PeerId) -> bool {
+        let redialing = self.timers.is_set(Timer::Redial(peer));
         let unreachable = self.peers.get(&peer).is_some_and(|r| {
-            r.flagged
-                && r.connections.is_empty()
-                && r.pending_outbound == 0
-                && r.redial_at.is_none()
+            r.flagged && r.connections.is_empty() && r.pending_outbound == 0 && !redialing
         });
         if unreachable {
             self.forget(peer);

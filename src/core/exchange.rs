@@ -198,22 +198,20 @@ impl Manager {
             return;
         };
         self.exchange.changed_at = Some(now);
-        if self.exchange_due.is_some() || self.terminated {
+        if self.timers.is_set(Timer::Exchange) || self.terminated {
             return;
         }
         let at = self
             .last_exchange
             .map_or(now, |last| later(last, exchange.interval))
             .max(now);
-        self.exchange_due = Some(at);
-        self.timers.schedule(at, Timer::Exchange);
+        self.timers.set(Timer::Exchange, at);
     }
 
     /// A round: every connected peer whose last list predates the latest change gets a new
     /// one, unless it had one less than an interval ago; then another round follows one
     /// interval later.
     pub(super) fn on_exchange_due(&mut self, now: Instant) {
-        self.exchange_due = None;
         self.last_exchange = Some(now);
         let Some(exchange) = self.config.peer_exchange else {
             return;
@@ -238,8 +236,7 @@ impl Manager {
         }
         if deferred && !self.terminated {
             let at = later(now, exchange.interval);
-            self.exchange_due = Some(at);
-            self.timers.schedule(at, Timer::Exchange);
+            self.timers.set(Timer::Exchange, at);
         }
     }
 

@@ -3,8 +3,6 @@
 
 use std::{fmt, time::Duration};
 
-use web_time::Instant;
-
 /// How healthy a connection is, from its score (the mean of the scores that are measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HealthCategory {
@@ -147,8 +145,6 @@ pub(crate) struct HealthState {
     bandwidth: Option<f64>,
     /// The category last reported.
     pub(crate) category: Option<HealthCategory>,
-    /// Since when the connection has been Critical, with the deadline for replacing it.
-    pub(crate) critical_until: Option<Instant>,
 }
 
 impl HealthState {

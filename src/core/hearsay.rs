@@ -278,7 +278,7 @@ impl Manager {
             Some(r)
                 if !r.wanted
                     && !r.parked
-                    && r.redial_at.is_none()
+                    && !self.timers.is_set(Timer::Redial(peer))
                     && r.pending_outbound == 0
                     && r.waiting.is_none()
                     && !r.is_connected() =>

@@ -39,7 +39,6 @@ impl Manager {
             Pending {
                 peer: None,
                 direction: Direction::Inbound,
-                deadline: None,
                 timed_out: false,
                 counted,
                 cancelled: false,
@@ -127,16 +126,17 @@ impl Manager {
             }
         }
         self.counters.pending_outbound += 1;
-        let deadline = peer.map(|_| later(now, self.config.dial_timeout));
-        if let Some(at) = deadline {
-            self.timers.schedule(at, Timer::DialDeadline(connection));
+        if peer.is_some() {
+            self.timers.set(
+                Timer::DialDeadline(connection),
+                later(now, self.config.dial_timeout),
+            );
         }
         self.pending.insert(
             connection,
             Pending {
                 peer,
                 direction: Direction::Outbound,
-                deadline,
                 timed_out: false,
                 counted: Counted::default(),
                 cancelled: false,
@@ -329,10 +329,8 @@ impl Manager {
             remote_addr,
             closing: None,
             remote_goodbye: None,
-            grace_deadline: None,
             rtt: None,
             pings: 0,
-            inactive_at: None,
             health: Default::default(),
             counted,
             violated: false,
@@ -355,9 +353,7 @@ impl Manager {
         }
         self.bootstrap.round.clear();
         self.bootstrap.attempt = 0;
-        if let Some(due) = self.bootstrap.due.take() {
-            self.timers.cancel(due, Timer::Bootstrap);
-        }
+        self.timers.cancel(Timer::Bootstrap);
         self.arm_inactivity(now, peer, connection);
         self.settle_duplicates(now, peer, Some(connection));
         if cancelled {
@@ -411,7 +407,7 @@ impl Manager {
                 .remote_goodbye
                 .is_some_and(|(_, hint)| hint.is_some()),
         };
-        self.cancel_connection_timers(&closed);
+        self.cancel_connection_timers(closed.id);
         let counter = match closed.direction {
             Endpoint::Dialer => &mut self.counters.established_outbound,
             Endpoint::Listener => &mut self.counters.established_inbound,
@@ -571,9 +567,8 @@ impl Manager {
         else {
             return;
         };
-        if let Some(closing) = record.closing {
-            self.timers
-                .cancel(closing.deadline, Timer::GoodbyeDeadline(connection));
+        if record.closing.is_some() {
+            self.timers.cancel(Timer::GoodbyeDeadline(connection));
             self.actions.push_back(Action::Close { peer, connection });
         }
     }

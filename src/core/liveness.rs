@@ -54,22 +54,15 @@ impl Manager {
         };
         let old = record.health.category.replace(health.category);
         let critical = health.category == HealthCategory::Critical && record.is_open();
-        let countdown = match (critical, record.health.critical_until, grace) {
-            (true, None, Some(grace)) => {
-                let at = later(now, grace);
-                record.health.critical_until = Some(at);
-                Some((at, true))
+        let countdown = Timer::Critical(connection);
+        match (critical, grace) {
+            (true, Some(grace)) if !self.timers.is_set(countdown) => {
+                self.timers.set(countdown, later(now, grace));
             }
-            (false, Some(at), _) => {
-                record.health.critical_until = None;
-                Some((at, false))
+            (false, _) => {
+                self.timers.cancel(countdown);
             }
-            _ => None,
-        };
-        match countdown {
-            Some((at, true)) => self.timers.schedule(at, Timer::Critical(connection)),
-            Some((at, false)) => self.timers.cancel(at, Timer::Critical(connection)),
-            None => {}
+            _ => {}
         }
         if old != Some(health.category) {
             tracing::debug!(%peer, %connection, category = %health.category, score = health.score, "health changed");
@@ -86,7 +79,6 @@ impl Manager {
         let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        record.health.critical_until = None;
         if !record.is_open() || record.health.category != Some(HealthCategory::Critical) {
             return;
         }
@@ -124,13 +116,12 @@ impl Manager {
         let Some(peer) = self.owners.get(&connection).copied() else {
             return;
         };
-        if let Some(at) = self
+        if self
             .peers
-            .get_mut(&peer)
-            .and_then(|r| r.connection_mut(connection))
-            .and_then(|c| c.inactive_at.take())
+            .get(&peer)
+            .is_some_and(|r| r.connections.iter().any(|c| c.id == connection))
         {
-            self.timers.cancel(at, Timer::Inactivity(connection));
+            self.timers.cancel(Timer::Inactivity(connection));
         }
     }
 
@@ -149,18 +140,14 @@ impl Manager {
         if !record.is_open() {
             return;
         }
-        let at = later(now, timeout);
-        if let Some(previous) = record.inactive_at.replace(at) {
-            self.timers.cancel(previous, Timer::Inactivity(connection));
-        }
-        self.timers.schedule(at, Timer::Inactivity(connection));
+        self.timers
+            .set(Timer::Inactivity(connection), later(now, timeout));
     }
 
     pub(super) fn on_inactive(&mut self, now: Instant, connection: ConnectionId) {
         let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        record.inactive_at = None;
         if !record.is_open() {
             return;
         }

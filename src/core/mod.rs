@@ -219,8 +219,6 @@ enum Direction {
 struct Pending {
     peer: Option<PeerId>,
     direction: Direction,
-    /// When the dial is reported as timed out (outbound dials to a known peer only).
-    deadline: Option<Instant>,
     /// The dial deadline passed: already reported, no longer counted as in flight.
     timed_out: bool,
     /// What it is counted under: IP prefixes or a relay (inbound only).
@@ -236,7 +234,6 @@ struct Bootstrap {
     round: HashSet<PeerId>,
     /// Rounds since the node was last connected.
     attempt: u32,
-    due: Option<Instant>,
 }
 
 /// The connection manager's state machine. See the [module docs](self).
@@ -272,16 +269,13 @@ pub struct Manager {
     /// Protection and value tags, for trimming.
     tags: Tags,
     last_trim: Option<Instant>,
-    /// When a trim postponed by the silence period is due.
-    trim_due: Option<Instant>,
-    /// When the next round of peer-exchange updates is due, and when the last one went out.
-    exchange_due: Option<Instant>,
+    /// When the last round of peer-exchange updates went out.
     last_exchange: Option<Instant>,
     /// Peer exchange: the sender's news and what hearsay brought (bounded, see `hearsay`).
     exchange: hearsay::ExchangeState,
-    /// Inbound connections refused by a limit that are let through only to say goodbye, with
-    /// their goodbye deadline (see `refusals`).
-    refusing: HashMap<ConnectionId, (PeerId, Option<Instant>)>,
+    /// Inbound connections refused by a limit that are let through only to say goodbye (see
+    /// `refusals`).
+    refusing: HashMap<ConnectionId, PeerId>,
     /// Changes a peer store must write (off unless a store is attached).
     journal: Journal,
     rng: StdRng,
@@ -314,9 +308,7 @@ impl Manager {
             discovered: 0,
             tags: Tags::default(),
             last_trim: None,
-            trim_due: None,
             refusing: HashMap::new(),
-            exchange_due: None,
             last_exchange: None,
             exchange: Default::default(),
             journal: Journal::default(),
@@ -393,7 +385,8 @@ impl Manager {
     /// What the manager knows of `peer`.
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
         self.peers.get(peer).map(|r| {
-            let mut info = r.info(&self.config.health_scoring);
+            let next_redial = self.timers.deadline(Timer::Redial(*peer));
+            let mut info = r.info(&self.config.health_scoring, next_redial);
             info.discovered |= r.wanted && self.exchange.is_heard(peer);
             info
         })
@@ -451,9 +444,7 @@ impl Manager {
     /// pending counters. The caller decides what becomes of its per-IP count.
     fn finish_pending(&mut self, connection: ConnectionId) -> Option<Pending> {
         let pending = self.pending.remove(&connection)?;
-        if let Some(at) = pending.deadline {
-            self.timers.cancel(at, Timer::DialDeadline(connection));
-        }
+        self.timers.cancel(Timer::DialDeadline(connection));
         let counter = match pending.direction {
             Direction::Inbound => &mut self.counters.pending_inbound,
             Direction::Outbound => &mut self.counters.pending_outbound,
@@ -480,6 +471,9 @@ impl Manager {
     }
 
     fn forget_if_idle(&mut self, peer: PeerId) {
+        if self.timers.is_set(Timer::Redial(peer)) {
+            return;
+        }
         if let Entry::Occupied(entry) = self.peers.entry(peer) {
             if entry.get().is_forgettable() {
                 let record = entry.remove();

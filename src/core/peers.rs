@@ -26,12 +26,8 @@ pub(crate) struct ConnectionRecord {
     pub(crate) closing: Option<Closing>,
     /// What the remote said in its goodbye, if it said one.
     pub(crate) remote_goodbye: Option<(DisconnectReason, Option<Duration>)>,
-    /// When the listener-side duplicate grace of this connection ends.
-    pub(crate) grace_deadline: Option<Instant>,
     pub(crate) rtt: Option<Duration>,
     pub(crate) pings: u64,
-    /// When the connection counts as dead unless a ping succeeds first.
-    pub(crate) inactive_at: Option<Instant>,
     pub(crate) health: HealthState,
     /// What it is counted under: IP prefixes or a relay (inbound only).
     pub(crate) counted: super::limits::Counted,
@@ -45,7 +41,6 @@ pub(crate) struct ConnectionRecord {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Closing {
     pub(crate) reason: DisconnectReason,
-    pub(crate) deadline: Instant,
     /// Closed to be replaced (health stayed critical): the closing side redials at once.
     pub(crate) replace: bool,
 }
@@ -170,8 +165,6 @@ pub(crate) struct PeerRecord {
     pub(crate) wanted: bool,
     /// Redials since the peer last had a stable connection (see `Config::with_stable_after`).
     pub(crate) redial_attempts: u32,
-    /// When the next redial is due.
-    pub(crate) redial_at: Option<Instant>,
     /// Prompt retries of failed dials the application did not ask the manager for.
     pub(crate) rescue_dials: u32,
     /// Outbound connection attempts in flight.
@@ -221,11 +214,11 @@ impl PeerRecord {
         self.waiting = None;
     }
 
-    /// Whether the record holds nothing worth keeping.
+    /// Whether the record holds nothing worth keeping (a scheduled redial aside, which the
+    /// manager's timers know).
     pub(crate) fn is_forgettable(&self) -> bool {
         self.connections.is_empty()
             && !self.wanted
-            && self.redial_at.is_none()
             && self.pending_outbound == 0
             && self.waiting.is_none()
     }
@@ -250,12 +243,12 @@ impl PeerRecord {
         self.addresses.insert(address, rank, max)
     }
 
-    pub(crate) fn info(&self, scoring: &HealthScoring) -> PeerInfo {
+    pub(crate) fn info(&self, scoring: &HealthScoring, next_redial: Option<Instant>) -> PeerInfo {
         PeerInfo {
             connections: self.connections.iter().map(|c| c.info(scoring)).collect(),
             addresses: self.addresses.iter().cloned().collect(),
             wanted: self.wanted,
-            next_redial: self.redial_at,
+            next_redial,
             redial_attempts: self.redial_attempts,
             waiting_for_resources: self.waiting.is_some(),
             flagged: self.flagged,

@@ -178,12 +178,8 @@ impl Manager {
                 continue;
             }
             let target = ban.target.normalized();
-            if let Some(Some(previous)) = self.bans.insert(target, ban.until) {
-                self.timers.cancel(previous, Timer::BanExpiry(target));
-            }
-            if let Some(at) = ban.until {
-                self.timers.schedule(at, Timer::BanExpiry(target));
-            }
+            self.bans.insert(target, ban.until);
+            self.sync_ban_expiry(target);
             summary.bans += 1;
         }
         let max = self.config.max_addresses_per_peer;
@@ -222,7 +218,7 @@ impl Manager {
                 Some(end.saturating_duration_since(now)).filter(|left| !left.is_zero())
             });
             self.plan_redial(now, peer, RedialPlan::Prompt, hint, Duration::ZERO);
-            if self.peers.get(&peer).is_some_and(|r| r.redial_at.is_some()) {
+            if self.timers.is_set(Timer::Redial(peer)) {
                 summary.redials += 1;
             }
             // The plan may have given up on it (max_redial_attempts).

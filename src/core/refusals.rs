@@ -26,7 +26,7 @@ impl Manager {
 
     /// Lets `connection` be established only to say goodbye `ResourceConstraint` on it.
     pub(super) fn refuse_with_goodbye(&mut self, connection: ConnectionId, peer: PeerId) {
-        self.refusing.insert(connection, (peer, None));
+        self.refusing.insert(connection, peer);
     }
 
     /// The refused connection is up: send the goodbye. Returns false if it was not refused.
@@ -35,14 +35,12 @@ impl Manager {
         now: Instant,
         connection: ConnectionId,
     ) -> bool {
-        let Some((peer, deadline)) = self.refusing.get_mut(&connection) else {
+        let Some(peer) = self.refusing.get(&connection).copied() else {
             return false;
         };
-        let peer = *peer;
         let timeout = self.config.goodbye_timeout;
         let at = later(now, timeout.saturating_add(GOODBYE_BACKSTOP_SLACK));
-        *deadline = Some(at);
-        self.timers.schedule(at, Timer::GoodbyeDeadline(connection));
+        self.timers.set(Timer::GoodbyeDeadline(connection), at);
         self.actions.push_back(Action::SendGoodbye {
             peer,
             connection,
@@ -56,13 +54,10 @@ impl Manager {
     /// The goodbye on a refused connection is done (or overdue): close it. Returns false if
     /// the connection was not refused.
     pub(super) fn close_refused(&mut self, connection: ConnectionId) -> bool {
-        let Some((peer, deadline)) = self.refusing.get_mut(&connection) else {
+        let Some(peer) = self.refusing.get(&connection).copied() else {
             return false;
         };
-        let peer = *peer;
-        if let Some(at) = deadline.take() {
-            self.timers.cancel(at, Timer::GoodbyeDeadline(connection));
-        }
+        self.timers.cancel(Timer::GoodbyeDeadline(connection));
         self.actions.push_back(Action::Close { peer, connection });
         true
     }
@@ -70,12 +65,10 @@ impl Manager {
     /// The refused connection closed, or never got established. Returns false if it was not
     /// refused.
     pub(super) fn forget_refused(&mut self, connection: ConnectionId) -> bool {
-        let Some((_, deadline)) = self.refusing.remove(&connection) else {
+        if self.refusing.remove(&connection).is_none() {
             return false;
-        };
-        if let Some(at) = deadline {
-            self.timers.cancel(at, Timer::GoodbyeDeadline(connection));
         }
+        self.timers.cancel(Timer::GoodbyeDeadline(connection));
         true
     }
 }

@@ -64,17 +64,18 @@ impl Manager {
         };
         let delay = redial::honour_retry_after(delay, retry_after).saturating_add(extra);
         let at = later(now, delay);
-        let Some(record) = self.peers.get_mut(&peer) else {
+        let Some(record) = self.peers.get(&peer) else {
             return;
         };
-        match record.redial_at {
-            Some(existing) if existing <= at => return,
-            Some(existing) => self.timers.cancel(existing, Timer::Redial(peer)),
-            None => {}
+        if self
+            .timers
+            .deadline(Timer::Redial(peer))
+            .is_some_and(|existing| existing <= at)
+        {
+            return;
         }
-        record.redial_at = Some(at);
         let attempt = record.redial_attempts + 1;
-        self.timers.schedule(at, Timer::Redial(peer));
+        self.timers.set(Timer::Redial(peer), at);
         tracing::debug!(%peer, ?delay, attempt, "redial scheduled");
         self.push_event(Event::RedialScheduled {
             peer,
@@ -139,7 +140,6 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
-        record.redial_at = None;
         if terminated || record.is_connected() || record.pending_outbound > 0 {
             self.forget_if_idle(peer);
             return;
@@ -156,7 +156,6 @@ impl Manager {
             return;
         }
         pending.timed_out = true;
-        pending.deadline = None;
         let Some(peer) = pending.peer else {
             return;
         };
@@ -190,8 +189,6 @@ impl Manager {
     }
 
     pub(super) fn cancel_redial(&mut self, peer: PeerId) {
-        if let Some(at) = self.peers.get_mut(&peer).and_then(|r| r.redial_at.take()) {
-            self.timers.cancel(at, Timer::Redial(peer));
-        }
+        self.timers.cancel(Timer::Redial(peer));
     }
 }

@@ -1,6 +1,10 @@
-//! Every deadline of the manager in one ordered set, so the driver needs a single timer.
+//! Every deadline of the manager in one table, so the driver needs a single timer.
+//!
+//! Each [`Timer`] is set at most once: setting it again moves it, and cancelling it needs only
+//! its name (the shape of quinn-proto's `TimerTable`). The table is the one owner of every
+//! deadline; nobody keeps a copy of an instant only to be able to cancel it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -13,7 +17,8 @@ use super::BanTarget;
 pub(crate) enum Timer {
     /// Dial this peer again.
     Redial(PeerId),
-    /// Close this connection if it is still a duplicate (listener side grace).
+    /// Close this connection if it is still a duplicate (listener side grace, or the drain of
+    /// a young loser).
     DuplicateGrace(ConnectionId),
     /// The goodbye on this connection took too long: close it anyway.
     GoodbyeDeadline(ConnectionId),
@@ -33,37 +38,56 @@ pub(crate) enum Timer {
     Exchange,
 }
 
-/// Deadlines ordered by time. The owner of each deadline remembers it, so it can cancel it.
+/// Deadlines by name, ordered by time.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    due: BTreeSet<(Instant, Timer)>,
+    by_time: BTreeSet<(Instant, Timer)>,
+    by_timer: HashMap<Timer, Instant>,
 }
 
 impl Timers {
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.due.insert((at, timer));
+    /// Sets `timer` to fire at `at`, moving it if it was set already.
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        if let Some(previous) = self.by_timer.insert(timer, at) {
+            self.by_time.remove(&(previous, timer));
+        }
+        self.by_time.insert((at, timer));
     }
 
-    pub(crate) fn cancel(&mut self, at: Instant, timer: Timer) {
-        self.due.remove(&(at, timer));
+    /// Cancels `timer`; returns when it would have fired.
+    pub(crate) fn cancel(&mut self, timer: Timer) -> Option<Instant> {
+        let at = self.by_timer.remove(&timer)?;
+        self.by_time.remove(&(at, timer));
+        Some(at)
+    }
+
+    /// When `timer` fires, if it is set.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        self.by_timer.get(&timer).copied()
+    }
+
+    /// Whether `timer` is set.
+    pub(crate) fn is_set(&self, timer: Timer) -> bool {
+        self.by_timer.contains_key(&timer)
     }
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.due.first().map(|(at, _)| *at)
+        self.by_time.first().map(|(at, _)| *at)
     }
 
     /// Removes and returns one timer whose deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        if self.next()? <= now {
-            self.due.pop_first().map(|(_, timer)| timer)
-        } else {
-            None
+        if self.next()? > now {
+            return None;
         }
+        let (_, timer) = self.by_time.pop_first()?;
+        self.by_timer.remove(&timer);
+        Some(timer)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.due.len()
+        self.by_timer.len()
     }
 }
 
@@ -77,17 +101,44 @@ mod tests {
     fn pops_in_order_and_only_when_due() {
         let t0 = Instant::now();
         let mut timers = Timers::default();
-        timers.schedule(t0 + Duration::from_secs(2), Timer::Bootstrap);
+        timers.set(Timer::Bootstrap, t0 + Duration::from_secs(2));
         let c = ConnectionId::new_unchecked(1);
-        timers.schedule(t0 + Duration::from_secs(1), Timer::DialDeadline(c));
+        timers.set(Timer::DialDeadline(c), t0 + Duration::from_secs(1));
         assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(timers.pop_due(t0), None);
         assert_eq!(
             timers.pop_due(t0 + Duration::from_secs(5)),
             Some(Timer::DialDeadline(c))
         );
-        timers.cancel(t0 + Duration::from_secs(2), Timer::Bootstrap);
+        assert!(!timers.is_set(Timer::DialDeadline(c)));
+        assert_eq!(
+            timers.cancel(Timer::Bootstrap),
+            Some(t0 + Duration::from_secs(2))
+        );
         assert_eq!(timers.next(), None);
         assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn setting_again_moves_the_timer() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.set(Timer::Trim, t0 + Duration::from_secs(5));
+        timers.set(Timer::Trim, t0 + Duration::from_secs(9));
+        assert_eq!(timers.len(), 1);
+        assert_eq!(
+            timers.deadline(Timer::Trim),
+            Some(t0 + Duration::from_secs(9))
+        );
+        timers.set(Timer::Trim, t0 + Duration::from_secs(3));
+        assert_eq!(
+            timers.deadline(Timer::Trim),
+            Some(t0 + Duration::from_secs(3))
+        );
+        assert_eq!(
+            timers.pop_due(t0 + Duration::from_secs(100)),
+            Some(Timer::Trim)
+        );
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(100)), None);
     }
 }

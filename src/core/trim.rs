@@ -128,7 +128,7 @@ impl Manager {
         let Some(marks) = self.config.watermarks else {
             return;
         };
-        if self.connected_peers <= marks.high || self.trim_due.is_some() {
+        if self.connected_peers <= marks.high || self.timers.is_set(Timer::Trim) {
             return;
         }
         let earliest = self
@@ -137,13 +137,11 @@ impl Manager {
         if earliest <= now {
             self.trim(now);
         } else {
-            self.trim_due = Some(earliest);
-            self.timers.schedule(earliest, Timer::Trim);
+            self.timers.set(Timer::Trim, earliest);
         }
     }
 
     pub(super) fn on_trim_due(&mut self, now: Instant) {
-        self.trim_due = None;
         let Some(marks) = self.config.watermarks else {
             return;
         };
@@ -221,10 +219,9 @@ impl Manager {
         let room = low.saturating_sub(kept_anyway);
         let trimmed = eviction::choose(candidates, excess, room);
         if let Some(at) = first_settles {
-            if connected - trimmed.len() > marks.high && self.trim_due.is_none() {
+            if connected - trimmed.len() > marks.high && !self.timers.is_set(Timer::Trim) {
                 let at = at.max(later(now, self.config.trim_silence));
-                self.trim_due = Some(at);
-                self.timers.schedule(at, Timer::Trim);
+                self.timers.set(Timer::Trim, at);
             }
         }
         if trimmed.is_empty() {

@@ -296,8 +296,8 @@ impl Manager {
         let placed = self
             .bans
             .insert_automatic(target, later(now, duration), cap);
-        let (previous, evicted) = match placed {
-            AutomaticBan::Placed { previous, evicted } => (previous, evicted),
+        let evicted = match placed {
+            AutomaticBan::Placed { evicted } => evicted,
             AutomaticBan::Application => {
                 tracing::debug!(%target, "already banned by the application");
                 return;
@@ -307,15 +307,10 @@ impl Manager {
                 return;
             }
         };
-        if let Some(at) = previous {
-            self.timers.cancel(at, Timer::BanExpiry(target));
-        }
+        self.sync_ban_expiry(target);
         let until = self.bans.get(target).flatten();
-        if let Some(at) = until {
-            self.timers.schedule(at, Timer::BanExpiry(target));
-        }
-        if let Some((old, at)) = evicted {
-            self.timers.cancel(at, Timer::BanExpiry(old));
+        if let Some(old) = evicted {
+            self.sync_ban_expiry(old);
             tracing::debug!(%old, "automatic ban evicted to make room");
             self.push_event(Event::Unbanned {
                 target: old,
