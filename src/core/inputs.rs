@@ -385,28 +385,7 @@ impl Manager {
             return;
         };
         let closed = record.connections.swap_remove(index);
-        if now.saturating_duration_since(closed.established_at) >= self.config.stable_after {
-            // It held: the next loss starts the backoff from the beginning.
-            record.redial_attempts = 0;
-            record.rescue_dials = 0;
-        }
         let remaining = record.connections.len();
-        let still_connected = record.is_connected();
-        let pending_outbound = record.pending_outbound;
-        let context = redial::PeerContext {
-            wanted: record.wanted,
-            attempt: record.redial_attempts,
-            settling_duplicates: record
-                .last_duplicate_at
-                .is_some_and(|at| now.saturating_duration_since(at) <= self.config.duplicate_grace),
-            died_young: closed.pings == 0
-                && closed.remote_goodbye.is_none()
-                && closed.closing.is_none()
-                && now.saturating_duration_since(closed.established_at) < self.config.stable_after,
-            hinted: closed
-                .remote_goodbye
-                .is_some_and(|(_, hint)| hint.is_some()),
-        };
         self.cancel_connection_timers(closed.id);
         let counter = match closed.direction {
             Endpoint::Dialer => &mut self.counters.established_outbound,
@@ -450,23 +429,7 @@ impl Manager {
             );
         }
 
-        // The side that dialed the lost connection redials. The other side cleans up, and
-        // redials only a peer it wants, later, in case the initiator does not come back.
-        let replaced = closed.closing.is_some_and(|c| c.replace);
-        if replaced && !still_connected && pending_outbound == 0 && !self.terminated {
-            // We closed it to get a better one: we dial again at once, whoever dialed it.
-            self.plan_redial(now, peer, RedialPlan::Prompt, None, Duration::ZERO);
-        } else if !still_connected && pending_outbound == 0 && !self.terminated {
-            let plan = redial::plan(reason, closed_by, context);
-            match closed.initiator {
-                Initiator::Local => self.plan_redial(now, peer, plan, retry_after, Duration::ZERO),
-                Initiator::Remote if context.wanted => {
-                    let extra = self.config.duplicate_grace;
-                    self.plan_redial(now, peer, plan, retry_after, extra);
-                }
-                Initiator::Remote => {}
-            }
-        }
+        self.after_lost_connection(now, peer, &closed, (reason, closed_by, retry_after));
         if !self.forget_if_flagged_and_unreachable(peer) {
             self.forget_if_idle(peer);
         }

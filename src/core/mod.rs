@@ -30,7 +30,6 @@ mod phase;
 mod redial;
 mod refusals;
 mod resources;
-mod schedule;
 mod timers;
 mod trim;
 mod violations;

@@ -163,10 +163,8 @@ pub(crate) struct PeerRecord {
     pub(crate) addresses: Addresses,
     /// The application asked for this peer (`dial`); it is redialed when lost.
     pub(crate) wanted: bool,
-    /// Redials since the peer last had a stable connection (see `Config::with_stable_after`).
-    pub(crate) redial_attempts: u32,
-    /// Prompt retries of failed dials the application did not ask the manager for.
-    pub(crate) rescue_dials: u32,
+    /// Redial attempts and the rescue budget (see `redial`).
+    pub(crate) redial: super::redial::RedialState,
     /// Outbound connection attempts in flight.
     pub(crate) pending_outbound: u32,
     /// When a duplicate of this peer was last closed or refused.
@@ -249,7 +247,7 @@ impl PeerRecord {
             addresses: self.addresses.iter().cloned().collect(),
             wanted: self.wanted,
             next_redial,
-            redial_attempts: self.redial_attempts,
+            redial_attempts: self.redial.attempts(),
             waiting_for_resources: self.waiting.is_some(),
             flagged: self.flagged,
             discovered: self.discovered,

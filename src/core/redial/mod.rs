@@ -1,8 +1,85 @@
-//! When to dial again: redials after a lost connection or a failed dial.
+//! Redials: who dials a peer again, when, and when it stops.
+//!
+//! [`table`] says *how soon* (pure functions of the reason, checked against the README); this
+//! file applies them: after a lost connection ([`Manager::after_lost_connection`]), after a
+//! failed or overdue dial, when the timer fires, and it owns each peer's [`RedialState`] (the
+//! attempts and the rescue budget) and its `Timer::Redial`.
+
+mod table;
+
+pub use table::{after_failed_dial, honour_retry_after, plan, ClosedBy, PeerContext, RedialPlan};
 
 use super::*;
 
+/// A peer's redial bookkeeping.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RedialState {
+    /// Redials since the peer last had a stable connection (see `Config::with_stable_after`).
+    attempts: u32,
+    /// Prompt retries of failed dials the application did not ask the manager for.
+    rescue_dials: u32,
+}
+
+impl RedialState {
+    /// Redials since the peer last had a stable connection.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
 impl Manager {
+    /// A connection to `peer` closed: the side that dialed it redials, by the reason it was
+    /// lost (see [`plan`]). The other side cleans up, and redials only a peer it wants, a
+    /// duplicate grace later, in case the initiator does not come back. A connection closed to
+    /// be replaced is redialed at once by the side that closed it, whoever dialed it.
+    pub(super) fn after_lost_connection(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        closed: &ConnectionRecord,
+        (reason, closed_by, retry_after): (DisconnectReason, ClosedBy, Option<Duration>),
+    ) {
+        let stable_after = self.config.stable_after;
+        let duplicate_grace = self.config.duplicate_grace;
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let age = now.saturating_duration_since(closed.established_at);
+        if age >= stable_after {
+            // It held: the next loss starts the backoff from the beginning.
+            record.redial = RedialState::default();
+        }
+        if record.is_connected() || record.pending_outbound > 0 || self.terminated {
+            return;
+        }
+        if closed.closing.is_some_and(|c| c.replace) {
+            self.plan_redial(now, peer, RedialPlan::Prompt, None, Duration::ZERO);
+            return;
+        }
+        let context = PeerContext {
+            wanted: record.wanted,
+            attempt: record.redial.attempts,
+            settling_duplicates: record
+                .last_duplicate_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= duplicate_grace),
+            died_young: closed.pings == 0
+                && closed.remote_goodbye.is_none()
+                && closed.closing.is_none()
+                && age < stable_after,
+            hinted: closed
+                .remote_goodbye
+                .is_some_and(|(_, hint)| hint.is_some()),
+        };
+        let plan = plan(reason, closed_by, context);
+        match closed.initiator {
+            Initiator::Local => self.plan_redial(now, peer, plan, retry_after, Duration::ZERO),
+            Initiator::Remote if context.wanted => {
+                self.plan_redial(now, peer, plan, retry_after, duplicate_grace);
+            }
+            Initiator::Remote => {}
+        }
+    }
+
     /// Schedules the next dial of `peer` by `plan`, `extra` later than the plan says.
     pub(super) fn plan_redial(
         &mut self,
@@ -24,8 +101,8 @@ impl Manager {
             return;
         }
         if record.wanted {
-            if max_attempts.is_some_and(|max| record.redial_attempts >= max) {
-                let attempts = record.redial_attempts;
+            if max_attempts.is_some_and(|max| record.redial.attempts >= max) {
+                let attempts = record.redial.attempts;
                 record.stop_wanting();
                 self.note_peer(peer);
                 self.exchange
@@ -35,12 +112,12 @@ impl Manager {
             }
         } else {
             // Not wanted: only a bounded number of prompt rescues.
-            if record.rescue_dials >= max_rescues {
+            if record.redial.rescue_dials >= max_rescues {
                 return;
             }
-            record.rescue_dials += 1;
+            record.redial.rescue_dials += 1;
         }
-        let backoff_index = record.redial_attempts.saturating_sub(1);
+        let backoff_index = record.redial.attempts.saturating_sub(1);
         let delay = match plan {
             RedialPlan::Never => return,
             RedialPlan::Prompt => {
@@ -62,7 +139,7 @@ impl Manager {
                 .closed_backoff
                 .delay(backoff_index, &mut self.rng),
         };
-        let delay = redial::honour_retry_after(delay, retry_after).saturating_add(extra);
+        let delay = honour_retry_after(delay, retry_after).saturating_add(extra);
         let at = later(now, delay);
         let Some(record) = self.peers.get(&peer) else {
             return;
@@ -74,7 +151,7 @@ impl Manager {
         {
             return;
         }
-        let attempt = record.redial_attempts + 1;
+        let attempt = record.redial.attempts + 1;
         self.timers.set(Timer::Redial(peer), at);
         tracing::debug!(%peer, ?delay, attempt, "redial scheduled");
         self.push_event(Event::RedialScheduled {
@@ -113,20 +190,8 @@ impl Manager {
         let Some(record) = self.peers.get(&peer) else {
             return;
         };
-        let plan = if !retry {
-            RedialPlan::Never
-        } else if record.wanted {
-            match cause {
-                // A local limit that does not free up by itself (the per-peer cap).
-                DialFailure::DeniedByManager(denial) if denial.is_resource_limit() => {
-                    RedialPlan::TimeoutBackoff
-                }
-                DialFailure::SelfConnection | DialFailure::DeniedByManager(_) => RedialPlan::Never,
-                _ if record.redial_attempts == 0 => RedialPlan::Prompt,
-                _ => RedialPlan::TimeoutBackoff,
-            }
-        } else if cause.is_transient() {
-            RedialPlan::Prompt
+        let plan = if retry {
+            after_failed_dial(cause, record.wanted, record.redial.attempts)
         } else {
             RedialPlan::Never
         };
@@ -144,7 +209,7 @@ impl Manager {
             self.forget_if_idle(peer);
             return;
         }
-        record.redial_attempts += 1;
+        record.redial.attempts += 1;
         self.push_dial(peer);
     }
 

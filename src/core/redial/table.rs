@@ -1,7 +1,9 @@
-//! What the initiator of a lost connection does next, by the reason it was lost.
+//! The redial tables, as pure functions: what the initiator of a lost connection does next, by
+//! the reason it was lost ([`plan`]), and what follows a failed dial ([`after_failed_dial`]).
 
 use std::time::Duration;
 
+use super::super::DialFailure;
 use crate::DisconnectReason;
 
 /// Who ended a connection.
@@ -101,6 +103,31 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
     }
 }
 
+/// The plan after a failed dial of a peer left with no connection and no other dial in flight.
+/// `attempt`: redials since it was last connected.
+///
+/// A wanted peer is retried at once the first time, then on the timeout backoff; a local
+/// refusal that does not free up by itself (the per-peer cap) also backs off, any other local
+/// refusal (a ban, a self-dial) ends the retries. A peer nobody asked for is only rescued
+/// after a transient failure (see [`DialFailure::is_transient`]).
+pub fn after_failed_dial(cause: &DialFailure, wanted: bool, attempt: u32) -> RedialPlan {
+    if !wanted {
+        return if cause.is_transient() {
+            RedialPlan::Prompt
+        } else {
+            RedialPlan::Never
+        };
+    }
+    match cause {
+        DialFailure::DeniedByManager(denial) if denial.is_resource_limit() => {
+            RedialPlan::TimeoutBackoff
+        }
+        DialFailure::SelfConnection | DialFailure::DeniedByManager(_) => RedialPlan::Never,
+        _ if attempt == 0 => RedialPlan::Prompt,
+        _ => RedialPlan::TimeoutBackoff,
+    }
+}
+
 /// The remote's retry-after hint wins over a shorter planned delay.
 pub fn honour_retry_after(planned: Duration, retry_after: Option<Duration>) -> Duration {
     retry_after.map_or(planned, |hint| planned.max(hint))
@@ -115,7 +142,7 @@ mod tests {
     /// its second column says, for a wanted peer on its first redial.
     #[test]
     fn the_readme_table_says_what_the_plan_does() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = readme
             .split("## Redial and discovery")
             .nth(1)
