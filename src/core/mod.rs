@@ -7,7 +7,6 @@
 //! `ToSwarm` commands; tests drive the same state machine with a simulated clock.
 
 mod backoff;
-mod banning;
 mod bans;
 mod bootstrap;
 mod closing;

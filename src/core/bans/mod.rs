@@ -1,4 +1,14 @@
-//! Bans, the allow list, and limits changed at run time (protocol violations: `violations`).
+//! Bans: what a ban does, when it ends, and what happens then.
+//!
+//! [`table`] stores them (peers and networks, application and automatic bans, the caps); this
+//! file enforces them (goodbye `Banned`, refusals), schedules their end in one place
+//! ([`Manager::sync_ban_expiry`]) for bans placed, restored or automatic, and revives the
+//! wanted peers a ban stranded once it ends. Automatic bans come from `violations`.
+
+mod table;
+
+pub(crate) use table::{in_force, AutomaticBan, Bans};
+pub use table::{Ban, BanTarget};
 
 use super::*;
 
@@ -138,37 +148,6 @@ impl Manager {
     /// Whether `ip` falls in a network banned at `now`.
     pub fn is_ip_banned(&self, ip: IpAddr, now: Instant) -> bool {
         self.bans.ip(ip, now).is_some()
-    }
-
-    /// Lets `peer` bypass the limits (never the bans).
-    pub fn allow_peer(&mut self, peer: PeerId) {
-        self.allowed.insert(peer);
-        self.sync_keep_alive(peer);
-    }
-
-    /// Takes `peer` off the allow list. Returns whether it was on it.
-    pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
-        let was = self.allowed.remove(peer);
-        self.sync_keep_alive(*peer);
-        was
-    }
-
-    /// Replaces the limits. Lowering one below the current count closes nothing; new
-    /// connections are refused until the count is below it again. Peers waiting for a slot
-    /// get a chance at once, spread out in time.
-    pub fn set_limits(&mut self, now: Instant, limits: Limits) {
-        self.limits = limits;
-        self.release_all_slots(now);
-    }
-
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Remote IP addresses the per-IP limits keep state for.
-    pub fn tracked_ips(&self) -> usize {
-        self.per_ip.tracked()
     }
 
     pub(super) fn check_peer_ban(&self, peer: PeerId, now: Instant) -> Result<(), Denial> {

@@ -13,6 +13,8 @@ use web_time::Instant;
 
 use super::Denial;
 
+mod admission;
+
 /// Limits on connections. Every limit is optional: `None` means unlimited.
 ///
 /// | limit | default | checked when |
