@@ -14,26 +14,20 @@ impl Manager {
         addresses: Vec<Multiaddr>,
     ) -> Result<(), Denial> {
         self.exchange.asked_for(&peer);
-        self.want(now, peer, addresses)?;
-        if let Some(record) = self.peers.get_mut(&peer) {
-            record.flagged = false;
-            if record.discovered {
-                record.discovered = false;
-                self.discovered -= 1;
-            }
-        }
+        self.want(now, peer, addresses, Asker::Application)?;
         // Now the application's: a store keeps it.
         self.note_peer(peer);
         Ok(())
     }
 
-    /// Marks `peer` as wanted and dials it (see [`dial`](Self::dial)); who asked is the
-    /// caller's to record.
+    /// Marks `peer` as wanted `by` someone and dials it (see [`dial`](Self::dial)). A peer the
+    /// application wants stays the application's whoever else asks.
     pub(super) fn want(
         &mut self,
         now: Instant,
         peer: PeerId,
         addresses: Vec<Multiaddr>,
+        by: Asker,
     ) -> Result<(), Denial> {
         if peer == self.local {
             return Err(Denial::SelfConnection { peer });
@@ -48,9 +42,12 @@ impl Manager {
                 pending.cancelled = false;
             }
         }
-        let record = self.peers.entry(peer).or_default();
-        record.wanted = true;
-        record.parked = false;
+        if !self.intent(&peer).is_applications() {
+            self.set_intent(peer, Intent::Wanted(by));
+        }
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
         for address in addresses {
             record.add_address(address, max);
         }
@@ -94,11 +91,13 @@ impl Manager {
                 pending.cancelled = true;
             }
         }
-        let Some(record) = self.peers.get_mut(&peer) else {
+        if !self.peers.contains_key(&peer) {
+            return false;
+        }
+        self.set_intent(peer, Intent::Parked);
+        let Some(record) = self.peers.get(&peer) else {
             return false;
         };
-        record.stop_wanting();
-        record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         let had_connections = !record.connections.is_empty();
         self.note_peer(peer);
@@ -122,9 +121,6 @@ impl Manager {
         self.bootstrap.round.clear();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
-            if let Some(record) = self.peers.get_mut(&peer) {
-                record.stop_wanting();
-            }
             self.disconnect(now, peer);
         }
         self.update_phase();

@@ -12,12 +12,13 @@ impl Manager {
         peer: PeerId,
         addresses: Vec<Multiaddr>,
     ) -> Result<(), Denial> {
-        let known = self.peers.get(&peer);
-        let is_new = !known.is_some_and(|r| r.discovered);
-        // A peer the application dialed itself stays the application's: discovery does not
-        // make it forgettable or trimmable.
-        let dialed_by_application = self.asked_by_application(&peer);
-        if is_new && self.discovered >= self.config.max_discovered_peers {
+        let is_new = !self.intent(&peer).is_discovery();
+        // A peer the application dialed itself stays the application's (see `want`): discovery
+        // does not make it forgettable or trimmable.
+        if is_new
+            && !self.intent(&peer).is_applications()
+            && self.discovered >= self.config.max_discovered_peers
+        {
             tracing::debug!(%peer, "discovered-peer cap reached; ignoring");
             if self.peers.contains_key(&peer) {
                 for address in addresses {
@@ -26,28 +27,27 @@ impl Manager {
             }
             return Ok(());
         }
-        self.want(now, peer, addresses)?;
-        // The application's discovery, not hearsay: counted as discovered from now on.
+        // The application's discovery, not hearsay.
         self.exchange.asked_for(&peer);
-        if let Some(record) = self.peers.get_mut(&peer) {
-            record.flagged = false;
-            if !record.discovered && !dialed_by_application {
-                record.discovered = true;
-                self.discovered += 1;
-            }
-        }
-        Ok(())
+        self.want(now, peer, addresses, Asker::Discovery { seen: true })
     }
 
     /// Discovery no longer sees `peer`. A live connection stays; once the peer has no
-    /// connection and one redial has failed, it is forgotten ([`Event::PeerForgotten`]).
+    /// connection and one redial has failed, it is forgotten ([`Event::PeerForgotten`]). A
+    /// peer the application dialed itself is not affected.
     pub fn remove_discovered(&mut self, peer: PeerId) {
-        let redialing = self.timers.is_set(Timer::Redial(peer));
-        let Some(record) = self.peers.get_mut(&peer) else {
+        let intent = self.intent(&peer);
+        if intent.is_applications() {
             return;
-        };
-        record.flagged = true;
-        let idle = record.connections.is_empty() && record.pending_outbound == 0 && !redialing;
+        }
+        if intent.is_discovery() {
+            self.set_intent(peer, Intent::Wanted(Asker::Discovery { seen: false }));
+        }
+        let redialing = self.timers.is_set(Timer::Redial(peer));
+        let idle = self
+            .peers
+            .get(&peer)
+            .is_some_and(|r| r.connections.is_empty() && r.pending_outbound == 0 && !redialing);
         if idle {
             self.forget(peer);
         }
@@ -60,15 +60,9 @@ impl Manager {
             return false;
         }
         self.cancel_redial(peer);
+        self.set_intent(peer, Intent::Unasked);
         if let Some(record) = self.peers.get_mut(&peer) {
-            record.stop_wanting();
-            record.flagged = false;
-            record.waiting = None;
             record.addresses.clear();
-            if record.discovered {
-                record.discovered = false;
-                self.discovered -= 1;
-            }
         }
         self.note_forgotten(peer);
         self.sync_keep_alive(peer);
@@ -104,7 +98,10 @@ impl Manager {
     pub(super) fn forget_if_flagged_and_unreachable(&mut self, peer: PeerId) -> bool {
         let redialing = self.timers.is_set(Timer::Redial(peer));
         let unreachable = self.peers.get(&peer).is_some_and(|r| {
-            r.flagged && r.connections.is_empty() && r.pending_outbound == 0 && !redialing
+            r.intent.is_fading()
+                && r.connections.is_empty()
+                && r.pending_outbound == 0
+                && !redialing
         });
         if unreachable {
             self.forget(peer);

@@ -55,11 +55,6 @@ pub(crate) struct ExchangeState {
 }
 
 impl ExchangeState {
-    /// Whether `peer` is wanted only because a list named it.
-    pub(super) fn is_heard(&self, peer: &PeerId) -> bool {
-        self.heard.contains_key(peer)
-    }
-
     /// The application (or its discovery) asks for `peer`: it is no longer hearsay's, and
     /// hearsay may name it again.
     pub(super) fn asked_for(&mut self, peer: &PeerId) {
@@ -228,9 +223,12 @@ impl Manager {
         let peers = &self.peers;
         self.exchange.heard.retain(|peer, _| {
             pending.contains(peer)
-                || peers
-                    .get(peer)
-                    .is_some_and(|r| r.wanted && !r.discovered && !r.parked)
+                || peers.get(peer).is_some_and(|r| {
+                    matches!(
+                        r.intent,
+                        Intent::Wanted(Asker::Application | Asker::Hearsay)
+                    )
+                })
         });
         while self
             .exchange
@@ -276,8 +274,7 @@ impl Manager {
         let dialed_on: Vec<Multiaddr> = match self.peers.get(&peer) {
             None => addresses,
             Some(r)
-                if !r.wanted
-                    && !r.parked
+                if r.intent == Intent::Unasked
                     && !self.timers.is_set(Timer::Redial(peer))
                     && r.pending_outbound == 0
                     && r.waiting.is_none()
@@ -324,10 +321,9 @@ impl Manager {
             }
         }
         let max = self.config.max_addresses_per_peer;
-        let record = self.peers.entry(peer).or_default();
-        record.wanted = true;
         // Only hearsay keeps it: forgotten once unreachable.
-        record.flagged = true;
+        self.set_intent(peer, Intent::Wanted(Asker::Hearsay));
+        let record = self.peers.entry(peer).or_default();
         for address in &dialed_on {
             record.add_ranked_address(address.clone(), Rank::Hearsay, max);
         }

@@ -16,7 +16,7 @@ impl Manager {
     /// on the swarm's idle timeout.
     pub fn keeps_alive(&self, peer: &PeerId) -> bool {
         self.config.keep_alive
-            && (self.peers.get(peer).is_some_and(|r| r.wanted)
+            && (self.peers.get(peer).is_some_and(|r| r.intent.is_wanted())
                 || self.is_protected(peer)
                 || self.allowed.contains(peer)
                 || self.config.bootstrap_peers.iter().any(|(p, _)| p == peer))

@@ -20,6 +20,7 @@ mod exchange;
 mod health;
 mod hearsay;
 mod inputs;
+mod intent;
 mod keep_alive;
 mod limits;
 mod liveness;
@@ -48,6 +49,7 @@ pub use event::{DialFailure, Event};
 pub use exchange::PeerExchange;
 pub use health::{Health, HealthCategory, HealthScoring};
 pub use hearsay::HearsayStats;
+use intent::{Asker, Intent};
 use ipnet::IpNet;
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -384,18 +386,14 @@ impl Manager {
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
         self.peers.get(peer).map(|r| {
             let next_redial = self.timers.deadline(Timer::Redial(*peer));
-            let mut info = r.info(&self.config.health_scoring, next_redial);
-            info.discovered |= r.wanted && self.exchange.is_heard(peer);
-            info
+            r.info(&self.config.health_scoring, next_redial)
         })
     }
 
     /// Whether the application itself wants `peer` (it dialed it; discovery and hearsay do not
     /// count): what a peer store keeps as wanted, and what trimming never closes.
     fn asked_by_application(&self, peer: &PeerId) -> bool {
-        self.peers
-            .get(peer)
-            .is_some_and(|r| r.wanted && !r.discovered && !self.exchange.is_heard(peer))
+        self.intent(peer).is_applications()
     }
 
     /// Established connections, over all peers.
@@ -473,11 +471,9 @@ impl Manager {
             return;
         }
         if let Entry::Occupied(entry) = self.peers.entry(peer) {
+            // Not wanted, so not counted as discovered either.
             if entry.get().is_forgettable() {
-                let record = entry.remove();
-                if record.discovered {
-                    self.discovered -= 1;
-                }
+                entry.remove();
             }
         }
     }

@@ -161,24 +161,16 @@ pub(crate) struct PeerRecord {
     pub(crate) connections: Vec<ConnectionRecord>,
     /// Addresses to dial, bounded by the config (see [`Addresses`]).
     pub(crate) addresses: Addresses,
-    /// The application asked for this peer (`dial`); it is redialed when lost.
-    pub(crate) wanted: bool,
+    /// What the manager means to do with it (see `intent`).
+    pub(crate) intent: super::intent::Intent,
     /// Redial attempts and the rescue budget (see `redial`).
     pub(crate) redial: super::redial::RedialState,
     /// Outbound connection attempts in flight.
     pub(crate) pending_outbound: u32,
     /// When a duplicate of this peer was last closed or refused.
     pub(crate) last_duplicate_at: Option<Instant>,
-    /// The application disconnected (or banned) the peer: no redial, no rescue, until it
-    /// asks for the peer again.
-    pub(crate) parked: bool,
-    /// Discovery no longer sees the peer: once its connection is gone and one redial failed,
-    /// it is forgotten.
-    pub(crate) flagged: bool,
     /// Waiting in the queue for a local limit to free a slot.
     pub(crate) waiting: Option<Slot>,
-    /// Added by discovery (or learned automatically), as opposed to asked for with `dial`.
-    pub(crate) discovered: bool,
     /// When it was last sent a peer list, and when it last sent one (peer exchange).
     pub(crate) list_sent_at: Option<Instant>,
     pub(crate) list_received_at: Option<Instant>,
@@ -206,17 +198,11 @@ impl PeerRecord {
         self.connections.iter_mut().find(|c| c.id == id)
     }
 
-    /// The peer is no longer kept connected: it stops waiting for a slot too.
-    pub(crate) fn stop_wanting(&mut self) {
-        self.wanted = false;
-        self.waiting = None;
-    }
-
     /// Whether the record holds nothing worth keeping (a scheduled redial aside, which the
     /// manager's timers know).
     pub(crate) fn is_forgettable(&self) -> bool {
         self.connections.is_empty()
-            && !self.wanted
+            && !self.intent.is_wanted()
             && self.pending_outbound == 0
             && self.waiting.is_none()
     }
@@ -245,12 +231,12 @@ impl PeerRecord {
         PeerInfo {
             connections: self.connections.iter().map(|c| c.info(scoring)).collect(),
             addresses: self.addresses.iter().cloned().collect(),
-            wanted: self.wanted,
+            wanted: self.intent.is_wanted(),
             next_redial,
             redial_attempts: self.redial.attempts(),
             waiting_for_resources: self.waiting.is_some(),
-            flagged: self.flagged,
-            discovered: self.discovered,
+            flagged: self.intent.is_fading(),
+            discovered: self.intent.is_wanted() && !self.intent.is_applications(),
         }
     }
 }

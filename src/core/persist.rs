@@ -202,12 +202,12 @@ impl Manager {
                 continue;
             }
             self.journal.durable.insert(peer);
+            self.set_intent(peer, Intent::Wanted(Asker::Application));
             let record = self.peers.entry(peer).or_default();
             // Oldest first, so the newest ends up in front.
             for address in durable.addresses.into_iter().rev() {
                 record.add_address(address, max);
             }
-            record.wanted = true;
             let last = durable.last_disconnect;
             if last.is_some_and(|l| l.banned_for_good()) {
                 continue;

@@ -68,7 +68,7 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
-        if record.waiting.take().is_none() || !record.wanted {
+        if record.waiting.take().is_none() || !record.intent.is_wanted() {
             self.forget_if_idle(peer);
             return;
         }

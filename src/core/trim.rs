@@ -179,9 +179,8 @@ impl Manager {
                 continue;
             };
             connected += 1;
-            // Hearsay is nobody's ask: its peers go like strangers.
-            let heard = self.exchange.is_heard(peer);
-            let dialed = record.wanted && !record.discovered && !heard;
+            // Hearsay is nobody's ask: its peers go like strangers (`asked` below).
+            let dialed = record.intent.is_applications();
             if dialed || self.tags.is_protected(peer) || self.allowed.contains(peer) {
                 kept_anyway += 1;
                 continue;
@@ -192,7 +191,10 @@ impl Manager {
                 first_settles = Some(first_settles.map_or(settles, |t| t.min(settles)));
                 continue;
             }
-            let asked = if (record.wanted && !heard) || bootstrap.contains(peer) {
+            let asked = if record.intent.is_applications()
+                || record.intent.is_discovery()
+                || bootstrap.contains(peer)
+            {
                 Asked::Indirectly
             } else {
                 Asked::No
@@ -245,12 +247,14 @@ impl Manager {
     /// is a decision to have fewer connections, so it is not redialed. Returns whether it was
     /// wanted (through discovery) and no longer is.
     fn close_trimmed(&mut self, now: Instant, peer: PeerId) -> bool {
-        let Some(record) = self.peers.get_mut(&peer) else {
+        let was_wanted = self.intent(&peer).is_wanted();
+        if !self.peers.contains_key(&peer) {
+            return false;
+        }
+        self.set_intent(peer, Intent::Parked);
+        let Some(record) = self.peers.get(&peer) else {
             return false;
         };
-        let was_wanted = record.wanted;
-        record.stop_wanting();
-        record.parked = true;
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         self.note_peer(peer);
         self.exchange

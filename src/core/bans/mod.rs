@@ -34,11 +34,9 @@ impl Manager {
         retry_after: Option<Duration>,
         journal: bool,
     ) {
-        let mut was_wanted = false;
-        if let Some(record) = self.peers.get_mut(&peer) {
-            was_wanted = record.wanted;
-            record.stop_wanting();
-            record.parked = true;
+        let was_wanted = self.intent(&peer).is_wanted();
+        if self.peers.contains_key(&peer) {
+            self.set_intent(peer, Intent::Parked);
         }
         if journal || was_wanted {
             self.note_peer(peer);
@@ -114,8 +112,7 @@ impl Manager {
             .peers
             .iter()
             .filter(|(peer, r)| {
-                r.wanted
-                    && !r.parked
+                r.intent.is_wanted()
                     && !r.is_connected()
                     && r.pending_outbound == 0
                     && !self.timers.is_set(Timer::Redial(**peer))

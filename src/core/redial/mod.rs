@@ -57,7 +57,7 @@ impl Manager {
             return;
         }
         let context = PeerContext {
-            wanted: record.wanted,
+            wanted: record.intent.is_wanted(),
             attempt: record.redial.attempts,
             settling_duplicates: record
                 .last_duplicate_at
@@ -97,13 +97,13 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
-        if plan == RedialPlan::Never || record.parked {
+        if plan == RedialPlan::Never || record.intent.is_parked() {
             return;
         }
-        if record.wanted {
+        if record.intent.is_wanted() {
             if max_attempts.is_some_and(|max| record.redial.attempts >= max) {
                 let attempts = record.redial.attempts;
-                record.stop_wanting();
+                self.set_intent(peer, Intent::Unasked);
                 self.note_peer(peer);
                 self.exchange
                     .quiet(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
@@ -173,13 +173,13 @@ impl Manager {
             return;
         };
         let retry = !record.is_connected() && record.pending_outbound == 0 && !self.terminated;
-        if retry && record.flagged {
+        if retry && record.intent.is_fading() {
             // Discovery removed it and this was its last chance.
             self.forget(peer);
             self.update_phase();
             return;
         }
-        if retry && record.wanted {
+        if retry && record.intent.is_wanted() {
             if let DialFailure::DeniedByManager(denial) = cause {
                 if self.wait_for_slot(peer, denial) {
                     self.update_phase();
@@ -191,7 +191,7 @@ impl Manager {
             return;
         };
         let plan = if retry {
-            after_failed_dial(cause, record.wanted, record.redial.attempts)
+            after_failed_dial(cause, record.intent.is_wanted(), record.redial.attempts)
         } else {
             RedialPlan::Never
         };

@@ -120,7 +120,11 @@ fn shutdown_does_not_unwant_peers_in_the_store() {
     a.manager.shutdown(a.now);
     let changes = a.manager.take_changes();
     assert!(peer_update(&changes, b.id).is_some_and(|u| u.wanted));
-    assert!(!a.manager.peers.get(&b.id).is_some_and(|r| r.wanted));
+    assert!(!a
+        .manager
+        .peers
+        .get(&b.id)
+        .is_some_and(|r| r.intent.is_wanted()));
 }
 
 #[test]

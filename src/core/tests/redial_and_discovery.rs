@@ -273,3 +273,32 @@ fn addresses_learned_from_other_behaviours() {
         "past the cap nothing is kept"
     );
 }
+
+/// A peer the application dialed is its own: discovery reporting it and then losing it does
+/// not make it forgettable. (Before the peer's intent was one value, losing it in discovery
+/// flagged it whoever had asked for it, and one failed redial then forgot it.)
+#[test]
+fn discovery_losing_a_peer_the_application_dialed_does_not_forget_it() {
+    let (mut a, b) = pair(Config::default());
+    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager
+        .add_discovered(a.now, b.id, vec![addr(2)])
+        .unwrap();
+    let _ = a.actions();
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
+        .unwrap();
+    a.establish(cid(1), b.id, Initiator::Local).unwrap();
+    a.manager.remove_discovered(b.id);
+    let info = a.manager.peer_info(&b.id).unwrap();
+    assert!(info.wanted && !info.flagged && !info.discovered, "{info:?}");
+    a.manager
+        .on_closed(a.now, cid(1), b.id, CloseCause::Transport);
+    a.advance(Duration::from_secs(5));
+    assert_eq!(dials(&a.actions()), vec![b.id]);
+    fail_dial(&mut a, 2, b.id);
+    assert!(!a.events().contains(&Event::PeerForgotten { peer: b.id }));
+    assert!(a.manager.peer_info(&b.id).is_some_and(|i| i.wanted));
+    a.advance(Duration::from_secs(60));
+    assert_eq!(dials(&a.actions()), vec![b.id], "still redialed");
+}
