@@ -173,23 +173,19 @@
 
 pub mod bandwidth;
 mod behaviour;
-mod config;
 pub mod core;
 pub mod exchange_handler;
 pub mod handler;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod protocol;
-mod reason;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use behaviour::Behaviour;
-pub use config::{Config, ConfigError};
 pub use core::{
-    AutomaticBans, Backoff, Ban, BanTarget, ClosedBy, ConnectionInfo, Denial, DialFailure, Event,
-    Health, HealthCategory, HealthScoring, Initiator, LimitKind, Limits, PeerExchange, PeerInfo,
-    Phase, RateLimit,
+    AutomaticBans, Backoff, Ban, BanTarget, ClosedBy, Config, ConfigError, ConnectionInfo, Denial,
+    DialFailure, DisconnectReason, Event, Health, HealthCategory, HealthScoring, Initiator,
+    LimitKind, Limits, PeerExchange, PeerInfo, Phase, RateLimit,
 };
-pub use reason::DisconnectReason;

@@ -8,8 +8,8 @@ use libp2p_swarm::ConnectionId;
 
 use web_time::Instant;
 
+use super::DisconnectReason;
 use super::{BanTarget, ClosedBy, Denial, HealthCategory, Initiator, Phase};
-use crate::DisconnectReason;
 
 /// An event of the connection manager, emitted as the behaviour's `ToSwarm::GenerateEvent`.
 ///

@@ -4,9 +4,16 @@
 use std::net::IpAddr;
 
 use super::{peers::Rank, *};
-use crate::protocol::exchange::{
-    entry_len, PeerList, MAX_ADDRS_PER_PEER, MAX_PEERS, MAX_PEERS_FRAME,
-};
+
+/// Peers with the addresses to reach them: what a peer-exchange list carries.
+pub type PeerList = Vec<(PeerId, Vec<Multiaddr>)>;
+
+/// Most peers named in a list sent, and read from a list received (the wire format may carry
+/// more; the policy reads no further).
+pub const MAX_LIST_PEERS: usize = 64;
+
+/// Most addresses per peer named in a list sent.
+pub const MAX_LIST_ADDRESSES: usize = 4;
 
 /// Peer-exchange settings (off unless [`Config::with_peer_exchange`] is given).
 ///
@@ -104,8 +111,8 @@ impl PeerExchange {
     }
 
     /// Checks the settings (see [`Config::validate`]).
-    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
-        let zero = |setting| Err(crate::ConfigError::Zero { setting });
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let zero = |setting| Err(ConfigError::Zero { setting });
         if self.interval.is_zero() {
             return zero("PeerExchange::with_interval");
         }
@@ -258,8 +265,8 @@ impl Manager {
 
     /// Whom to tell `recipient` about: connected peers other than itself, not banned, with the
     /// addresses it can plausibly reach (proven, given or reported by the peer itself, never
-    /// hearsay); a random sample of at most [`MAX_PEERS`], [`MAX_ADDRS_PER_PEER`] addresses
-    /// each, within [`MAX_PEERS_FRAME`] bytes.
+    /// hearsay); a random sample of at most [`MAX_LIST_PEERS`], [`MAX_LIST_ADDRESSES`]
+    /// addresses each.
     fn peer_list_for(&mut self, now: Instant, recipient: PeerId) -> PeerList {
         let recipient_ip = self
             .peers
@@ -277,27 +284,19 @@ impl Manager {
                     .ranked()
                     .filter(|(a, rank)| *rank > Rank::Hearsay && reachable_from(recipient_ip, a))
                     .map(|(a, _)| a.clone())
-                    .take(MAX_ADDRS_PER_PEER)
+                    .take(MAX_LIST_ADDRESSES)
                     .collect();
                 (!addresses.is_empty()).then_some((*peer, addresses))
             })
             .collect();
         // A random sample, so that every connected peer is named sooner or later.
-        let sample = candidates.len().min(MAX_PEERS);
+        let sample = candidates.len().min(MAX_LIST_PEERS);
         for i in 0..sample {
             let j = self.rng.gen_range(i..candidates.len());
             candidates.swap(i, j);
         }
         candidates.truncate(sample);
-        let mut room = MAX_PEERS_FRAME;
-        candidates.retain(|(peer, addresses)| {
-            let len = entry_len(peer, addresses);
-            let fits = len <= room;
-            if fits {
-                room -= len;
-            }
-            fits
-        });
+        // The wire cuts what does not fit its frame budget (`encode_peers`).
         candidates
     }
 }

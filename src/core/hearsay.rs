@@ -9,7 +9,6 @@ use super::{
     peers::Rank,
     *,
 };
-use crate::protocol::exchange::{PeerList, MAX_PEERS};
 
 /// Hearsay dials remembered for the per-address and per-prefix bounds, at most; while it is
 /// full of dials younger than the interval, no hearsay dial starts.
@@ -145,7 +144,7 @@ impl Manager {
         };
         let max = self.config.max_addresses_per_peer;
         let mut seen = HashSet::new();
-        for (peer, addresses) in peers.into_iter().take(MAX_PEERS) {
+        for (peer, addresses) in peers.into_iter().take(MAX_LIST_PEERS) {
             if peer == self.local
                 || peer == from
                 || !seen.insert(peer)

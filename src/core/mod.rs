@@ -11,6 +11,7 @@ mod bans;
 mod bootstrap;
 mod closing;
 mod commands;
+mod config;
 mod denial;
 mod discovery;
 mod duplicates;
@@ -27,6 +28,7 @@ mod liveness;
 mod peers;
 mod persist;
 mod phase;
+mod reason;
 mod redial;
 mod refusals;
 mod resources;
@@ -46,7 +48,7 @@ pub use bans::{Ban, BanTarget};
 pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailure, Event};
-pub use exchange::PeerExchange;
+pub use exchange::{PeerExchange, PeerList, MAX_LIST_ADDRESSES, MAX_LIST_PEERS};
 pub use health::{Health, HealthCategory, HealthScoring};
 pub use hearsay::HearsayStats;
 use intent::{Asker, Intent};
@@ -71,7 +73,8 @@ pub use violations::AutomaticBans;
 use violations::Violations;
 use web_time::Instant;
 
-use crate::{Config, DisconnectReason};
+pub use config::{Config, ConfigError};
+pub use reason::DisconnectReason;
 
 /// Time the goodbye backstop adds on top of the goodbye timeout before closing regardless:
 /// the handler bounds the goodbye itself, this only covers a handler that never reports.
@@ -139,7 +142,7 @@ pub enum Action {
         /// The connection.
         connection: ConnectionId,
         /// The peers to tell it about.
-        peers: crate::protocol::exchange::PeerList,
+        peers: PeerList,
     },
     /// Tell the handler of a connection whether to keep it open while idle (see
     /// [`Manager::keeps_alive`]). Every established connection gets one when it is
@@ -326,7 +329,7 @@ impl Manager {
         config: Config,
         now: Instant,
         seed: u64,
-    ) -> Result<Self, crate::ConfigError> {
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::new(local, config, now, seed))
     }

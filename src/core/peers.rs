@@ -6,12 +6,12 @@ use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
 use web_time::Instant;
 
+use super::DisconnectReason;
 use super::{
     duplicates::Candidate,
     health::{Health, HealthScoring, HealthState},
     Initiator,
 };
-use crate::DisconnectReason;
 
 /// An established connection.
 #[derive(Debug, Clone)]

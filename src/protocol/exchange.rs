@@ -31,8 +31,13 @@ pub const MAX_PEERS: usize = 64;
 /// Most addresses per peer in one list.
 pub const MAX_ADDRS_PER_PEER: usize = 4;
 
-/// Peers with the addresses to reach them.
-pub type PeerList = Vec<(PeerId, Vec<Multiaddr>)>;
+pub use crate::core::PeerList;
+
+// The wire carries at least what the policy sends and reads.
+const _: () = assert!(
+    MAX_PEERS >= crate::core::MAX_LIST_PEERS
+        && MAX_ADDRS_PER_PEER >= crate::core::MAX_LIST_ADDRESSES
+);
 
 /// What can go wrong with a peer list.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::super::DialFailure;
-use crate::DisconnectReason;
+use super::super::DisconnectReason;
 
 /// Who ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
