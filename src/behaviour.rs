@@ -319,11 +319,7 @@ impl Behaviour {
     /// The health of the connection kept to `peer` (RTT average, reliability, bandwidth when
     /// measured, score and category), once a ping result came in.
     pub fn health(&self, peer: &PeerId) -> Option<Health> {
-        let info = self.manager.peer_info(peer)?;
-        info.connections
-            .iter()
-            .filter(|c| c.closing.is_none())
-            .find_map(|c| c.health)
+        self.manager.health(peer)
     }
 
     /// Feeds a bandwidth measurement of `connection` into its health score.
@@ -446,11 +442,8 @@ impl Behaviour {
 /// counts as the remote's.
 fn initiator(endpoint: &ConnectedPoint) -> Initiator {
     match endpoint {
-        ConnectedPoint::Dialer {
-            role_override: Endpoint::Dialer,
-            ..
-        } => Initiator::Local,
-        _ => Initiator::Remote,
+        ConnectedPoint::Dialer { role_override, .. } => Initiator::of_dial(*role_override),
+        ConnectedPoint::Listener { .. } => Initiator::Remote,
     }
 }
 
@@ -569,10 +562,7 @@ impl NetworkBehaviour for Behaviour {
         role_override: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        let initiator = match role_override {
-            Endpoint::Dialer => Initiator::Local,
-            Endpoint::Listener => Initiator::Remote,
-        };
+        let initiator = Initiator::of_dial(role_override);
         self.manager
             .check_established(
                 Instant::now(),

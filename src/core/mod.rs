@@ -380,6 +380,15 @@ impl Manager {
             .map(|(p, _)| p)
     }
 
+    /// The health of the connection kept to `peer` (the first open one with a ping result):
+    /// the peer's health.
+    pub fn health(&self, peer: &PeerId) -> Option<Health> {
+        let record = self.peers.get(peer)?;
+        record
+            .open()
+            .find_map(|c| c.health.assess(&self.config.health_scoring))
+    }
+
     /// Whether `peer` has an established connection that is not being closed.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|r| r.is_connected())

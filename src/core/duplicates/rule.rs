@@ -22,6 +22,17 @@ pub enum Initiator {
     Remote,
 }
 
+impl Initiator {
+    /// Who dialed a connection this node dialed at the transport level, by its effective role:
+    /// with the role overridden to listener (the dialer side of a hole punch), the remote.
+    pub fn of_dial(role_override: libp2p_core::Endpoint) -> Self {
+        match role_override {
+            libp2p_core::Endpoint::Dialer => Initiator::Local,
+            libp2p_core::Endpoint::Listener => Initiator::Remote,
+        }
+    }
+}
+
 impl std::fmt::Display for Initiator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
