@@ -634,7 +634,7 @@ fn dial_address(swarm: &mut Swarm<NodeBehaviour>, address: Multiaddr) {
             match swarm
                 .behaviour_mut()
                 .manager
-                .dial(peer, vec![transport_address])
+                .add_peer(peer, vec![transport_address])
             {
                 Ok(()) => println!("dialing {address} (kept by the manager)"),
                 Err(denial) => println!("not dialing {address}: {denial}"),
@@ -736,7 +736,7 @@ fn run_one_command(swarm: &mut Swarm<NodeBehaviour>, command: &str) -> Result<()
             manager.ban_peer(parse(peer)?, Some(Duration::from_secs(parse(secs)?)));
         }
         ["disconnect", peer] => {
-            manager.disconnect(parse(peer)?);
+            manager.remove_peer(parse(peer)?);
         }
         ["tag", peer, tag, value] => manager.tag_peer(parse(peer)?, *tag, parse(value)?),
         ["address", peer, address] => manager.add_address(parse(peer)?, parse(address)?),
@@ -872,7 +872,7 @@ fn print_status(swarm: &Swarm<NodeBehaviour>) {
         "status: phase {}, {peers} peer(s), {} connection(s), {} pending, {} ban(s)\n",
         behaviour.phase(),
         rows.len(),
-        behaviour.manager().pending_connections(),
+        behaviour.stats().pending_connections,
         behaviour.bans().len(),
     );
     if !rows.is_empty() {
@@ -1621,12 +1621,12 @@ fn run_command(swarm: &mut Swarm<NodeBehaviour>, command: Command) {
             }
         }
         Command::Keep(peer, address) => {
-            if let Err(denial) = swarm.behaviour_mut().manager.dial(peer, vec![address]) {
+            if let Err(denial) = swarm.behaviour_mut().manager.add_peer(peer, vec![address]) {
                 tracing::warn!(%peer, %denial, "manager refused to dial");
             }
         }
         Command::Disconnect(peer) => {
-            swarm.behaviour_mut().manager.disconnect(peer);
+            swarm.behaviour_mut().manager.remove_peer(peer);
         }
         Command::Ban(peer, duration) => {
             swarm.behaviour_mut().manager.ban_peer(peer, Some(duration));
@@ -1643,7 +1643,7 @@ fn cluster_node_status(
     let mut status = Status {
         connections: connections.clone(),
         pending: swarm.network_info().connection_counters().num_pending(),
-        manager_pending: behaviour.manager().pending_connections(),
+        manager_pending: behaviour.stats().pending_connections,
         ..Status::default()
     };
     for peer in peers {

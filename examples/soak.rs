@@ -51,7 +51,7 @@ use libp2p::{
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
-use libp2p_connection_manager::{self as manager, Backoff, Event};
+use libp2p_connection_manager::{self as manager, Backoff, BanTarget, Event};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use tokio::{
     sync::{mpsc, watch},
@@ -319,10 +319,10 @@ fn run_command(swarm: &mut Swarm<SoakBehaviour>, command: Command) {
     match command {
         Command::Keep(peer, address) => {
             // Refused only while the peer is banned; the heal lifts bans first.
-            let _ = manager.dial(peer, vec![address]);
+            let _ = manager.add_peer(peer, vec![address]);
         }
         Command::Disconnect(peer) => {
-            manager.disconnect(peer);
+            manager.remove_peer(peer);
         }
         Command::Ban(peer, duration) => manager.ban_peer(peer, Some(duration)),
         Command::Isolate(duration) => manager.ban_network(
@@ -331,7 +331,10 @@ fn run_command(swarm: &mut Swarm<SoakBehaviour>, command: Command) {
         ),
         Command::UnbanAll => {
             for ban in manager.bans() {
-                manager.unban(ban.target);
+                match ban.target {
+                    BanTarget::Peer(peer) => manager.unban_peer(peer),
+                    BanTarget::Network(network) => manager.unban_network(network),
+                };
             }
         }
         Command::Freeze | Command::Thaw => unreachable!("handled by the node task"),
@@ -345,7 +348,6 @@ fn status(
     frozen: bool,
 ) -> Status {
     let behaviour = &swarm.behaviour().manager;
-    let core = behaviour.manager();
     let info = swarm.network_info();
     let counters = info.connection_counters();
     let mut status = Status {
@@ -353,13 +355,13 @@ fn status(
         swarm_connections: connections.clone(),
         swarm_established: counters.num_established(),
         swarm_pending: counters.num_pending(),
-        manager_established: core.established_connections(),
-        manager_pending: core.pending_connections(),
-        manager_queued: core.queued_actions(),
-        manager_tracked: core.tracked_peers(),
+        manager_established: behaviour.stats().established_connections,
+        manager_pending: behaviour.stats().pending_connections,
+        manager_queued: behaviour.stats().queued_actions,
+        manager_tracked: behaviour.stats().tracked_peers,
         manager_connected: behaviour.connected_peers().copied().collect(),
-        timers: core.scheduled_timers(),
-        tracked_ips: core.tracked_ips(),
+        timers: behaviour.stats().scheduled_timers,
+        tracked_ips: behaviour.stats().tracked_ips,
         bans: behaviour.bans().len(),
         peers: HashMap::new(),
         last_loss: HashMap::new(),

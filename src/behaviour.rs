@@ -29,8 +29,8 @@ use web_time::Instant;
 use crate::{
     bandwidth::{BandwidthMeter, BandwidthSampler},
     core::{
-        Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
-        Manager, NewConnection, PeerInfo, Phase,
+        Action, Ban, BanTarget, CloseCause, Denial, DialFailureCause, Event, Health, Initiator,
+        Limits, Manager, NewConnection, PeerInfo, Phase,
     },
     exchange_handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
     handler::{self, GoodbyeOutcome, Handler},
@@ -137,30 +137,41 @@ impl Behaviour {
         self
     }
 
-    /// Dials `peer` (on `addresses`, and on any address the manager or other behaviours know)
-    /// and keeps it connected: it is redialed when lost, by the reason it was lost.
-    pub fn dial(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) -> Result<(), Denial> {
-        let result = self.manager.dial(Instant::now(), peer, addresses);
+    /// Keeps `peer` connected, like go-libp2p's peering service: dials it (on `addresses`, and
+    /// on any address the manager or other behaviours know) unless a connection exists or is
+    /// being made, redials it when it is lost (by the reason it was lost, see the README's
+    /// redial table), holds its connection open while idle, and never trims it. It stays kept
+    /// until [`remove_peer`](Self::remove_peer), a ban, or
+    /// [`Config::with_max_redial_attempts`](crate::Config::with_max_redial_attempts) failed
+    /// redials. Unlike `Swarm::dial`, which dials once, this is a standing intent.
+    ///
+    /// Refused at once (typed [`Denial`]) for the local peer, a banned peer, or after
+    /// [`shutdown`](Self::shutdown). The dial itself starts when the swarm is next polled.
+    pub fn add_peer(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) -> Result<(), Denial> {
+        let result = self.manager.add_peer(Instant::now(), peer, addresses);
         self.wake();
         result
     }
 
-    /// Remembers a dial address for `peer`.
+    /// Remembers a dial address for `peer`, without dialing it or keeping it connected.
     pub fn add_address(&mut self, peer: PeerId, address: Multiaddr) {
         self.manager.add_address(peer, address);
     }
 
-    /// Stops keeping `peer`: says goodbye `Normal` on its connections and closes them; it is
-    /// not redialed. Returns whether it had connections.
-    pub fn disconnect(&mut self, peer: PeerId) -> bool {
-        let had = self.manager.disconnect(Instant::now(), peer);
+    /// Stops keeping `peer` and closes its connections: each gets goodbye `Normal` (the remote
+    /// does not redial), and a dial still in flight is closed as soon as it succeeds. It is
+    /// not redialed or rescued, and peer exchange does not bring it back, until it is added
+    /// again. Returns whether it had connections. The goodbyes go out when the swarm is next
+    /// polled.
+    pub fn remove_peer(&mut self, peer: PeerId) -> bool {
+        let had = self.manager.remove_peer(Instant::now(), peer);
         self.wake();
         had
     }
 
     /// Says goodbye `Normal` to every peer, closes every connection, refuses new ones and
-    /// enters [`Phase::Terminated`]. Keep polling the swarm until the connections are closed
-    /// (at most the goodbye timeout).
+    /// enters [`Phase::Terminated`]. The goodbyes go out as the swarm is polled: keep polling
+    /// it until the connections are closed (at most the goodbye timeout).
     pub fn shutdown(&mut self) {
         self.manager.shutdown(Instant::now());
         if let Some(store) = self.store.as_mut() {
@@ -169,23 +180,25 @@ impl Behaviour {
         self.wake();
     }
 
-    /// Bans `peer` for `duration` (`None`: until [`unban`](Self::unban)). Its connections get
-    /// goodbye `Banned` and close, it is not redialed, and it is refused from any address.
+    /// Bans `peer` for `duration` (`None`: until [`unban_peer`](Self::unban_peer)). It is
+    /// refused from any address at once; its connections get goodbye `Banned` (with the time
+    /// left as the retry-after hint) and close when the swarm is next polled; it is no longer
+    /// kept connected. Like allow-block-list's `block_peer`, with an end.
     pub fn ban_peer(&mut self, peer: PeerId, duration: Option<Duration>) {
         self.manager.ban_peer(Instant::now(), peer, duration);
         self.wake();
     }
 
     /// Bans an IP address or network (`"10.0.0.0/8".parse()?`, or an `IpAddr` with `.into()`)
-    /// for `duration`. Its connections get goodbye `Banned` and close; new ones are refused
-    /// before their handshake.
+    /// for `duration`. New connections from it are refused before their handshake, at once;
+    /// its connections get goodbye `Banned` and close when the swarm is next polled.
     ///
     /// **A single IPv6 address bans its /64** (a host usually owns a whole /64, and would
     /// otherwise move to the next address): `ban_network(ip.into(), ..)` with
     /// `2001:db8::7` bans `2001:db8::/64` ([`BanTarget::host_scope`]). A network given with a
     /// shorter prefix keeps its prefix; an IPv4 address bans that address only; an
-    /// IPv4-mapped IPv6 address bans its IPv4 address. [`unban`](Self::unban) applies the same
-    /// rule, so unbanning the address lifts the ban.
+    /// IPv4-mapped IPv6 address bans its IPv4 address. [`unban_network`](Self::unban_network)
+    /// applies the same rule, so unbanning the address lifts the ban.
     ///
     /// IP bans concern the remote's own address: a relayed connection is not refused or closed
     /// for its relay's IP (ban the peer for that), while the direct connection to the relay is.
@@ -195,9 +208,18 @@ impl Behaviour {
         self.wake();
     }
 
-    /// Lifts a ban. Returns whether there was one. A single IPv6 address stands for its /64,
-    /// as in [`ban_network`](Self::ban_network).
-    pub fn unban(&mut self, target: BanTarget) -> bool {
+    /// Lifts the ban of `peer`. Returns whether there was one. Peers kept connected that the
+    /// ban stranded are dialed again (spread out) when the swarm is next polled.
+    pub fn unban_peer(&mut self, peer: PeerId) -> bool {
+        let lifted = self.manager.unban(Instant::now(), BanTarget::Peer(peer));
+        self.wake();
+        lifted
+    }
+
+    /// Lifts the ban of `network`. Returns whether there was one. A single IPv6 address
+    /// stands for its /64, as in [`ban_network`](Self::ban_network).
+    pub fn unban_network(&mut self, network: impl Into<IpNet>) -> bool {
+        let target = BanTarget::Network(network.into());
         let lifted = self.manager.unban(Instant::now(), target);
         self.wake();
         lifted
@@ -218,28 +240,37 @@ impl Behaviour {
         self.manager.bans(Instant::now())
     }
 
-    /// Lets `peer` bypass the limits (never the bans).
-    pub fn allow_peer(&mut self, peer: PeerId) {
-        self.manager.allow_peer(peer);
+    /// Exempts `peer` from the limits that apply once a peer is known: the established limits
+    /// and the pending-outgoing limit. The limits checked before the peer is known (pending
+    /// incoming, per IP, per relay) still apply, and so do the bans. Its connections are also
+    /// held open while idle and never trimmed. (Not allow-block-list's `allow_peer`, which
+    /// refuses everyone else.)
+    pub fn exempt_peer(&mut self, peer: PeerId) {
+        self.manager.exempt_peer(peer);
         self.wake();
     }
 
-    /// Takes `peer` off the allow list. Returns whether it was on it.
-    pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
-        let was = self.manager.disallow_peer(peer);
+    /// Ends the exemption of `peer` ([`exempt_peer`](Self::exempt_peer)). Returns whether it
+    /// was exempt.
+    pub fn remove_exemption(&mut self, peer: &PeerId) -> bool {
+        let was = self.manager.remove_exemption(peer);
         self.wake();
         was
     }
 
-    /// Replaces the limits. Lowering one closes nothing; it refuses new connections until the
-    /// count is below it again.
+    /// Replaces the limits, at once. Lowering one closes nothing; it refuses new connections
+    /// until the count is below it again. Peers waiting for a slot get a chance, spread out.
     pub fn set_limits(&mut self, limits: Limits) {
         self.manager.set_limits(Instant::now(), limits);
         self.wake();
     }
 
     /// Discovery (mDNS, Kademlia, identify, ...) sees `peer` at `addresses`: it is kept
-    /// connected like with [`dial`](Self::dial).
+    /// connected like with [`add_peer`](Self::add_peer), up to
+    /// [`Config::with_max_discovered_peers`](crate::Config::with_max_discovered_peers), but
+    /// trimming may let it go, and [`remove_discovered`](Self::remove_discovered) ends it. A
+    /// peer added with `add_peer` stays the application's. The dial starts when the swarm is
+    /// next polled.
     pub fn add_discovered(
         &mut self,
         peer: PeerId,
@@ -257,7 +288,8 @@ impl Behaviour {
         self.wake();
     }
 
-    /// Forgets `peer` (no longer wanted, no redial, no addresses); live connections stay.
+    /// Forgets `peer` (no longer kept, no redial, no addresses); live connections stay, and
+    /// may then idle out or be trimmed.
     pub fn forget(&mut self, peer: PeerId) -> bool {
         let known = self.manager.forget(peer);
         self.wake();
@@ -288,7 +320,8 @@ impl Behaviour {
     }
 
     /// Trims down to the low watermark now, ignoring the silence period. Returns the peers
-    /// whose connections are being closed.
+    /// whose connections are being closed (their goodbyes go out when the swarm is next
+    /// polled).
     pub fn force_trim(&mut self) -> Vec<PeerId> {
         let trimmed = self.manager.force_trim(Instant::now());
         self.wake();
@@ -310,6 +343,11 @@ impl Behaviour {
         self.manager.is_connected(peer)
     }
 
+    /// Counts of what the manager holds: connections, peers, per-IP state, queued work.
+    pub fn stats(&self) -> crate::Stats {
+        self.manager.stats()
+    }
+
     /// What the manager knows of `peer`: connections (direction, initiator, since, RTT),
     /// addresses, redial state.
     pub fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
@@ -329,7 +367,8 @@ impl Behaviour {
         self.wake();
     }
 
-    /// The sans-IO core, for queries.
+    /// The sans-IO core, for queries (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn manager(&self) -> &Manager {
         &self.manager
     }
@@ -459,22 +498,22 @@ fn inbound(local_addr: &Multiaddr, remote_addr: &Multiaddr) -> NewConnection {
         .with_relayed(relayed)
 }
 
-fn dial_failure(error: &DialError) -> DialFailure {
+fn dial_failure(error: &DialError) -> DialFailureCause {
     match error {
-        DialError::LocalPeerId { .. } => DialFailure::SelfConnection,
-        DialError::NoAddresses => DialFailure::NoAddresses,
-        DialError::DialPeerConditionFalse(_) => DialFailure::ConditionFalse,
-        DialError::Aborted => DialFailure::Aborted,
-        DialError::WrongPeerId { obtained, .. } => DialFailure::WrongPeerId {
+        DialError::LocalPeerId { .. } => DialFailureCause::SelfConnection,
+        DialError::NoAddresses => DialFailureCause::NoAddresses,
+        DialError::DialPeerConditionFalse(_) => DialFailureCause::ConditionFalse,
+        DialError::Aborted => DialFailureCause::Aborted,
+        DialError::WrongPeerId { obtained, .. } => DialFailureCause::WrongPeerId {
             obtained: *obtained,
         },
         DialError::Denied { cause } => match cause.downcast_ref::<Denial>() {
-            Some(denial) => DialFailure::DeniedByManager(denial.clone()),
-            None => DialFailure::DeniedByOther {
+            Some(denial) => DialFailureCause::DeniedByManager(denial.clone()),
+            None => DialFailureCause::DeniedByOther {
                 reason: cause.to_string(),
             },
         },
-        DialError::Transport(errors) => DialFailure::Transport {
+        DialError::Transport(errors) => DialFailureCause::Transport {
             errors: errors
                 .iter()
                 .map(|(address, error)| (address.clone(), error_chain(error)))

@@ -2,7 +2,7 @@
 //!
 //! [`Behaviour`] is a [`NetworkBehaviour`](libp2p_swarm::NetworkBehaviour) that you compose into
 //! your own `#[derive(NetworkBehaviour)]` struct. It manages every connection of the swarm,
-//! whoever dialed it (its own [`Behaviour::dial`], `Swarm::dial`, or another behaviour):
+//! whoever dialed it (its own [`Behaviour::add_peer`], `Swarm::dial`, or another behaviour):
 //!
 //! - **Exactly one connection per peer**, also when two peers dial each other at the same
 //!   moment. Both sides reach the same verdict without talking: between connections dialed in
@@ -81,7 +81,7 @@
 //! // Keep a peer connected (redialed when lost):
 //! let peer = libp2p::PeerId::random();
 //! let address = "/ip4/127.0.0.1/tcp/4001".parse()?;
-//! swarm.behaviour_mut().connections.dial(peer, vec![address])?;
+//! swarm.behaviour_mut().connections.add_peer(peer, vec![address])?;
 //! assert_eq!(
 //!     swarm.behaviour().connections.phase(),
 //!     connection_manager::Phase::Disconnected
@@ -173,7 +173,14 @@
 
 pub mod bandwidth;
 mod behaviour;
+#[cfg(feature = "testing")]
 pub mod core;
+// Without `testing` the core is private, and the parts of its sans-IO API that only tests,
+// benches and the fuzzer call look unused; with it (as in CI's all-features lints) they are
+// public and checked.
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+mod core;
 pub mod exchange_handler;
 pub mod handler;
 #[cfg(feature = "metrics")]
@@ -186,6 +193,8 @@ pub mod testing;
 pub use behaviour::Behaviour;
 pub use core::{
     AutomaticBans, Backoff, Ban, BanTarget, ClosedBy, Config, ConfigError, ConnectionInfo, Denial,
-    DialFailure, DisconnectReason, Event, Health, HealthCategory, HealthScoring, Initiator,
-    LimitKind, Limits, PeerExchange, PeerInfo, Phase, RateLimit,
+    DialFailureCause, DisconnectReason, Event, Health, HealthCategory, HealthScoring, Initiator,
+    LimitKind, Limits, PeerExchange, PeerInfo, Phase, RateLimit, RestoreSummary, Stats,
 };
+/// IP networks, as [`Behaviour::ban_network`] and [`Limits`] take them (from the `ipnet` crate).
+pub use ipnet::IpNet;

@@ -36,8 +36,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    BanTarget, Behaviour, ClosedBy, Denial, DialFailure, DisconnectReason, Event, HealthCategory,
-    Initiator, LimitKind, Phase,
+    BanTarget, Behaviour, ClosedBy, Denial, DialFailureCause, DisconnectReason, Event,
+    HealthCategory, Initiator, LimitKind, Phase,
 };
 
 /// Every phase, for the one-hot `phase` gauge.
@@ -404,11 +404,11 @@ fn denial_label(denial: &Denial) -> &'static str {
         Denial::SelfConnection { .. } => "self_connection",
         Denial::PerPeerLimit { .. } => "per_peer_limit",
         Denial::Limit { kind, .. } => match kind {
-            LimitKind::PendingInbound => "limit_pending_inbound",
-            LimitKind::PendingOutbound => "limit_pending_outbound",
-            LimitKind::EstablishedInbound => "limit_established_inbound",
-            LimitKind::EstablishedOutbound => "limit_established_outbound",
-            LimitKind::EstablishedTotal => "limit_established_total",
+            LimitKind::PendingIncoming => "limit_pending_inbound",
+            LimitKind::PendingOutgoing => "limit_pending_outbound",
+            LimitKind::EstablishedIncoming => "limit_established_inbound",
+            LimitKind::EstablishedOutgoing => "limit_established_outbound",
+            LimitKind::Established => "limit_established_total",
         },
         Denial::IpLimit { .. } => "ip_limit",
         Denial::RateLimited { .. } => "rate_limited",
@@ -420,17 +420,17 @@ fn denial_label(denial: &Denial) -> &'static str {
     }
 }
 
-fn dial_failure_label(cause: &DialFailure) -> &'static str {
+fn dial_failure_label(cause: &DialFailureCause) -> &'static str {
     match cause {
-        DialFailure::SelfConnection => "self_connection",
-        DialFailure::NoAddresses => "no_addresses",
-        DialFailure::ConditionFalse => "condition_false",
-        DialFailure::Aborted => "aborted",
-        DialFailure::WrongPeerId { .. } => "wrong_peer_id",
-        DialFailure::DeniedByManager(_) => "denied_by_manager",
-        DialFailure::DeniedByOther { .. } => "denied_by_other",
-        DialFailure::Transport { .. } => "transport",
-        DialFailure::TimedOut(_) => "timed_out",
+        DialFailureCause::SelfConnection => "self_connection",
+        DialFailureCause::NoAddresses => "no_addresses",
+        DialFailureCause::ConditionFalse => "condition_false",
+        DialFailureCause::Aborted => "aborted",
+        DialFailureCause::WrongPeerId { .. } => "wrong_peer_id",
+        DialFailureCause::DeniedByManager(_) => "denied_by_manager",
+        DialFailureCause::DeniedByOther { .. } => "denied_by_other",
+        DialFailureCause::Transport { .. } => "transport",
+        DialFailureCause::TimedOut(_) => "timed_out",
     }
 }
 
@@ -488,7 +488,7 @@ mod tests {
             peer: None,
             connection,
             denial: Denial::Limit {
-                kind: LimitKind::PendingInbound,
+                kind: LimitKind::PendingIncoming,
                 limit: 64,
                 current: 64,
             },
@@ -496,7 +496,7 @@ mod tests {
         metrics.record(&Event::DialFailed {
             peer: Some(peer),
             connection,
-            cause: DialFailure::TimedOut(Duration::from_secs(10)),
+            cause: DialFailureCause::TimedOut(Duration::from_secs(10)),
         });
         metrics.record(&Event::RedialScheduled {
             peer,

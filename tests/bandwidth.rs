@@ -55,7 +55,9 @@ async fn measured_bandwidth_joins_the_health_score() {
         }
     };
     let b_peer = *b.local_peer_id();
-    a.behaviour_mut().dial(b_peer, vec![addr]).expect("dial");
+    a.behaviour_mut()
+        .add_peer(b_peer, vec![addr])
+        .expect("dial");
     tokio::spawn(async move {
         loop {
             b.select_next_some().await;

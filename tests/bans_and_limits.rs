@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use libp2p_connection_manager::{
-    BanTarget, Config, Denial, DialFailure, DisconnectReason, Event, LimitKind, Limits,
+    BanTarget, Config, Denial, DialFailureCause, DisconnectReason, Event, LimitKind, Limits,
 };
 
 fn denials(s: &Snapshot) -> Vec<&Denial> {
@@ -220,7 +220,7 @@ async fn an_inbound_flood_from_one_ip_is_held_to_the_limits_and_others_still_get
         d,
         Denial::IpLimit { limit: 4, .. }
             | Denial::Limit {
-                kind: LimitKind::PendingInbound,
+                kind: LimitKind::PendingIncoming,
                 ..
             }
     )));
@@ -240,7 +240,7 @@ async fn an_inbound_flood_from_one_ip_is_held_to_the_limits_and_others_still_get
     assert!(!s[1].events.iter().any(|e| matches!(
         e,
         Event::DialFailed {
-            cause: DialFailure::Transport { .. },
+            cause: DialFailureCause::Transport { .. },
             ..
         }
     )));

@@ -213,7 +213,7 @@ async fn connected_pair_with(
     let (b_peer, b_addr) = (b.peer, b.addr.clone());
     a.swarm
         .behaviour_mut()
-        .dial(b_peer, vec![b_addr])
+        .add_peer(b_peer, vec![b_addr])
         .expect("dial");
     let connection = wait_for_event(&mut a, &mut b, start, DEADLINE, |side, event| match event {
         Event::ConnectionKept {
@@ -416,7 +416,7 @@ async fn cut_closes_at_once_and_only_the_initiator_redials_though_both_want_each
     // Connected already: b now wants a without dialing it.
     b.swarm
         .behaviour_mut()
-        .dial(a_peer, vec![a_addr])
+        .add_peer(a_peer, vec![a_addr])
         .expect("b wants a");
     assert!(
         b.swarm

@@ -85,7 +85,7 @@ impl Expected {
     fn classify(&self, denial: &Denial) -> Result<&'static str, String> {
         match denial {
             Denial::Limit {
-                kind: LimitKind::PendingInbound,
+                kind: LimitKind::PendingIncoming,
                 limit,
                 ..
             } if Some(*limit) == self.pending_inbound => Ok("pending-inbound limit"),
@@ -119,7 +119,7 @@ impl Target {
     /// upgrade, as the builder applies it; its default is 10 s).
     async fn spawn(limits: Limits, handshake_timeout: Duration) -> Target {
         let expected = Expected {
-            pending_inbound: limits.max_pending_inbound(),
+            pending_inbound: limits.max_pending_incoming(),
             per_ip: None,
             rate: None,
             tracked_ips: 0,
@@ -248,14 +248,14 @@ async fn run_target(
             SwarmEvent::Behaviour(Event::Denied { .. }) => state.manager_denied_events += 1,
             _ => {}
         }
-        let manager = swarm.behaviour().manager();
+        let manager = swarm.behaviour();
         state.swarm_pending = swarm.network_info().connection_counters().num_pending();
         state.max_swarm_pending = state.max_swarm_pending.max(state.swarm_pending);
-        state.manager_pending = manager.pending_connections();
+        state.manager_pending = manager.stats().pending_connections;
         state.max_manager_pending = state.max_manager_pending.max(state.manager_pending);
-        state.tracked_ips = manager.tracked_ips();
+        state.tracked_ips = manager.stats().tracked_ips;
         state.max_tracked_ips = state.max_tracked_ips.max(state.tracked_ips);
-        state.tracked_peers = manager.tracked_peers();
+        state.tracked_peers = manager.stats().tracked_peers;
         state.admitted_ips = admitted_ips.len();
         let _ = state_tx.send(state.clone());
     }

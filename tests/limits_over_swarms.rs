@@ -1,4 +1,4 @@
-//! The manager's own established limits (`max_established_inbound`, `_outbound`, `_total`) over
+//! The manager's own established limits (`max_established_incoming`, `_outbound`, `_total`) over
 //! real swarms (TCP, noise, yamux): each limit filled, the next connection refused on both sides
 //! with its typed reason, the goodbye `ResourceConstraint` and its retry-after read by the
 //! remote, and no redial storm over a hold (the swarms' own dial counts).
@@ -197,7 +197,7 @@ async fn a_full_established_inbound_limit_refuses_the_next_peers_with_goodbye_re
     for peer in &refused_peers {
         assert_eq!(
             denials_of(hub_state, *peer),
-            vec![limit(LimitKind::EstablishedInbound, LIMIT)],
+            vec![limit(LimitKind::EstablishedIncoming, LIMIT)],
             "the hub refused each once, naming the limit"
         );
     }
@@ -252,7 +252,7 @@ async fn a_full_established_outbound_limit_refuses_our_next_dial_which_waits_for
     })
     .await
     .unwrap_or_else(|s| panic!("not refused and settled: {s:#?}"));
-    let refused = limit(LimitKind::EstablishedOutbound, LIMIT);
+    let refused = limit(LimitKind::EstablishedOutgoing, LIMIT);
     assert_eq!(denials_of(&s[0], last), vec![refused.clone()]);
     assert_eq!(waiting_for(&s[0], last), vec![refused]);
     // Waiting is not redialing: one dial per remote, nothing scheduled.
@@ -334,7 +334,7 @@ async fn a_full_established_total_limit_refuses_both_directions() {
     })
     .await
     .unwrap_or_else(|s| panic!("not refused and settled: {s:#?}"));
-    let refused = limit(LimitKind::EstablishedTotal, LIMIT);
+    let refused = limit(LimitKind::Established, LIMIT);
     assert_eq!(denials_of(&s[0], late_in), vec![refused.clone()]);
     assert_told_to_come_back_later(&s[LATE_IN], node_peer);
     assert_eq!(denials_of(&s[0], late_out), vec![refused.clone()]);
@@ -392,7 +392,7 @@ async fn the_default_limits_refuse_the_257th_inbound_peer() {
     );
     assert_eq!(
         denials_of(&s[0], last_peer),
-        vec![limit(LimitKind::EstablishedInbound, DEFAULT)]
+        vec![limit(LimitKind::EstablishedIncoming, DEFAULT)]
     );
     assert_told_to_come_back_later(&s[1], hub_peer);
     assert_eq!(s[0].established, DEFAULT);

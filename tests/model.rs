@@ -8,6 +8,7 @@
 //! builds a new manager from that mirror, which must carry over every ban in force and every
 //! wanted peer. At the end everything is torn down and the manager must hold no state for peers
 //! nobody wants. Failing cases shrink to a readable sequence.
+#![cfg(feature = "testing")]
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +17,8 @@ use std::{
 
 use libp2p_connection_manager::{
     core::{Action, Change, CloseCause, DurablePeer, Manager, NewConnection},
-    Ban, BanTarget, Config, DialFailure, DisconnectReason, Event, Initiator, Limits, PeerExchange,
+    Ban, BanTarget, Config, DialFailureCause, DisconnectReason, Event, Initiator, Limits,
+    PeerExchange,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -447,7 +449,7 @@ impl World {
                 self.now,
                 id,
                 Some(self.peers[peer]),
-                DialFailure::DeniedByManager(denial),
+                DialFailureCause::DeniedByManager(denial),
             ),
         }
     }
@@ -749,7 +751,7 @@ impl World {
                         self.now,
                         conn.id,
                         Some(peer_id),
-                        DialFailure::DeniedByManager(denial),
+                        DialFailureCause::DeniedByManager(denial),
                     ),
                     Err(_) => self.manager.on_listen_failure(conn.id),
                 }
@@ -765,7 +767,7 @@ impl World {
                         self.now,
                         conn.id,
                         peer,
-                        DialFailure::Transport { errors: vec![] },
+                        DialFailureCause::Transport { errors: vec![] },
                     );
                 } else {
                     self.manager.on_listen_failure(conn.id);
@@ -774,7 +776,7 @@ impl World {
             Op::UserDial { peer } => {
                 if self
                     .manager
-                    .dial(self.now, self.peers[peer], vec![])
+                    .add_peer(self.now, self.peers[peer], vec![])
                     .is_ok()
                 {
                     self.dialed.insert(peer);
@@ -827,7 +829,7 @@ impl World {
                     .ban_network(self.now, net, Some(Duration::from_secs(secs)));
             }
             Op::Disconnect { peer } => {
-                self.manager.disconnect(self.now, self.peers[peer]);
+                self.manager.remove_peer(self.now, self.peers[peer]);
             }
             Op::PeersReceived { pick, ref peers } => {
                 let live: Vec<&Conn> = self.established.iter().filter(|c| !c.refused).collect();
@@ -991,11 +993,11 @@ impl World {
     }
 
     fn limits_established_inbound(&self) -> Option<u32> {
-        self.manager.limits().max_established_inbound()
+        self.manager.limits().max_established_incoming()
     }
 
     fn limits_established_outbound(&self) -> Option<u32> {
-        self.manager.limits().max_established_outbound()
+        self.manager.limits().max_established_outgoing()
     }
 
     /// Invariants that hold after every step.
@@ -1027,7 +1029,7 @@ impl World {
         }
         for (peer, count) in per_peer {
             prop_assert!(
-                count as u32 <= self.manager.config().max_connections_per_peer(),
+                count as u32 <= self.manager.config().max_established_per_peer(),
                 "per-peer cap exceeded for peer {}",
                 peer
             );
@@ -1062,7 +1064,7 @@ impl World {
                     self.now,
                     conn.id,
                     peer,
-                    DialFailure::Transport { errors: vec![] },
+                    DialFailureCause::Transport { errors: vec![] },
                 );
             } else {
                 self.manager.on_listen_failure(conn.id);

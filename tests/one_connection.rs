@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use libp2p::{swarm::dial_opts::DialOpts, PeerId};
-use libp2p_connection_manager::{Denial, DialFailure, Event};
+use libp2p_connection_manager::{Denial, DialFailureCause, Event};
 
 /// Both nodes have exactly one connection, to each other, on the swarm and in the manager's
 /// books.
@@ -204,7 +204,7 @@ async fn a_peer_with_our_own_key_is_refused() {
             matches!(
                 e,
                 Event::DialFailed {
-                    cause: DialFailure::SelfConnection,
+                    cause: DialFailureCause::SelfConnection,
                     ..
                 }
             )
@@ -224,7 +224,7 @@ async fn a_peer_with_our_own_key_is_refused() {
     let me: PeerId = a.peer;
     let addr = twin.addr.clone();
     let answer = a
-        .query(move |swarm| swarm.behaviour_mut().manager.dial(me, vec![addr]))
+        .query(move |swarm| swarm.behaviour_mut().manager.add_peer(me, vec![addr]))
         .await;
     assert_eq!(answer, Err(Denial::SelfConnection { peer: me }));
     let snapshots = settled(&mut [&mut a, &mut twin], Duration::from_secs(20), |_| true)

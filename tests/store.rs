@@ -23,7 +23,7 @@ async fn spawn(keypair: &Keypair, store: impl PeerStore) -> Node {
     .await
 }
 
-fn restored(s: &Snapshot) -> Option<libp2p_connection_manager::core::RestoreSummary> {
+fn restored(s: &Snapshot) -> Option<libp2p_connection_manager::RestoreSummary> {
     s.events.iter().find_map(|e| match e {
         Event::Restored(summary) => Some(*summary),
         _ => None,

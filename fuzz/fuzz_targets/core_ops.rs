@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use libp2p_connection_manager::{
     core::{Action, CloseCause, Manager, NewConnection},
-    Backoff, BanTarget, Config, DialFailure, DisconnectReason, Event, Initiator, Limits,
+    Backoff, BanTarget, Config, DialFailureCause, DisconnectReason, Event, Initiator, Limits,
     PeerExchange, Phase, RateLimit,
 };
 use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
@@ -286,7 +286,7 @@ impl Setup {
             }
             if u.ratio(1u8, 6)? {
                 allowed.push(index);
-                config = config.with_allowed_peer(peer_id(index));
+                config = config.with_exempt_peer(peer_id(index));
             }
         }
         Ok(Self {
@@ -662,7 +662,7 @@ impl World {
     fn new(setup: &Setup) -> Self {
         let now = Instant::now();
         let ids: Vec<PeerId> = (0..=PEERS).map(peer_id).collect();
-        let max_per_peer = setup.config.max_connections_per_peer();
+        let max_per_peer = setup.config.max_established_per_peer();
         let mut world = Self {
             manager: Manager::new(ids[setup.local], setup.config.clone(), now, 1),
             now,
@@ -754,7 +754,7 @@ impl World {
                 if all.is_empty() {
                     // Nothing to dial (no other behaviour offers addresses here).
                     self.manager
-                        .on_dial_failure(self.now, id, peer_id, DialFailure::NoAddresses);
+                        .on_dial_failure(self.now, id, peer_id, DialFailureCause::NoAddresses);
                     return;
                 }
                 self.pending.push(Conn {
@@ -773,7 +773,7 @@ impl World {
                 self.now,
                 id,
                 peer_id,
-                DialFailure::DeniedByManager(denial),
+                DialFailureCause::DeniedByManager(denial),
             ),
         }
     }
@@ -886,7 +886,7 @@ impl World {
         match event {
             Event::DialFailed {
                 connection,
-                cause: DialFailure::TimedOut(_),
+                cause: DialFailureCause::TimedOut(_),
                 ..
             } => {
                 let conn = self
@@ -1020,7 +1020,7 @@ impl World {
                 self.now,
                 conn.id,
                 Some(peer_id),
-                DialFailure::DeniedByManager(denial),
+                DialFailureCause::DeniedByManager(denial),
             ),
             Err(_) => self.manager.on_listen_failure(conn.id),
         }
@@ -1033,19 +1033,19 @@ impl World {
         }
         let peer = conn.peer.map(|p| self.ids[p]);
         let cause = match kind {
-            FailKind::Transport => DialFailure::Transport {
+            FailKind::Transport => DialFailureCause::Transport {
                 errors: conn
                     .addrs
                     .iter()
                     .map(|a| (a.clone(), "connection refused".to_string()))
                     .collect(),
             },
-            FailKind::Aborted => DialFailure::Aborted,
-            FailKind::WrongPeerId => DialFailure::WrongPeerId {
+            FailKind::Aborted => DialFailureCause::Aborted,
+            FailKind::WrongPeerId => DialFailureCause::WrongPeerId {
                 obtained: self.ids[(conn.peer.unwrap_or(0) + 1) % self.ids.len()],
             },
-            FailKind::NoAddresses => DialFailure::NoAddresses,
-            FailKind::DeniedByOther => DialFailure::DeniedByOther {
+            FailKind::NoAddresses => DialFailureCause::NoAddresses,
+            FailKind::DeniedByOther => DialFailureCause::DeniedByOther {
                 reason: "refused by another behaviour".to_string(),
             },
         };
@@ -1148,7 +1148,7 @@ impl World {
                     self.now,
                     id,
                     Some(self.ids[peer]),
-                    DialFailure::ConditionFalse,
+                    DialFailureCause::ConditionFalse,
                 );
             }
             &Op::Establish {
@@ -1173,7 +1173,7 @@ impl World {
                 let addresses = self.dial_addrs(addrs);
                 if self
                     .manager
-                    .dial(self.now, self.ids[*peer], addresses)
+                    .add_peer(self.now, self.ids[*peer], addresses)
                     .is_ok()
                 {
                     self.dialed.insert(*peer);
@@ -1316,7 +1316,7 @@ impl World {
                     .unban(self.now, BanTarget::Network(network(net)));
             }
             &Op::Disconnect { peer } => {
-                self.manager.disconnect(self.now, self.ids[peer]);
+                self.manager.remove_peer(self.now, self.ids[peer]);
             }
             Op::Discover { peer, addrs } => {
                 let addresses = self.dial_addrs(addrs);
@@ -1343,10 +1343,10 @@ impl World {
             &Op::Allow { peer, allow } => {
                 if allow {
                     self.allowed.insert(peer);
-                    self.manager.allow_peer(self.ids[peer]);
+                    self.manager.exempt_peer(self.ids[peer]);
                 } else {
                     self.allowed.remove(&peer);
-                    self.manager.disallow_peer(&self.ids[peer]);
+                    self.manager.remove_exemption(&self.ids[peer]);
                 }
             }
             &Op::Tags { peer, tag, op } => {

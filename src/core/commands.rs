@@ -7,7 +7,7 @@ impl Manager {
     /// remembers `addresses`, and dials it unless a connection exists or is being made. A peer
     /// that discovery (or a peer-exchange list) had added becomes the application's own:
     /// discovery losing it no longer forgets it.
-    pub fn dial(
+    pub fn add_peer(
         &mut self,
         now: Instant,
         peer: PeerId,
@@ -20,7 +20,7 @@ impl Manager {
         Ok(())
     }
 
-    /// Marks `peer` as wanted `by` someone and dials it (see [`dial`](Self::dial)). A peer the
+    /// Marks `peer` as wanted `by` someone and dials it (see [`add_peer`](Self::add_peer)). A peer the
     /// application wants stays the application's whoever else asks.
     pub(super) fn want(
         &mut self,
@@ -82,7 +82,7 @@ impl Manager {
     /// and closes the connections of dials still in flight as soon as they succeed. No redial
     /// or rescue follows until the application asks for the peer again, and peer exchange does
     /// not bring it back. Returns whether it had connections.
-    pub fn disconnect(&mut self, now: Instant, peer: PeerId) -> bool {
+    pub fn remove_peer(&mut self, now: Instant, peer: PeerId) -> bool {
         self.exchange.quiet(peer, None);
         self.actions
             .retain(|action| !matches!(action, Action::Dial { peer: p, .. } if *p == peer));
@@ -121,7 +121,7 @@ impl Manager {
         self.bootstrap.round.clear();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
-            self.disconnect(now, peer);
+            self.remove_peer(now, peer);
         }
         self.update_phase();
     }

@@ -21,7 +21,7 @@ const DEFAULT_HIGH_WATERMARK: usize = 192;
 pub struct Config {
     pub(crate) goodbye_timeout: Duration,
     pub(crate) duplicate_grace: Duration,
-    pub(crate) max_connections_per_peer: u32,
+    pub(crate) max_established_per_peer: u32,
     pub(crate) keep_alive: bool,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
@@ -41,7 +41,7 @@ pub struct Config {
     pub(crate) max_addresses_per_peer: usize,
     pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
     pub(crate) limits: Limits,
-    pub(crate) allowed_peers: Vec<PeerId>,
+    pub(crate) exempt_peers: Vec<PeerId>,
     pub(crate) violation_ban: Option<ViolationBan>,
     pub(crate) automatic_bans: AutomaticBans,
     pub(crate) learn_peer_addresses: bool,
@@ -88,7 +88,7 @@ impl Config {
     /// | [`with_max_addresses_per_peer`](Self::with_max_addresses_per_peer) | 8 |
     /// | [`with_bootstrap_peer`](Self::with_bootstrap_peer) | none |
     /// | [`with_limits`](Self::with_limits) | [`Limits::new`] |
-    /// | [`with_allowed_peer`](Self::with_allowed_peer) | none |
+    /// | [`with_exempt_peer`](Self::with_exempt_peer) | none |
     /// | [`with_violation_ban`](Self::with_violation_ban) | 3 violations in 10 min: banned 1 h |
     /// | [`with_automatic_bans`](Self::with_automatic_bans) | [`AutomaticBans::new`] |
     /// | [`with_learn_peer_addresses`](Self::with_learn_peer_addresses) | `true` |
@@ -102,7 +102,7 @@ impl Config {
         Self {
             goodbye_timeout: Duration::from_secs(2),
             duplicate_grace: Duration::from_secs(5),
-            max_connections_per_peer: 3,
+            max_established_per_peer: 3,
             keep_alive: true,
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(20),
@@ -126,7 +126,7 @@ impl Config {
             max_addresses_per_peer: 8,
             bootstrap_peers: Vec::new(),
             limits: Limits::new(),
-            allowed_peers: Vec::new(),
+            exempt_peers: Vec::new(),
             violation_ban: Some(ViolationBan {
                 threshold: 3,
                 window: Duration::from_secs(600),
@@ -163,7 +163,7 @@ impl Config {
     /// Hard cap on established connections to one peer, duplicates included (at least 1).
     /// Bounds what a misbehaving remote can open while duplicates settle.
     pub fn with_max_connections_per_peer(mut self, max: u32) -> Self {
-        self.max_connections_per_peer = max.max(1);
+        self.max_established_per_peer = max.max(1);
         self
     }
 
@@ -306,8 +306,8 @@ impl Config {
     }
 
     /// A peer that bypasses the limits (never the bans).
-    pub fn with_allowed_peer(mut self, peer: PeerId) -> Self {
-        self.allowed_peers.push(peer);
+    pub fn with_exempt_peer(mut self, peer: PeerId) -> Self {
+        self.exempt_peers.push(peer);
         self
     }
 
@@ -411,8 +411,8 @@ impl Config {
     }
 
     /// The per-peer connection cap.
-    pub fn max_connections_per_peer(&self) -> u32 {
-        self.max_connections_per_peer
+    pub fn max_established_per_peer(&self) -> u32 {
+        self.max_established_per_peer
     }
 }
 

@@ -146,7 +146,7 @@ mod tests {
     fn denials_say_what_happened() {
         let peer = PeerId::random();
         let limit = Denial::Limit {
-            kind: LimitKind::PendingInbound,
+            kind: LimitKind::PendingIncoming,
             limit: 64,
             current: 64,
         };

@@ -4,7 +4,7 @@ use super::*;
 
 impl Manager {
     /// Discovery (mDNS, Kademlia, identify, a peer exchange...) sees `peer` at `addresses`: it
-    /// is remembered, wanted and dialed, like [`dial`](Self::dial), unless it is banned or the
+    /// is remembered, wanted and dialed, like [`add_peer`](Self::add_peer), unless it is banned or the
     /// cap on discovered peers is reached. A peer discovery had removed is wanted again.
     pub fn add_discovered(
         &mut self,

@@ -80,7 +80,7 @@ pub enum Event {
         /// The failed connection attempt.
         connection: ConnectionId,
         /// Why.
-        cause: DialFailure,
+        cause: DialFailureCause,
     },
     /// The manager will dial a peer again.
     RedialScheduled {
@@ -174,7 +174,7 @@ pub enum Event {
 
 /// Why a dial failed, translated from the swarm's `DialError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DialFailure {
+pub enum DialFailureCause {
     /// The address led to ourselves.
     #[error("the dialed address belongs to our own peer id")]
     SelfConnection,
@@ -213,7 +213,7 @@ pub enum DialFailure {
     TimedOut(Duration),
 }
 
-impl DialFailure {
+impl DialFailureCause {
     /// Whether trying the same dial again soon can succeed.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -284,7 +284,7 @@ impl Manager {
             Some(_) => return,
         };
         // The application's and bootstrap dials keep at least half of the pending slots.
-        if let Some(limit) = self.limits.max_pending_outbound {
+        if let Some(limit) = self.limits.max_pending_outgoing {
             let in_use = self.counters.pending_outbound as usize + budget.queued;
             if in_use + 1 > limit as usize / 2 {
                 return;

@@ -76,8 +76,8 @@ impl Manager {
         }
         if !peer.is_some_and(|p| self.allowed.contains(&p)) {
             if let Err(denial) = Counters::check(
-                LimitKind::PendingOutbound,
-                self.limits.max_pending_outbound,
+                LimitKind::PendingOutgoing,
+                self.limits.max_pending_outgoing,
                 self.counters.pending_outbound,
             ) {
                 return Err(self.deny(peer, connection, denial));
@@ -312,7 +312,7 @@ impl Manager {
         now: Instant,
         connection: ConnectionId,
         peer: Option<PeerId>,
-        cause: DialFailure,
+        cause: DialFailureCause,
     ) {
         let pending = self.finish_pending(connection);
         if pending
@@ -326,7 +326,7 @@ impl Manager {
             return;
         }
         let peer = pending.and_then(|p| p.peer).or(peer);
-        if !matches!(cause, DialFailure::DeniedByManager(_)) {
+        if !matches!(cause, DialFailureCause::DeniedByManager(_)) {
             tracing::debug!(?peer, %connection, %cause, "dial failed");
             self.push_event(Event::DialFailed {
                 peer,

@@ -47,7 +47,7 @@ use bans::Bans;
 pub use bans::{Ban, BanTarget};
 pub use denial::Denial;
 pub use duplicates::Initiator;
-pub use event::{DialFailure, Event};
+pub use event::{DialFailureCause, Event};
 pub use exchange::{PeerExchange, PeerList, MAX_LIST_ADDRESSES, MAX_LIST_PEERS};
 pub use health::{Health, HealthCategory, HealthScoring};
 pub use hearsay::HearsayStats;
@@ -164,6 +164,32 @@ pub enum Action {
     },
     /// Report an event to the application.
     Event(Event),
+}
+
+/// Counts of what the manager holds, for operators, metrics and tests
+/// ([`Behaviour::stats`](crate::Behaviour::stats)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Peers with at least one established connection.
+    pub connected_peers: usize,
+    /// Established connections, over all peers.
+    pub established_connections: usize,
+    /// Connections being negotiated, incoming and outgoing, as the pending limits count them.
+    pub pending_connections: usize,
+    /// Peers the manager holds any state for.
+    pub tracked_peers: usize,
+    /// Remote IP addresses the per-IP limits keep state for (bounded by
+    /// [`Limits::with_max_tracked_ips`]).
+    pub tracked_ips: usize,
+    /// Peers kept connected that wait for a local limit to free a slot.
+    pub waiting_for_resources: usize,
+    /// Decisions made but not yet carried out by the swarm (goodbyes, dials, closes, events).
+    pub queued_actions: usize,
+    /// Deadlines scheduled (redials, goodbye backstops, ban ends, ...).
+    pub scheduled_timers: usize,
+    /// When the next deadline is due.
+    pub next_deadline: Option<Instant>,
 }
 
 /// What the swarm knows of a connection once its handshake is done.
@@ -305,7 +331,7 @@ impl Manager {
             per_ip: PerIp::default(),
             per_relay: PerRelay::default(),
             bans: Bans::default(),
-            allowed: config.allowed_peers.iter().copied().collect(),
+            allowed: config.exempt_peers.iter().copied().collect(),
             violations: Violations::default(),
             waiting: VecDeque::new(),
             discovered: 0,
@@ -431,6 +457,21 @@ impl Manager {
     /// Deadlines currently scheduled.
     pub fn scheduled_timers(&self) -> usize {
         self.timers.len()
+    }
+
+    /// Counts of what the manager holds.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connected_peers: self.connected_peers,
+            established_connections: self.established_connections(),
+            pending_connections: self.pending_connections(),
+            tracked_peers: self.tracked_peers(),
+            tracked_ips: self.tracked_ips(),
+            waiting_for_resources: self.waiting_for_resources().count(),
+            queued_actions: self.queued_actions(),
+            scheduled_timers: self.scheduled_timers(),
+            next_deadline: self.poll_timeout(),
+        }
     }
 
     fn push_event(&mut self, event: Event) {

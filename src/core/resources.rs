@@ -11,7 +11,7 @@ impl Manager {
     pub(super) fn wait_for_slot(&mut self, peer: PeerId, denial: &Denial) -> bool {
         let slot = match denial {
             Denial::Limit {
-                kind: LimitKind::PendingOutbound,
+                kind: LimitKind::PendingOutgoing,
                 ..
             } => Slot::Pending,
             Denial::Limit { .. } => Slot::Established,

@@ -397,7 +397,7 @@ mod tests {
             .with_store_config(store.clone(), config)
             .unwrap();
         behaviour.ban_peer(banned, None);
-        behaviour.dial(wanted, vec![address.clone()]).unwrap();
+        behaviour.add_peer(wanted, vec![address.clone()]).unwrap();
         behaviour.shutdown();
         let calls = store.after_load();
         assert_eq!(calls.len(), 1, "{calls:?}");

@@ -206,10 +206,10 @@ async fn run(mut swarm: Swarm<Behaviour>, tx: watch::Sender<Seen>) {
             }
             _ => {}
         }
-        let manager = swarm.behaviour().manager();
-        seen.tracked_ips = manager.tracked_ips();
+        let manager = swarm.behaviour();
+        seen.tracked_ips = manager.stats().tracked_ips;
         seen.max_tracked_ips = seen.max_tracked_ips.max(seen.tracked_ips);
-        seen.pending = manager.pending_connections();
+        seen.pending = manager.stats().pending_connections;
         let _ = tx.send(seen.clone());
     }
 }

@@ -218,7 +218,7 @@ async fn a_hub_whose_neighbours_advertise_long_addresses_is_not_banned_by_its_li
     loop {
         let learned = hub
             .query(|swarm| {
-                let manager = swarm.behaviour().manager.manager();
+                let manager = &swarm.behaviour().manager;
                 let peers: Vec<PeerId> = manager.connected_peers().copied().collect();
                 peers
                     .iter()
@@ -351,7 +351,6 @@ async fn a_list_naming_a_wanted_peer_does_not_eclipse_it() {
             swarm
                 .behaviour()
                 .manager
-                .manager()
                 .peer_info(&wanted_id)
                 .map(|i| i.addresses)
                 .unwrap_or_default()
@@ -703,7 +702,7 @@ async fn after_a_restart_nothing_hearsay_brought_comes_back_as_wanted() {
     let seed_id = seed.peer;
     let wanted_after: HashSet<PeerId> = again
         .query(move |swarm| {
-            let manager = swarm.behaviour().manager.manager();
+            let manager = &swarm.behaviour().manager;
             [seed_id]
                 .into_iter()
                 .chain(manager.connected_peers().copied())

@@ -19,7 +19,7 @@ use libp2p::{
     swarm::dial_opts::DialOpts, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
     PeerId, Swarm,
 };
-use libp2p_connection_manager as manager;
+use libp2p_connection_manager::{self as manager, BanTarget};
 use tokio::sync::{mpsc, watch};
 
 #[derive(NetworkBehaviour)]
@@ -478,23 +478,26 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
     match command {
         Command::SwarmDial(_) => unreachable!("handled by the node task"),
         Command::ManagerDial(peer, addr) => {
-            let _ = swarm.behaviour_mut().manager.dial(peer, vec![addr]);
+            let _ = swarm.behaviour_mut().manager.add_peer(peer, vec![addr]);
         }
         Command::Disconnect(peer) => {
-            swarm.behaviour_mut().manager.disconnect(peer);
+            swarm.behaviour_mut().manager.remove_peer(peer);
         }
         Command::Shutdown => swarm.behaviour_mut().manager.shutdown(),
         Command::BanPeer(peer, duration) => swarm.behaviour_mut().manager.ban_peer(peer, duration),
         Command::BanNetwork(network, duration) => {
             swarm.behaviour_mut().manager.ban_network(network, duration)
         }
-        Command::AllowPeer(peer) => swarm.behaviour_mut().manager.allow_peer(peer),
+        Command::AllowPeer(peer) => swarm.behaviour_mut().manager.exempt_peer(peer),
         Command::Protect(peer, true) => swarm.behaviour_mut().manager.protect(peer, "test"),
         Command::Protect(peer, false) => {
             swarm.behaviour_mut().manager.unprotect(&peer, "test");
         }
         Command::Unban(target) => {
-            swarm.behaviour_mut().manager.unban(target);
+            match target {
+                BanTarget::Peer(peer) => swarm.behaviour_mut().manager.unban_peer(peer),
+                BanTarget::Network(network) => swarm.behaviour_mut().manager.unban_network(network),
+            };
         }
         Command::Freeze => unreachable!("handled by the node task"),
         Command::With(f) => f(swarm),
@@ -504,7 +507,7 @@ fn run_command(swarm: &mut Swarm<TestBehaviour>, command: Command) {
 fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
     let info = swarm.network_info();
     let counters = info.connection_counters();
-    let manager = swarm.behaviour().manager.manager();
+    let manager = &swarm.behaviour().manager;
     let mut connections: Vec<(PeerId, usize)> =
         tally.connections.iter().map(|(p, n)| (*p, *n)).collect();
     connections.sort();
@@ -533,7 +536,9 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
         })
         .collect();
     let established = counters.num_established();
-    tally.max_manager_pending = tally.max_manager_pending.max(manager.pending_connections());
+    tally.max_manager_pending = tally
+        .max_manager_pending
+        .max(manager.stats().pending_connections);
     tally.max_established = tally.max_established.max(established);
     Snapshot {
         pings: tally.pings,
@@ -542,20 +547,20 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
         pending: counters.num_pending(),
         connections,
         manager_connections,
-        manager_established: manager.established_connections(),
-        manager_tracked: manager.tracked_peers(),
-        manager_pending: manager.pending_connections(),
-        manager_queued: manager.queued_actions(),
+        manager_established: manager.stats().established_connections,
+        manager_tracked: manager.stats().tracked_peers,
+        manager_pending: manager.stats().pending_connections,
+        manager_queued: manager.stats().queued_actions,
         max_manager_pending: tally.max_manager_pending,
         max_established: tally.max_established,
-        tracked_ips: manager.tracked_ips(),
+        tracked_ips: manager.stats().tracked_ips,
         events: tally.events.clone(),
         phase: Some(manager.phase()),
         closing,
         dials: tally.dials,
         incoming: tally.incoming,
-        next_timer: manager.poll_timeout(),
-        timers: manager.scheduled_timers(),
+        next_timer: manager.stats().next_deadline,
+        timers: manager.stats().scheduled_timers,
     }
 }
 

@@ -27,8 +27,8 @@ impl Manager {
             self.check_ip_ban(ip, now)?;
         }
         Counters::check(
-            LimitKind::PendingInbound,
-            self.limits.max_pending_inbound,
+            LimitKind::PendingIncoming,
+            self.limits.max_pending_incoming,
             self.counters.pending_inbound,
         )?;
         if let Some(relay) = relay {
@@ -88,7 +88,7 @@ impl Manager {
         }
         let record = self.peers.get(&peer);
         let current = record.map_or(0, |r| r.connections.len() as u32);
-        let limit = self.config.max_connections_per_peer;
+        let limit = self.config.max_established_per_peer;
         if current >= limit {
             return Err(Denial::PerPeerLimit {
                 peer,
@@ -106,13 +106,13 @@ impl Manager {
     }
 
     /// Lets `peer` bypass the limits (never the bans).
-    pub fn allow_peer(&mut self, peer: PeerId) {
+    pub fn exempt_peer(&mut self, peer: PeerId) {
         self.allowed.insert(peer);
         self.sync_keep_alive(peer);
     }
 
     /// Takes `peer` off the allow list. Returns whether it was on it.
-    pub fn disallow_peer(&mut self, peer: &PeerId) -> bool {
+    pub fn remove_exemption(&mut self, peer: &PeerId) -> bool {
         let was = self.allowed.remove(peer);
         self.sync_keep_alive(*peer);
         was

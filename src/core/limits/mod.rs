@@ -68,18 +68,18 @@ mod admission;
 /// tolerates for the duplicate grace counts like any other connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    pub(crate) max_pending_inbound: Option<u32>,
-    pub(crate) max_pending_outbound: Option<u32>,
-    pub(crate) max_established_inbound: Option<u32>,
-    pub(crate) max_established_outbound: Option<u32>,
-    pub(crate) max_established_total: Option<u32>,
-    pub(crate) max_inbound_per_ip: Option<u32>,
-    pub(crate) inbound_rate_per_ip: Option<RateLimit>,
-    pub(crate) max_inbound_per_ipv6_56: Option<u32>,
-    pub(crate) inbound_rate_per_ipv6_56: Option<RateLimit>,
-    pub(crate) max_inbound_per_ipv6_48: Option<u32>,
-    pub(crate) inbound_rate_per_ipv6_48: Option<RateLimit>,
-    pub(crate) max_inbound_per_relay: Option<u32>,
+    pub(crate) max_pending_incoming: Option<u32>,
+    pub(crate) max_pending_outgoing: Option<u32>,
+    pub(crate) max_established_incoming: Option<u32>,
+    pub(crate) max_established_outgoing: Option<u32>,
+    pub(crate) max_established: Option<u32>,
+    pub(crate) max_incoming_per_ip: Option<u32>,
+    pub(crate) incoming_rate_per_ip: Option<RateLimit>,
+    pub(crate) max_incoming_per_ipv6_56: Option<u32>,
+    pub(crate) incoming_rate_per_ipv6_56: Option<RateLimit>,
+    pub(crate) max_incoming_per_ipv6_48: Option<u32>,
+    pub(crate) incoming_rate_per_ipv6_48: Option<RateLimit>,
+    pub(crate) max_incoming_per_relay: Option<u32>,
     pub(crate) loopback_exempt: bool,
     pub(crate) max_tracked_ips: usize,
 }
@@ -88,18 +88,18 @@ impl Limits {
     /// The defaults of the table above.
     pub fn new() -> Self {
         Self {
-            max_pending_inbound: Some(256),
-            max_pending_outbound: Some(256),
-            max_established_inbound: Some(256),
-            max_established_outbound: None,
-            max_established_total: None,
-            max_inbound_per_ip: Some(16),
-            inbound_rate_per_ip: Some(RateLimit::new(20, Duration::from_millis(100))),
-            max_inbound_per_ipv6_56: Some(32),
-            inbound_rate_per_ipv6_56: Some(RateLimit::new(40, Duration::from_millis(50))),
-            max_inbound_per_ipv6_48: Some(64),
-            inbound_rate_per_ipv6_48: Some(RateLimit::new(80, Duration::from_millis(25))),
-            max_inbound_per_relay: Some(16),
+            max_pending_incoming: Some(256),
+            max_pending_outgoing: Some(256),
+            max_established_incoming: Some(256),
+            max_established_outgoing: None,
+            max_established: None,
+            max_incoming_per_ip: Some(16),
+            incoming_rate_per_ip: Some(RateLimit::new(20, Duration::from_millis(100))),
+            max_incoming_per_ipv6_56: Some(32),
+            incoming_rate_per_ipv6_56: Some(RateLimit::new(40, Duration::from_millis(50))),
+            max_incoming_per_ipv6_48: Some(64),
+            incoming_rate_per_ipv6_48: Some(RateLimit::new(80, Duration::from_millis(25))),
+            max_incoming_per_relay: Some(16),
             loopback_exempt: true,
             max_tracked_ips: 65_536,
         }
@@ -108,46 +108,46 @@ impl Limits {
     /// No limit at all.
     pub fn unlimited() -> Self {
         Self {
-            max_pending_inbound: None,
-            max_pending_outbound: None,
-            max_established_inbound: None,
-            max_established_outbound: None,
-            max_established_total: None,
-            max_inbound_per_ip: None,
-            inbound_rate_per_ip: None,
-            max_inbound_per_ipv6_56: None,
-            inbound_rate_per_ipv6_56: None,
-            max_inbound_per_ipv6_48: None,
-            inbound_rate_per_ipv6_48: None,
-            max_inbound_per_relay: None,
+            max_pending_incoming: None,
+            max_pending_outgoing: None,
+            max_established_incoming: None,
+            max_established_outgoing: None,
+            max_established: None,
+            max_incoming_per_ip: None,
+            incoming_rate_per_ip: None,
+            max_incoming_per_ipv6_56: None,
+            incoming_rate_per_ipv6_56: None,
+            max_incoming_per_ipv6_48: None,
+            incoming_rate_per_ipv6_48: None,
+            max_incoming_per_relay: None,
             loopback_exempt: true,
             max_tracked_ips: 65_536,
         }
     }
 
     /// The pending-inbound limit.
-    pub fn max_pending_inbound(&self) -> Option<u32> {
-        self.max_pending_inbound
+    pub fn max_pending_incoming(&self) -> Option<u32> {
+        self.max_pending_incoming
     }
 
     /// The pending-outbound limit.
-    pub fn max_pending_outbound(&self) -> Option<u32> {
-        self.max_pending_outbound
+    pub fn max_pending_outgoing(&self) -> Option<u32> {
+        self.max_pending_outgoing
     }
 
     /// The established-inbound limit.
-    pub fn max_established_inbound(&self) -> Option<u32> {
-        self.max_established_inbound
+    pub fn max_established_incoming(&self) -> Option<u32> {
+        self.max_established_incoming
     }
 
     /// The established-outbound limit.
-    pub fn max_established_outbound(&self) -> Option<u32> {
-        self.max_established_outbound
+    pub fn max_established_outgoing(&self) -> Option<u32> {
+        self.max_established_outgoing
     }
 
     /// The established-total limit.
-    pub fn max_established_total(&self) -> Option<u32> {
-        self.max_established_total
+    pub fn max_established(&self) -> Option<u32> {
+        self.max_established
     }
 
     /// The concurrent inbound limit and the rate of a prefix of the per-IP table: IPv4 /32 and
@@ -158,85 +158,91 @@ impl Limits {
         prefix_len: u8,
     ) -> Option<(Option<u32>, Option<RateLimit>)> {
         match (ipv6, prefix_len) {
-            (false, 32) | (true, 64) => Some((self.max_inbound_per_ip, self.inbound_rate_per_ip)),
-            (true, 56) => Some((self.max_inbound_per_ipv6_56, self.inbound_rate_per_ipv6_56)),
-            (true, 48) => Some((self.max_inbound_per_ipv6_48, self.inbound_rate_per_ipv6_48)),
+            (false, 32) | (true, 64) => Some((self.max_incoming_per_ip, self.incoming_rate_per_ip)),
+            (true, 56) => Some((
+                self.max_incoming_per_ipv6_56,
+                self.incoming_rate_per_ipv6_56,
+            )),
+            (true, 48) => Some((
+                self.max_incoming_per_ipv6_48,
+                self.incoming_rate_per_ipv6_48,
+            )),
             _ => None,
         }
     }
 
     /// The limit on inbound relayed connections through one relay.
-    pub fn max_inbound_per_relay(&self) -> Option<u32> {
-        self.max_inbound_per_relay
+    pub fn max_incoming_per_relay(&self) -> Option<u32> {
+        self.max_incoming_per_relay
     }
 
     /// Inbound connections still in their handshake.
     pub fn with_max_pending_inbound(mut self, limit: Option<u32>) -> Self {
-        self.max_pending_inbound = limit;
+        self.max_pending_incoming = limit;
         self
     }
 
     /// Outbound dials in flight.
     pub fn with_max_pending_outbound(mut self, limit: Option<u32>) -> Self {
-        self.max_pending_outbound = limit;
+        self.max_pending_outgoing = limit;
         self
     }
 
     /// Established connections the remote dialed.
     pub fn with_max_established_inbound(mut self, limit: Option<u32>) -> Self {
-        self.max_established_inbound = limit;
+        self.max_established_incoming = limit;
         self
     }
 
     /// Established connections we dialed.
     pub fn with_max_established_outbound(mut self, limit: Option<u32>) -> Self {
-        self.max_established_outbound = limit;
+        self.max_established_outgoing = limit;
         self
     }
 
     /// Established connections in both directions.
     pub fn with_max_established_total(mut self, limit: Option<u32>) -> Self {
-        self.max_established_total = limit;
+        self.max_established = limit;
         self
     }
 
     /// Inbound connections (pending and established) from one IP address at a time: one IPv4
     /// address, or one IPv6 /64 (one host usually owns a whole /64).
     pub fn with_max_inbound_per_ip(mut self, limit: Option<u32>) -> Self {
-        self.max_inbound_per_ip = limit;
+        self.max_incoming_per_ip = limit;
         self
     }
 
     /// How fast one IP address (IPv4 address, IPv6 /64) may open inbound connections.
     pub fn with_inbound_rate_per_ip(mut self, rate: Option<RateLimit>) -> Self {
-        self.inbound_rate_per_ip = rate;
+        self.incoming_rate_per_ip = rate;
         self
     }
 
     /// Inbound connections (pending and established) from one IPv6 /56 at a time, on top of
     /// the limit per /64.
     pub fn with_max_inbound_per_ipv6_56(mut self, limit: Option<u32>) -> Self {
-        self.max_inbound_per_ipv6_56 = limit;
+        self.max_incoming_per_ipv6_56 = limit;
         self
     }
 
     /// How fast one IPv6 /56 may open inbound connections, on top of the rate per /64.
     pub fn with_inbound_rate_per_ipv6_56(mut self, rate: Option<RateLimit>) -> Self {
-        self.inbound_rate_per_ipv6_56 = rate;
+        self.incoming_rate_per_ipv6_56 = rate;
         self
     }
 
     /// Inbound connections (pending and established) from one IPv6 /48 at a time, on top of
     /// the limits per /64 and per /56.
     pub fn with_max_inbound_per_ipv6_48(mut self, limit: Option<u32>) -> Self {
-        self.max_inbound_per_ipv6_48 = limit;
+        self.max_incoming_per_ipv6_48 = limit;
         self
     }
 
     /// How fast one IPv6 /48 may open inbound connections, on top of the rates per /64 and
     /// per /56.
     pub fn with_inbound_rate_per_ipv6_48(mut self, rate: Option<RateLimit>) -> Self {
-        self.inbound_rate_per_ipv6_48 = rate;
+        self.incoming_rate_per_ipv6_48 = rate;
         self
     }
 
@@ -246,7 +252,7 @@ impl Limits {
     /// ([`Manager::on_pending_inbound_via`](crate::core::Manager::on_pending_inbound_via); the
     /// [`Behaviour`](crate::Behaviour) does).
     pub fn with_max_inbound_per_relay(mut self, limit: Option<u32>) -> Self {
-        self.max_inbound_per_relay = limit;
+        self.max_incoming_per_relay = limit;
         self
     }
 
@@ -310,25 +316,25 @@ impl fmt::Display for RateLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LimitKind {
     /// [`Limits::with_max_pending_inbound`].
-    PendingInbound,
+    PendingIncoming,
     /// [`Limits::with_max_pending_outbound`].
-    PendingOutbound,
+    PendingOutgoing,
     /// [`Limits::with_max_established_inbound`].
-    EstablishedInbound,
+    EstablishedIncoming,
     /// [`Limits::with_max_established_outbound`].
-    EstablishedOutbound,
+    EstablishedOutgoing,
     /// [`Limits::with_max_established_total`].
-    EstablishedTotal,
+    Established,
 }
 
 impl fmt::Display for LimitKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            LimitKind::PendingInbound => "pending inbound",
-            LimitKind::PendingOutbound => "pending outbound",
-            LimitKind::EstablishedInbound => "established inbound",
-            LimitKind::EstablishedOutbound => "established outbound",
-            LimitKind::EstablishedTotal => "established total",
+            LimitKind::PendingIncoming => "pending inbound",
+            LimitKind::PendingOutgoing => "pending outbound",
+            LimitKind::EstablishedIncoming => "established inbound",
+            LimitKind::EstablishedOutgoing => "established outbound",
+            LimitKind::Established => "established total",
         })
     }
 }
@@ -359,20 +365,20 @@ impl Counters {
     pub(crate) fn check_established(&self, limits: &Limits, inbound: bool) -> Result<(), Denial> {
         if inbound {
             Self::check(
-                LimitKind::EstablishedInbound,
-                limits.max_established_inbound,
+                LimitKind::EstablishedIncoming,
+                limits.max_established_incoming,
                 self.established_inbound,
             )?;
         } else {
             Self::check(
-                LimitKind::EstablishedOutbound,
-                limits.max_established_outbound,
+                LimitKind::EstablishedOutgoing,
+                limits.max_established_outgoing,
                 self.established_outbound,
             )?;
         }
         Self::check(
-            LimitKind::EstablishedTotal,
-            limits.max_established_total,
+            LimitKind::Established,
+            limits.max_established,
             self.established_inbound + self.established_outbound,
         )
     }
@@ -641,7 +647,7 @@ impl PerRelay {
     /// Admits one more inbound circuit through `relay`, or refuses it.
     pub(crate) fn admit(&mut self, limits: &Limits, relay: &Multiaddr) -> Result<(), Denial> {
         let current = self.counts.get(relay).copied().unwrap_or(0);
-        if let Some(limit) = limits.max_inbound_per_relay {
+        if let Some(limit) = limits.max_incoming_per_relay {
             if current >= limit {
                 return Err(Denial::RelayLimit {
                     relay: relay.clone(),

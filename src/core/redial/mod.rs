@@ -161,7 +161,12 @@ impl Manager {
         });
     }
 
-    pub(super) fn after_failed_dial(&mut self, now: Instant, peer: PeerId, cause: &DialFailure) {
+    pub(super) fn after_failed_dial(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        cause: &DialFailureCause,
+    ) {
         if self.bootstrap.round.remove(&peer)
             && self.bootstrap.round.is_empty()
             && self.connected_peers == 0
@@ -180,7 +185,7 @@ impl Manager {
             return;
         }
         if retry && record.intent.is_wanted() {
-            if let DialFailure::DeniedByManager(denial) = cause {
+            if let DialFailureCause::DeniedByManager(denial) = cause {
                 if self.wait_for_slot(peer, denial) {
                     self.update_phase();
                     return;
@@ -227,7 +232,7 @@ impl Manager {
         if let Some(record) = self.peers.get_mut(&peer) {
             record.pending_outbound = record.pending_outbound.saturating_sub(1);
         }
-        let cause = DialFailure::TimedOut(self.config.dial_timeout);
+        let cause = DialFailureCause::TimedOut(self.config.dial_timeout);
         self.push_event(Event::DialFailed {
             peer: Some(peer),
             connection,

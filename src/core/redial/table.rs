@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::super::DialFailure;
+use super::super::DialFailureCause;
 use super::super::DisconnectReason;
 
 /// Who ended a connection.
@@ -109,8 +109,8 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
 /// A wanted peer is retried at once the first time, then on the timeout backoff; a local
 /// refusal that does not free up by itself (the per-peer cap) also backs off, any other local
 /// refusal (a ban, a self-dial) ends the retries. A peer nobody asked for is only rescued
-/// after a transient failure (see [`DialFailure::is_transient`]).
-pub fn after_failed_dial(cause: &DialFailure, wanted: bool, attempt: u32) -> RedialPlan {
+/// after a transient failure (see [`DialFailureCause::is_transient`]).
+pub fn after_failed_dial(cause: &DialFailureCause, wanted: bool, attempt: u32) -> RedialPlan {
     if !wanted {
         return if cause.is_transient() {
             RedialPlan::Prompt
@@ -119,10 +119,12 @@ pub fn after_failed_dial(cause: &DialFailure, wanted: bool, attempt: u32) -> Red
         };
     }
     match cause {
-        DialFailure::DeniedByManager(denial) if denial.is_resource_limit() => {
+        DialFailureCause::DeniedByManager(denial) if denial.is_resource_limit() => {
             RedialPlan::TimeoutBackoff
         }
-        DialFailure::SelfConnection | DialFailure::DeniedByManager(_) => RedialPlan::Never,
+        DialFailureCause::SelfConnection | DialFailureCause::DeniedByManager(_) => {
+            RedialPlan::Never
+        }
         _ if attempt == 0 => RedialPlan::Prompt,
         _ => RedialPlan::TimeoutBackoff,
     }

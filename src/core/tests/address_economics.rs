@@ -233,7 +233,7 @@ fn huge_backoffs_and_prompt_delays_never_panic() {
             .with_prompt_redial_delay(Duration::MAX)
             .with_timeout_backoff(Backoff::new(Duration::MAX, 2.0, Duration::MAX)),
     );
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     a.manager
         .on_goodbye_received(a.now, cid(1), DisconnectReason::Normal, None);

@@ -259,7 +259,9 @@ fn a_list_naming_a_wanted_peer_cannot_replace_its_proven_addresses() {
     a.manager.track_changes(true);
     let wanted = PeerId::random();
     let given = ma("/ip4/198.51.100.20/tcp/4001");
-    a.manager.dial(a.now, wanted, vec![given.clone()]).unwrap();
+    a.manager
+        .add_peer(a.now, wanted, vec![given.clone()])
+        .unwrap();
     let _ = a.actions();
     let proven = ma("/ip4/198.51.100.20/tcp/4002");
     outbound(&mut a, 1, wanted, &proven);
@@ -324,7 +326,7 @@ fn hearsay_never_cancels_a_redial_nor_brings_back_a_peer_the_application_let_go(
     a.manager.protect(sender, "keep");
     // A wanted peer that asked us to come back in 60 s.
     let busy = PeerId::random();
-    a.manager.dial(a.now, busy, vec![addr(4001)]).unwrap();
+    a.manager.add_peer(a.now, busy, vec![addr(4001)]).unwrap();
     let _ = a.actions();
     outbound(&mut a, 2, busy, &addr(4001));
     a.manager.on_goodbye_received(
@@ -339,10 +341,12 @@ fn hearsay_never_cancels_a_redial_nor_brings_back_a_peer_the_application_let_go(
     assert!(redial_at.is_some());
     // A peer the application disconnected.
     let dropped = PeerId::random();
-    a.manager.dial(a.now, dropped, vec![addr(4002)]).unwrap();
+    a.manager
+        .add_peer(a.now, dropped, vec![addr(4002)])
+        .unwrap();
     let _ = a.actions();
     outbound(&mut a, 3, dropped, &addr(4002));
-    a.manager.disconnect(a.now, dropped);
+    a.manager.remove_peer(a.now, dropped);
     for (connection, _) in a.closes() {
         a.manager.on_goodbye_finished(connection);
     }
@@ -427,7 +431,7 @@ fn hearsay_dials_have_their_own_small_budget_and_leave_slots_to_the_application(
     // The application's own dial still gets a slot.
     let asked = PeerId::random();
     a.manager
-        .dial(a.now, asked, vec![ma("/ip4/198.51.100.2/tcp/1")])
+        .add_peer(a.now, asked, vec![ma("/ip4/198.51.100.2/tcp/1")])
         .unwrap();
     let actions = a.actions();
     let refused = take_dials(&mut a, &actions, &mut next);

@@ -83,7 +83,7 @@ fn pending_inbound_limit_refuses_and_frees_up() {
     a.manager.on_pending_inbound(a.now, cid(1), &from).unwrap();
     a.manager.on_pending_inbound(a.now, cid(2), &from).unwrap();
     let refusal = Denial::Limit {
-        kind: LimitKind::PendingInbound,
+        kind: LimitKind::PendingIncoming,
         limit: 2,
         current: 2,
     };
@@ -106,11 +106,11 @@ fn pending_outbound_limit_is_bypassed_by_allowed_peers() {
     assert!(matches!(
         a.manager.on_pending_outbound(a.now, cid(2), Some(c), &[]),
         Err(Denial::Limit {
-            kind: LimitKind::PendingOutbound,
+            kind: LimitKind::PendingOutgoing,
             ..
         })
     ));
-    a.manager.allow_peer(c);
+    a.manager.exempt_peer(c);
     a.manager
         .on_pending_outbound(a.now, cid(3), Some(c), &[])
         .unwrap();
@@ -130,7 +130,7 @@ fn established_limits_by_direction_and_total() {
     assert_eq!(
         refused_with_goodbye(&mut a, cid(2), peers[1]),
         Denial::Limit {
-            kind: LimitKind::EstablishedInbound,
+            kind: LimitKind::EstablishedIncoming,
             limit: 1,
             current: 1
         }
@@ -140,12 +140,12 @@ fn established_limits_by_direction_and_total() {
     assert!(matches!(
         a.establish(cid(4), peers[2], Initiator::Local),
         Err(Denial::Limit {
-            kind: LimitKind::EstablishedOutbound,
+            kind: LimitKind::EstablishedOutgoing,
             ..
         })
     ));
     // Allow-listed peers bypass limits.
-    a.manager.allow_peer(peers[3]);
+    a.manager.exempt_peer(peers[3]);
     a.establish(cid(5), peers[3], Initiator::Remote).unwrap();
     // A second connection to a connected peer is a duplicate for the rule, not for the limits.
     let outcome = a.establish(cid(6), peers[0], Initiator::Local);
@@ -264,7 +264,7 @@ fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
     assert_eq!(
         refused_with_goodbye(&mut a, cid(3), peers[2]),
         Denial::Limit {
-            kind: LimitKind::EstablishedTotal,
+            kind: LimitKind::Established,
             limit: 1,
             current: 2
         }
@@ -274,7 +274,7 @@ fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
 #[test]
 fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     let _ = a.actions();
 
@@ -322,7 +322,7 @@ fn banning_a_connected_peer_says_goodbye_and_refuses_it_from_anywhere() {
         Err(Denial::PeerBanned { .. })
     ));
     assert!(matches!(
-        a.manager.dial(a.now, b.id, vec![]),
+        a.manager.add_peer(a.now, b.id, vec![]),
         Err(Denial::PeerBanned { .. })
     ));
 }
@@ -494,12 +494,12 @@ fn absurd_durations_saturate_instead_of_panicking() {
         .manager
         .is_peer_banned(&b.id, a.now + Duration::from_secs(1 << 40)));
     let c = PeerId::random();
-    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager.add_peer(a.now, c, vec![addr(3)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(c), &[])
         .unwrap();
     a.establish(cid(1), c, Initiator::Local).unwrap();
-    a.manager.disconnect(a.now, c);
+    a.manager.remove_peer(a.now, c);
     a.advance(Duration::from_secs(1));
 }
 
@@ -554,8 +554,12 @@ fn counters_return_to_zero_after_every_kind_of_end() {
         a.manager
             .on_pending_outbound(a.now, cid(base + 3), Some(b.id), &[])
             .unwrap();
-        a.manager
-            .on_dial_failure(a.now, cid(base + 3), Some(b.id), DialFailure::NoAddresses);
+        a.manager.on_dial_failure(
+            a.now,
+            cid(base + 3),
+            Some(b.id),
+            DialFailureCause::NoAddresses,
+        );
     }
     assert_eq!(a.manager.pending_connections(), 0);
     assert_eq!(a.manager.established_connections(), 0);
@@ -570,7 +574,7 @@ fn the_end_of_a_network_ban_redials_the_wanted_peers_it_stranded() {
         Some(Duration::from_secs(5)),
     );
     a.manager
-        .dial(a.now, b.id, vec![ip_addr("10.0.0.7", 1)])
+        .add_peer(a.now, b.id, vec![ip_addr("10.0.0.7", 1)])
         .unwrap();
     let _ = a.actions();
     let denial = a
@@ -581,7 +585,7 @@ fn the_end_of_a_network_ban_redials_the_wanted_peers_it_stranded() {
         a.now,
         cid(1),
         Some(b.id),
-        DialFailure::DeniedByManager(denial),
+        DialFailureCause::DeniedByManager(denial),
     );
     let _ = a.actions();
     assert!(
@@ -602,7 +606,7 @@ fn the_end_of_a_network_ban_redials_the_wanted_peers_it_stranded() {
 #[test]
 fn a_peer_told_how_long_it_is_banned_comes_back_after_it() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     let _ = a.actions();
     a.manager.on_goodbye_received(
@@ -643,7 +647,7 @@ fn a_peer_given_up_on_when_its_ban_ends_is_forgotten() {
         a.now,
         cid(1),
         Some(b.id),
-        DialFailure::DeniedByManager(denial),
+        DialFailureCause::DeniedByManager(denial),
     );
     a.advance(Duration::from_secs(130));
     assert!(a

@@ -253,7 +253,7 @@ fn self_connections_are_refused() {
         Err(Denial::SelfConnection { peer: me })
     );
     assert_eq!(
-        node.manager.dial(node.now, me, vec![]),
+        node.manager.add_peer(node.now, me, vec![]),
         Err(Denial::SelfConnection { peer: me })
     );
     assert_eq!(node.manager.tracked_peers(), 0);
@@ -278,7 +278,7 @@ fn per_peer_cap_counts_connections_being_closed() {
 #[test]
 fn disconnect_says_goodbye_then_closes_and_never_redials() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     assert!(matches!(a.actions()[..], [Action::Dial { .. }]));
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
@@ -286,7 +286,7 @@ fn disconnect_says_goodbye_then_closes_and_never_redials() {
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     let _ = a.actions();
 
-    assert!(a.manager.disconnect(a.now, b.id));
+    assert!(a.manager.remove_peer(a.now, b.id));
     assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Normal)]);
     a.manager.on_goodbye_finished(cid(1));
     assert_eq!(
@@ -322,7 +322,7 @@ fn a_goodbye_that_never_finishes_is_cut_off() {
     let timeout = Duration::from_secs(2);
     let (mut a, b) = pair(Config::default().with_goodbye_timeout(timeout));
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
-    a.manager.disconnect(a.now, b.id);
+    a.manager.remove_peer(a.now, b.id);
     let _ = a.actions();
     a.advance(timeout);
     assert!(a.actions().is_empty(), "still within the goodbye timeout");
@@ -346,8 +346,8 @@ fn redial_delay(events: &[Event]) -> Option<Duration> {
 #[test]
 fn the_initiator_redials_first_and_the_other_side_only_as_a_fallback() {
     let (mut a, mut b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
-    b.manager.dial(b.now, a.id, vec![addr(1)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
+    b.manager.add_peer(b.now, a.id, vec![addr(1)]).unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     b.establish(cid(11), a.id, Initiator::Remote).unwrap();
     let _ = (a.actions(), b.actions());
@@ -388,7 +388,7 @@ fn a_remote_that_accepts_then_drops_us_is_dialed_ever_more_slowly() {
     let backoff =
         Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)).with_jitter(0.0);
     let (mut a, b) = pair(Config::default().with_timeout_backoff(backoff));
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     let mut delays = Vec::new();
     for n in 0..5 {
         let _ = a.actions();
@@ -419,7 +419,7 @@ fn disconnect_during_a_duplicate_goodbye_does_not_redial() {
     // The young loser drains for a second, then says goodbye.
     large.advance(Duration::from_secs(1));
     assert_eq!(large.closes(), vec![(cid(12), DisconnectReason::Duplicate)]);
-    large.manager.disconnect(large.now, s);
+    large.manager.remove_peer(large.now, s);
     large
         .manager
         .on_closed(large.now, cid(12), s, CloseCause::Local);
@@ -435,12 +435,12 @@ fn disconnect_during_a_duplicate_goodbye_does_not_redial() {
 #[test]
 fn disconnect_during_a_dial_closes_the_connection_when_it_lands() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     let _ = a.actions();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
         .unwrap();
-    a.manager.disconnect(a.now, b.id);
+    a.manager.remove_peer(a.now, b.id);
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     assert_eq!(a.closes(), vec![(cid(1), DisconnectReason::Normal)]);
 }
@@ -448,8 +448,8 @@ fn disconnect_during_a_dial_closes_the_connection_when_it_lands() {
 #[test]
 fn disconnect_drops_a_dial_not_yet_handed_to_the_swarm() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
-    a.manager.disconnect(a.now, b.id);
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.remove_peer(a.now, b.id);
     assert!(!a.actions().iter().any(|x| matches!(x, Action::Dial { .. })));
 }
 
@@ -475,7 +475,7 @@ fn remote_goodbye_reasons_drive_the_redial() {
     ];
     for (reason, retry_after, expected_max_delay) in cases {
         let (mut a, b) = pair(Config::default());
-        a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+        a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
         a.establish(cid(1), b.id, Initiator::Local).unwrap();
         let _ = a.actions();
         a.manager
@@ -572,7 +572,7 @@ fn a_connection_of_others_that_dies_before_its_first_ping_is_rescued_a_bounded_n
 #[test]
 fn failed_dials_of_others_are_rescued_a_bounded_number_of_times() {
     let (mut a, b) = pair(Config::default().with_max_rescue_dials(2));
-    let failure = DialFailure::Transport {
+    let failure = DialFailureCause::Transport {
         errors: vec![(addr(2), "input error".into())],
     };
     // One dial by someone else (`Swarm::dial`), then every rescue the manager makes fails too.
@@ -612,7 +612,7 @@ fn a_rescue_is_skipped_when_the_peer_connected_meanwhile() {
         a.now,
         cid(1),
         Some(b.id),
-        DialFailure::Transport { errors: vec![] },
+        DialFailureCause::Transport { errors: vec![] },
     );
     a.establish(cid(2), b.id, Initiator::Remote).unwrap();
     let _ = a.actions();
@@ -629,7 +629,7 @@ fn wanted_peer_backs_off_and_gives_up_after_max_attempts() {
             .with_timeout_backoff(backoff)
             .with_max_redial_attempts(Some(3)),
     );
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     let mut delays = Vec::new();
     let mut gave_up = false;
     for n in 0..10 {
@@ -644,7 +644,7 @@ fn wanted_peer_backs_off_and_gives_up_after_max_attempts() {
             a.now,
             cid(n),
             Some(b.id),
-            DialFailure::Transport { errors: vec![] },
+            DialFailureCause::Transport { errors: vec![] },
         );
         for e in a.events() {
             match e {
@@ -672,7 +672,7 @@ fn wanted_peer_backs_off_and_gives_up_after_max_attempts() {
 fn dials_time_out_and_are_reported() {
     let timeout = Duration::from_secs(10);
     let (mut a, b) = pair(Config::default().with_dial_timeout(timeout));
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     let _ = a.actions();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
@@ -682,14 +682,14 @@ fn dials_time_out_and_are_reported() {
     assert!(events.contains(&Event::DialFailed {
         peer: Some(b.id),
         connection: cid(1),
-        cause: DialFailure::TimedOut(timeout)
+        cause: DialFailureCause::TimedOut(timeout)
     }));
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::RedialScheduled { .. })));
     // The swarm's own failure report for the same dial arrives later: not reported twice.
     a.manager
-        .on_dial_failure(a.now, cid(1), Some(b.id), DialFailure::Aborted);
+        .on_dial_failure(a.now, cid(1), Some(b.id), DialFailureCause::Aborted);
     assert!(a.events().is_empty());
     assert_eq!(a.manager.pending_connections(), 0);
 }
@@ -749,7 +749,7 @@ fn phases_bootstrap_connect_lose_and_rebootstrap() {
         .on_pending_outbound(a.now, cid(1), Some(large), &[])
         .unwrap();
     a.manager
-        .on_dial_failure(a.now, cid(1), Some(large), DialFailure::NoAddresses);
+        .on_dial_failure(a.now, cid(1), Some(large), DialFailureCause::NoAddresses);
     assert_eq!(a.manager.phase(), Phase::Disconnected);
     let _ = a.actions();
     a.advance(Duration::from_millis(1900));
@@ -795,7 +795,10 @@ fn shutdown_says_goodbye_to_all_and_refuses_everything() {
         a.manager.on_pending_inbound(a.now, cid(3), &addr(9)),
         Err(Denial::Terminated)
     );
-    assert_eq!(a.manager.dial(a.now, b.id, vec![]), Err(Denial::Terminated));
+    assert_eq!(
+        a.manager.add_peer(a.now, b.id, vec![]),
+        Err(Denial::Terminated)
+    );
     a.manager.on_closed(a.now, cid(1), b.id, CloseCause::Local);
     a.manager.on_closed(a.now, cid(2), c, CloseCause::Local);
     assert!(!a
@@ -820,7 +823,7 @@ fn refused_connections_leave_no_state() {
         a.now,
         cid(2),
         Some(b.id),
-        DialFailure::DeniedByOther {
+        DialFailureCause::DeniedByOther {
             reason: "connection limit".into(),
         },
     );
@@ -874,7 +877,7 @@ fn addresses_are_kept_once_with_or_without_the_peer_suffix() {
 fn a_connection_without_a_successful_ping_is_closed_as_timed_out() {
     let timeout = Duration::from_secs(30);
     let (mut a, b) = pair(Config::default().with_inactivity_timeout(Some(timeout)));
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.establish(cid(1), b.id, Initiator::Local).unwrap();
     let _ = a.actions();
     // Pings keep it alive...
@@ -1036,7 +1039,7 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
     let (mut a, b) = pair(config);
     let (c, banned) = (PeerId::random(), PeerId::random());
     // a knows c (dialed it) and a banned peer; then b connects.
-    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager.add_peer(a.now, c, vec![addr(3)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(c), &[])
         .unwrap();
@@ -1078,7 +1081,7 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
         b_node.now,
         cid(9),
         Some(stranger),
-        DialFailure::Transport { errors: vec![] },
+        DialFailureCause::Transport { errors: vec![] },
     );
     assert!(
         b_node.manager.peer_info(&stranger).is_none(),
@@ -1125,7 +1128,7 @@ fn limits_and_caps_hold_against_advertised_peers() {
         "nothing kept for the peers past the cap (b and the two dialed)"
     );
     let asked = PeerId::random();
-    a.manager.dial(a.now, asked, vec![addr(20)]).unwrap();
+    a.manager.add_peer(a.now, asked, vec![addr(20)]).unwrap();
     assert!(a
         .manager
         .on_pending_outbound(a.now, cid(3), Some(asked), &[])

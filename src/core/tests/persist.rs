@@ -18,7 +18,7 @@ fn peer_update(changes: &[Change], peer: PeerId) -> Option<&PeerUpdate> {
 #[test]
 fn nothing_is_journaled_without_tracking() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.manager.ban_peer(a.now, PeerId::random(), None);
     assert_eq!(a.manager.pending_changes(), 0);
     assert!(a.manager.take_changes().is_empty());
@@ -27,7 +27,7 @@ fn nothing_is_journaled_without_tracking() {
 #[test]
 fn a_wanted_peer_and_how_it_was_lost_are_journaled_once() {
     let (mut a, b) = tracking(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
         .unwrap();
@@ -86,7 +86,7 @@ fn bans_are_journaled_as_they_begin_and_end() {
 #[test]
 fn forget_drops_the_peer_from_the_store() {
     let (mut a, b) = tracking(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     assert!(peer_update(&a.manager.take_changes(), b.id).is_some_and(|u| u.wanted));
     a.manager.forget(b.id);
     assert_eq!(a.manager.take_changes(), vec![Change::Forget(b.id)]);
@@ -101,12 +101,12 @@ fn forget_drops_the_peer_from_the_store() {
 fn a_peer_let_go_is_dropped_from_the_store_and_a_tagged_one_kept() {
     let (mut a, b) = tracking(Config::default());
     let c = PeerId::random();
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
-    a.manager.dial(a.now, c, vec![addr(3)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, c, vec![addr(3)]).unwrap();
     a.manager.tag_peer(c, "score", 1);
     let _ = a.manager.take_changes();
-    a.manager.disconnect(a.now, b.id);
-    a.manager.disconnect(a.now, c);
+    a.manager.remove_peer(a.now, b.id);
+    a.manager.remove_peer(a.now, c);
     let changes = a.manager.take_changes();
     assert!(changes.contains(&Change::Forget(b.id)), "{changes:?}");
     let kept = peer_update(&changes, c).expect("the tag keeps it");
@@ -116,7 +116,7 @@ fn a_peer_let_go_is_dropped_from_the_store_and_a_tagged_one_kept() {
 #[test]
 fn shutdown_does_not_unwant_peers_in_the_store() {
     let (mut a, b) = tracking(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.manager.shutdown(a.now);
     let changes = a.manager.take_changes();
     assert!(peer_update(&changes, b.id).is_some_and(|u| u.wanted));

@@ -21,7 +21,7 @@ fn fail_dial(node: &mut Node, n: usize, peer: PeerId) {
         node.now,
         cid(n),
         Some(peer),
-        DialFailure::Transport { errors: vec![] },
+        DialFailureCause::Transport { errors: vec![] },
     );
 }
 
@@ -30,7 +30,7 @@ fn backoff_grows_by_the_factor_within_the_jitter_and_stops_at_the_cap() {
     let backoff =
         Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(8)).with_jitter(0.2);
     let (mut a, b) = pair(Config::default().with_timeout_backoff(backoff));
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     let mut delays = Vec::new();
     for n in 0..8 {
         assert_eq!(dials(&a.actions()), vec![b.id], "attempt {n}");
@@ -86,7 +86,7 @@ fn removing_an_unconnected_discovered_peer_forgets_it_at_once() {
     let (mut a, b) = pair(Config::default());
     a.manager.add_discovered(a.now, b.id, vec![]).unwrap();
     a.manager
-        .on_dial_failure(a.now, cid(1), Some(b.id), DialFailure::NoAddresses);
+        .on_dial_failure(a.now, cid(1), Some(b.id), DialFailureCause::NoAddresses);
     a.manager.forget(b.id);
     assert_eq!(a.manager.tracked_peers(), 0);
     a.manager
@@ -100,7 +100,7 @@ fn removing_an_unconnected_discovered_peer_forgets_it_at_once() {
         a.now,
         cid(2),
         Some(b.id),
-        DialFailure::Transport { errors: vec![] },
+        DialFailureCause::Transport { errors: vec![] },
     );
     a.manager.remove_discovered(b.id);
     // A redial was scheduled: it gets its one chance, then the peer is forgotten.
@@ -115,14 +115,14 @@ fn a_full_local_limit_makes_peers_wait_in_line_until_a_slot_frees() {
     let limits = Limits::unlimited().with_max_established_outbound(Some(1));
     let (mut a, x) = pair(Config::default().with_limits(limits));
     let (y, z) = (PeerId::random(), PeerId::random());
-    a.manager.dial(a.now, x.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, x.id, vec![addr(2)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(x.id), &[])
         .unwrap();
     a.establish(cid(1), x.id, Initiator::Local).unwrap();
 
     for (n, peer) in [(2, y), (3, z)] {
-        a.manager.dial(a.now, peer, vec![addr(3)]).unwrap();
+        a.manager.add_peer(a.now, peer, vec![addr(3)]).unwrap();
         a.manager
             .on_pending_outbound(a.now, cid(n), Some(peer), &[])
             .unwrap();
@@ -139,7 +139,7 @@ fn a_full_local_limit_makes_peers_wait_in_line_until_a_slot_frees() {
             a.now,
             cid(n),
             Some(peer),
-            DialFailure::DeniedByManager(denial),
+            DialFailureCause::DeniedByManager(denial),
         );
     }
     let events = a.events();
@@ -186,7 +186,7 @@ fn raising_a_limit_releases_everyone_waiting_spread_out() {
     let (mut a, _) = pair(Config::default().with_limits(limits));
     let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
     for (n, peer) in peers.iter().enumerate() {
-        a.manager.dial(a.now, *peer, vec![addr(3)]).unwrap();
+        a.manager.add_peer(a.now, *peer, vec![addr(3)]).unwrap();
         let denial = a
             .manager
             .on_pending_outbound(a.now, cid(n), Some(*peer), &[])
@@ -195,7 +195,7 @@ fn raising_a_limit_releases_everyone_waiting_spread_out() {
             a.now,
             cid(n),
             Some(*peer),
-            DialFailure::DeniedByManager(denial),
+            DialFailureCause::DeniedByManager(denial),
         );
     }
     let _ = a.actions();
@@ -216,14 +216,14 @@ fn raising_a_limit_releases_everyone_waiting_spread_out() {
 fn scheduled_redials_are_visible_and_cancelled_by_disconnect_ban_and_forget() {
     for cancel in ["disconnect", "ban", "forget"] {
         let (mut a, b) = pair(Config::default());
-        a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+        a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
         let _ = a.actions();
         fail_dial(&mut a, 1, b.id);
         let info = a.manager.peer_info(&b.id).unwrap();
         assert!(info.next_redial.is_some(), "visible per peer");
         match cancel {
             "disconnect" => {
-                a.manager.disconnect(a.now, b.id);
+                a.manager.remove_peer(a.now, b.id);
             }
             "ban" => a.manager.ban_peer(a.now, b.id, None),
             _ => {
@@ -280,7 +280,7 @@ fn addresses_learned_from_other_behaviours() {
 #[test]
 fn discovery_losing_a_peer_the_application_dialed_does_not_forget_it() {
     let (mut a, b) = pair(Config::default());
-    a.manager.dial(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
     a.manager
         .add_discovered(a.now, b.id, vec![addr(2)])
         .unwrap();

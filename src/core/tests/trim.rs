@@ -162,7 +162,7 @@ fn force_trim_ignores_the_silence() {
 fn peers_the_application_dialed_are_never_trimmed() {
     let (mut a, _) = pair(trimming(0, 0).with_trim_grace(Duration::ZERO));
     let peer = PeerId::random();
-    a.manager.dial(a.now, peer, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, peer, vec![addr(2)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(peer), &[])
         .unwrap();
@@ -231,7 +231,7 @@ fn burst_after_wanted(attacker_addr: impl Fn(usize) -> String) -> (usize, usize,
         let peer = PeerId::random();
         let address = format!("/ip4/10.{n}.0.1/tcp/4001");
         a.manager
-            .dial(a.now, peer, vec![address.parse().unwrap()])
+            .add_peer(a.now, peer, vec![address.parse().unwrap()])
             .unwrap();
         a.manager
             .on_pending_outbound(a.now, cid(n), Some(peer), &[])
@@ -357,7 +357,7 @@ fn dialed_protected_and_allow_listed_peers_are_never_trimmed_and_count_towards_l
     // first. Were the three not counted, the room would keep all four strangers.
     let (mut a, _) = pair(trimming(4, 6).with_trim_grace(Duration::ZERO));
     let dialed = PeerId::random();
-    a.manager.dial(a.now, dialed, vec![addr(2)]).unwrap();
+    a.manager.add_peer(a.now, dialed, vec![addr(2)]).unwrap();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(dialed), &[])
         .unwrap();
@@ -366,7 +366,7 @@ fn dialed_protected_and_allow_listed_peers_are_never_trimmed_and_count_towards_l
     a.manager.protect(protected, "app");
     a.establish(cid(2), protected, Initiator::Remote).unwrap();
     let allowed = PeerId::random();
-    a.manager.allow_peer(allowed);
+    a.manager.exempt_peer(allowed);
     a.establish(cid(3), allowed, Initiator::Remote).unwrap();
     let strangers: Vec<PeerId> = (10..14)
         .map(|n| connect_later(&mut a, n, Duration::from_secs(1)))
@@ -387,7 +387,7 @@ fn dialed_protected_and_allow_listed_peers_are_never_trimmed_and_count_towards_l
     let _ = a.actions();
     let (mut b, _) = pair(trimming(0, 0).with_trim_grace(Duration::ZERO));
     let allowed = PeerId::random();
-    b.manager.allow_peer(allowed);
+    b.manager.exempt_peer(allowed);
     b.establish(cid(1), allowed, Initiator::Remote).unwrap();
     assert!(
         b.manager.force_trim(b.now).is_empty(),
