@@ -16,9 +16,9 @@ use libp2p::{
         dial_opts::{DialOpts, PeerCondition},
         SwarmEvent,
     },
-    Multiaddr, Swarm,
+    Multiaddr, PeerId, Swarm,
 };
-use libp2p_connection_manager::{Behaviour, Config, Event};
+use libp2p_connection_manager::{Behaviour, ClosedBy, Config, DisconnectReason, Event};
 use libp2p_swarm_test::SwarmExt;
 
 pub type Node = Swarm<Behaviour>;
@@ -64,6 +64,19 @@ pub fn dial(from: &mut Node, to: &Node) {
 /// connection is being closed).
 pub fn established(node: &Node) -> u32 {
     node.network_info().connection_counters().num_established()
+}
+
+/// The peer, reason and closing side of a `Disconnected` event.
+pub fn disconnected(event: &Event) -> Option<(PeerId, DisconnectReason, ClosedBy)> {
+    match event {
+        Event::Disconnected {
+            peer,
+            reason,
+            closed_by,
+            ..
+        } => Some((*peer, *reason, *closed_by)),
+        _ => None,
+    }
 }
 
 /// Polls every node until `found` picks an event of one of them (by its index in `nodes`),
