@@ -441,7 +441,9 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(path) => load_or_create_key(path)?,
         None => Keypair::generate_ed25519(),
     };
+    let mut telemetry = Telemetry::start(args.metrics).await?;
     let manager = manager::Behaviour::new(key.public().to_peer_id(), node_config(&args));
+    let manager = telemetry.attach(manager);
     let manager = match &args.store {
         Some(path) => with_store(manager, path, args.fresh_store, args.store_flush_ms)?,
         None => manager,
@@ -453,7 +455,7 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
     for peer in &args.ban {
         swarm.behaviour_mut().manager.ban_peer(*peer, None);
     }
-    let mut telemetry = Telemetry::start(args.metrics).await?;
+    telemetry.announce();
     let listen = match args.listen {
         Some(address) => address,
         None => "/ip4/127.0.0.1/tcp/0"
@@ -476,7 +478,7 @@ async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
             event = swarm.select_next_some() => handle_node_event(&local, &telemetry, event),
             () = tick(&mut status) => print_status(&swarm),
             scrape = telemetry.next_scrape() => {
-                telemetry.answer(scrape, &swarm.behaviour().manager);
+                telemetry.answer(scrape);
             }
         }
     };
@@ -935,11 +937,7 @@ impl Telemetry {
     #[cfg(feature = "metrics")]
     async fn start(address: Option<SocketAddr>) -> anyhow::Result<Self> {
         let endpoint = match address {
-            Some(address) => {
-                let endpoint = metrics_endpoint::MetricsEndpoint::start(address).await?;
-                println!("metrics on http://{}/metrics", endpoint.address());
-                Some(endpoint)
-            }
+            Some(address) => Some(metrics_endpoint::MetricsEndpoint::start(address).await?),
             None => None,
         };
         Ok(Self { endpoint })
@@ -949,6 +947,22 @@ impl Telemetry {
     #[cfg(not(feature = "metrics"))]
     async fn start(_address: Option<SocketAddr>) -> anyhow::Result<Self> {
         Ok(Self {})
+    }
+
+    /// `behaviour`, feeding the metrics if there are any.
+    fn attach(&self, behaviour: manager::Behaviour) -> manager::Behaviour {
+        #[cfg(feature = "metrics")]
+        if let Some(endpoint) = &self.endpoint {
+            return behaviour.with_metrics(endpoint.metrics());
+        }
+        behaviour
+    }
+
+    fn announce(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(endpoint) = &self.endpoint {
+            println!("metrics on http://{}/metrics", endpoint.address());
+        }
     }
 
     fn record(&self, event: &Event) {
@@ -969,16 +983,13 @@ impl Telemetry {
         std::future::pending().await
     }
 
-    fn answer(&self, scrape: Scrape, behaviour: &manager::Behaviour) {
+    fn answer(&self, scrape: Scrape) {
         #[cfg(feature = "metrics")]
         if let Some(endpoint) = &self.endpoint {
-            endpoint.answer(scrape, behaviour);
+            endpoint.answer(scrape);
         }
         #[cfg(not(feature = "metrics"))]
-        {
-            let _ = behaviour;
-            match scrape {}
-        }
+        match scrape {}
     }
 }
 
@@ -988,7 +999,10 @@ impl Telemetry {
 mod metrics_endpoint {
     use std::{io, net::SocketAddr, time::Duration};
 
-    use libp2p_connection_manager::{metrics::Metrics, Behaviour, Event};
+    use libp2p_connection_manager::{
+        metrics::{Metrics, Recorder},
+        Event,
+    };
     use prometheus_client::{encoding::text::encode, registry::Registry};
     use tokio::{
         net::{TcpListener, TcpStream},
@@ -1036,6 +1050,10 @@ mod metrics_endpoint {
             self.address
         }
 
+        pub fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
+
         pub fn record(&self, event: &Event) {
             self.metrics.record(event);
         }
@@ -1048,9 +1066,8 @@ mod metrics_endpoint {
             }
         }
 
-        /// Refreshes the gauges from `behaviour` and answers with the encoded registry.
-        pub fn answer(&self, scrape: Scrape, behaviour: &Behaviour) {
-            self.metrics.observe(behaviour);
+        /// Answers with the encoded registry (the gauges read what the behaviour published).
+        pub fn answer(&self, scrape: Scrape) {
             let mut text = String::new();
             if let Err(error) = encode(&mut text, &self.registry) {
                 tracing::warn!(%error, "cannot encode the metrics");

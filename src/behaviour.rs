@@ -62,6 +62,9 @@ pub struct Behaviour {
     bandwidth: Option<BandwidthSampler>,
     /// Where bans and peers are kept across restarts, if anywhere.
     store: Option<StoreDriver>,
+    /// What feeds the metrics, if attached ([`with_metrics`](Self::with_metrics)).
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::probe::Probe>,
     waker: Option<Waker>,
 }
 
@@ -81,6 +84,8 @@ impl Behaviour {
             timer: None,
             bandwidth: None,
             store: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
             waker: None,
         }
     }
@@ -134,6 +139,18 @@ impl Behaviour {
     /// bandwidth is left out of the score.
     pub fn with_bandwidth_meter(mut self, meter: BandwidthMeter) -> Self {
         self.bandwidth = Some(BandwidthSampler::new(meter));
+        self
+    }
+
+    /// Feeds `metrics` (feature `metrics`): the round-trip time of every ping, and what its
+    /// gauges show, published as the behaviour's state changes (at most a quarter of a second
+    /// behind). Events still go through [`Recorder::record`](crate::metrics::Recorder::record).
+    /// Attach one behaviour per [`Metrics`](crate::metrics::Metrics).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        let mut probe = metrics.probe();
+        probe.publish(&self.manager, Instant::now());
+        self.metrics = Some(probe);
         self
     }
 
@@ -243,7 +260,7 @@ impl Behaviour {
     /// Exempts `peer` from the limits that apply once a peer is known: the established limits
     /// and the pending-outgoing limit. The limits checked before the peer is known (pending
     /// incoming, per IP, per relay) still apply, and so do the bans. Its connections are also
-    /// held open while idle and never trimmed. (Not allow-block-list's `allow_peer`, which
+    /// held open while idle and never trimmed. (Not allow-block-list's `exempt_peer`, which
     /// refuses everyone else.)
     pub fn exempt_peer(&mut self, peer: PeerId) {
         self.manager.exempt_peer(peer);
@@ -736,6 +753,10 @@ impl NetworkBehaviour for Behaviour {
                         result,
                     }) => match result {
                         Ok(rtt) => {
+                            #[cfg(feature = "metrics")]
+                            if let Some(metrics) = &self.metrics {
+                                metrics.on_ping(rtt);
+                            }
                             let now = Instant::now();
                             self.manager.on_ping_success(now, connection, rtt);
                             // Each ping is a chance to sample the byte counter.
@@ -762,6 +783,11 @@ impl NetworkBehaviour for Behaviour {
             if let Some(due) = self.poll_deadline(cx, Instant::now()) {
                 self.manager.handle_timeout(due);
                 continue;
+            }
+            // Everything that changed in this run is in the manager now.
+            #[cfg(feature = "metrics")]
+            if let Some(metrics) = self.metrics.as_mut() {
+                metrics.poll(cx, &self.manager, Instant::now());
             }
             return Poll::Pending;
         }
