@@ -1,0 +1,111 @@
+//! A libp2p node with the connection manager, in two modes.
+//!
+//! **Cluster demo** (no arguments, or `--cluster N`): starts N nodes (8 by default) in this one
+//! process on 127.0.0.1, each a swarm in its own task, and walks them through four stages,
+//! each awaited event by event with a deadline:
+//!
+//! 1. *Convergence*: every node dials every other at once with plain `Swarm::dial` and default
+//!    options (the harsh case: simultaneous dials from the listening port), until every pair has
+//!    exactly one connection and nothing is in flight.
+//! 2. *Restart*: the other nodes ask their manager to keep the last node (`dial` on a connected
+//!    peer only marks it wanted); the last node is killed and restarted with the same key on the
+//!    same port, and dials again the peers it had dialed. The peers that had dialed it redial it
+//!    by themselves, and every pair is back to one connection.
+//! 3. *Ban*: node 0 bans node 2 for 60 s. Node 2 receives goodbye `Banned`; the pair stays
+//!    without a connection, every other pair keeps its one.
+//! 4. *Goodbye*: node 0 disconnects node 1, which receives goodbye `Normal`.
+//!
+//! It then prints a summary table and exits 0 only if every stage held (1 otherwise, with what
+//! failed).
+//!
+//! ```text
+//! cargo run --example node
+//! cargo run --example node -- --cluster 16
+//! ```
+//!
+//! **Long-lived node** (any other option): one node that prints its peer id and listen addresses
+//! (`listening on /ip4/.../tcp/N/p2p/<peer id>`), every event of the manager (one line each),
+//! and a status table of its connections every `--status-interval` seconds. A `--dial` or
+//! `--bootstrap` address names the peer with `/p2p/<peer id>`; a `--dial` address without it is
+//! dialed once with `Swarm::dial`. `--key-file` keeps the identity across runs. With
+//! `--features metrics`, `--metrics ADDR` serves Prometheus text on `http://ADDR/` (the bound
+//! address is printed as `metrics on http://.../metrics`). With `--features redb`,
+//! `--store PATH` keeps bans, wanted peers, addresses and tags in a file: a restarted node is
+//! still banning whom it banned and redials whom it wanted (`--ban PEER_ID` bans at start; a
+//! damaged store is refused with a message naming the file, or set aside with `--fresh-store`).
+//! `--stdin-commands` reads `dial <multiaddr>`, `ban <peer id> [secs]`, `disconnect <peer id>`,
+//! `tag <peer id> <tag> <value>`, `address <peer id> <multiaddr>`, `flush [label]` and `status`
+//! lines from standard input, several on one line with `;` between them (`scripts/interop.sh`
+//! drives the node with them; `tests/store_durability.rs` kills it between flushes).
+//! Ctrl-C or SIGTERM says goodbye to every peer (`shutdown`), waits up to 3 s for the
+//! connections to close, and exits 0.
+//!
+//! ```text
+//! cargo run --example node -- --listen /ip4/127.0.0.1/tcp/4001 --key-file node-a.key
+//! cargo run --example node -- --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/<peer id of the first>
+//! cargo run --example node --features metrics -- --metrics 127.0.0.1:9100
+//! cargo run --example node --features redb -- --key-file a.key --store a.redb --dial <addr/p2p/id>
+//! ```
+//!
+//! Logs go to stderr: the example's own at `--log` (default `info`), the libraries' at `warn`;
+//! `RUST_LOG` replaces both.
+
+mod cli;
+mod commands;
+mod demo;
+mod describe;
+mod key;
+mod node;
+mod signals;
+mod status;
+mod store;
+mod swarm;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::{filter::LevelFilter, EnvFilter};
+
+use crate::cli::{NodeArgs, NODE_OPTIONS};
+
+/// A libp2p node with the connection manager: a local cluster demo, or one long-lived node.
+#[derive(Parser, Debug)]
+#[command(name = "node", version)]
+pub struct Args {
+    /// Run the cluster demo with N nodes, 4 to 32 (without any node option it runs with 8).
+    ///
+    /// Beyond about 20 nodes a debug build on a small machine is CPU-bound: handshakes can
+    /// exceed libp2p's 10 s upgrade timeout.
+    #[arg(long, value_name = "N", conflicts_with_all = NODE_OPTIONS,
+          value_parser = clap::value_parser!(u16).range(4..=32))]
+    cluster: Option<u16>,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Log level of the example's own lines; the libraries log at `warn`. RUST_LOG overrides.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: LevelFilter,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    init_tracing(args.log);
+    if !args.node.any_given() {
+        let size = args.cluster.unwrap_or(demo::DEFAULT_CLUSTER_SIZE);
+        return demo::run_cluster_demo(usize::from(size)).await;
+    }
+    cli::check_node_args(&args.node);
+    node::run_long_lived_node(args.node).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The example's own target at `level`, everything else at `warn`, unless RUST_LOG is set.
+fn init_tracing(level: LevelFilter) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,{}={level}", module_path!())));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
