@@ -18,7 +18,8 @@ pub const NODE_OPTIONS: &[&str] = &[
     "max_pending",
     "low_watermark",
     "high_watermark",
-    "metrics",
+    "admin",
+    "admin_allow_remote",
     "status_interval",
     "store",
     "fresh_store",
@@ -60,10 +61,13 @@ pub struct NodeArgs {
     /// Trim when more peers than this are connected.
     #[arg(long, value_name = "N", requires = "low_watermark")]
     pub high_watermark: Option<usize>,
-    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9100 (port 0 picks
-    /// one). Needs `--features metrics`.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<SocketAddr>,
+    /// Serve the admin API, the status page, `/metrics` (feature `metrics`) and `/healthz` on
+    /// this address, e.g. 127.0.0.1:5001 (port 0 picks one). `--metrics` is another name.
+    #[arg(long, value_name = "ADDR", visible_alias = "metrics")]
+    pub admin: Option<SocketAddr>,
+    /// Take commands (POST) on the admin API from any address, not only loopback.
+    #[arg(long, requires = "admin")]
+    pub admin_allow_remote: bool,
     /// Print a status table every SECS seconds; 0 disables it [default: 10].
     #[arg(long, value_name = "SECS")]
     pub status_interval: Option<u64>,
@@ -112,7 +116,7 @@ impl NodeArgs {
             || self.max_pending.is_some()
             || self.low_watermark.is_some()
             || self.high_watermark.is_some()
-            || self.metrics.is_some()
+            || self.admin.is_some()
             || self.status_interval.is_some()
             || self.store.is_some()
             || !self.ban.is_empty()
@@ -150,15 +154,6 @@ pub fn check_node_args(node: &NodeArgs) {
                 clap::error::ErrorKind::ArgumentConflict,
                 "--store needs the example built with the redb feature: \
                  cargo run --example node --features redb -- --store node.redb",
-            )
-            .exit();
-    }
-    if node.metrics.is_some() && !cfg!(feature = "metrics") {
-        command
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--metrics needs the example built with the metrics feature: \
-                 cargo run --example node --features metrics -- --metrics 127.0.0.1:9100",
             )
             .exit();
     }

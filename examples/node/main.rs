@@ -50,13 +50,18 @@
 //! Logs go to stderr: the example's own at `--log` (default `info`), the libraries' at `warn`;
 //! `RUST_LOG` replaces both.
 
+mod admin;
 mod cli;
 mod commands;
+mod ctl;
 mod demo;
 mod describe;
 mod key;
 mod node;
+mod page;
 mod signals;
+mod snapshot;
+mod state;
 mod status;
 mod store;
 mod swarm;
@@ -71,8 +76,10 @@ use crate::cli::{NodeArgs, NODE_OPTIONS};
 
 /// A libp2p node with the connection manager: a local cluster demo, or one long-lived node.
 #[derive(Parser, Debug)]
-#[command(name = "node", version)]
+#[command(name = "node", version, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// Run the cluster demo with N nodes, 4 to 32 (without any node option it runs with 8).
     ///
     /// Beyond about 20 nodes a debug build on a small machine is CPU-bound: handshakes can
@@ -87,9 +94,19 @@ pub struct Args {
     log: LevelFilter,
 }
 
+/// Commands besides running a node.
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// Ask a running node through its admin API (`--admin`).
+    Ctl(ctl::CtlArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    if let Some(Subcommand::Ctl(ctl)) = args.command {
+        return Ok(ctl::run(ctl));
+    }
     init_tracing(args.log);
     if !args.node.any_given() {
         let size = args.cluster.unwrap_or(demo::DEFAULT_CLUSTER_SIZE);

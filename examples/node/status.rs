@@ -9,6 +9,11 @@ use crate::{describe::format_age, swarm::NodeBehaviour};
 
 /// A table of the node's connections: one row per connection, the peer last (it is long).
 pub fn print_status(swarm: &Swarm<NodeBehaviour>) {
+    print!("{}", status_table(swarm));
+}
+
+/// The status table as text, one line per connection.
+pub fn status_table(swarm: &Swarm<NodeBehaviour>) -> String {
     let behaviour = &swarm.behaviour().manager;
     let now = std::time::Instant::now();
     let mut peers = 0;
@@ -40,7 +45,7 @@ pub fn print_status(swarm: &Swarm<NodeBehaviour>) {
     for (_, row) in rows {
         let _ = writeln!(table, "{row}");
     }
-    print!("{table}");
+    table
 }
 
 pub fn status_row(
