@@ -33,18 +33,13 @@ struct Started {
 }
 
 fn start(name: &'static str, transcript: &Transcript) -> Started {
-    let process = NodeProcess::start(
-        name,
-        &[
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--admin",
-            "127.0.0.1:0",
-            "--status-interval",
-            "0",
-        ],
-        transcript,
-    );
+    start_with(name, &["--listen", "/ip4/127.0.0.1/tcp/0"], transcript)
+}
+
+fn start_with(name: &'static str, extra: &[&str], transcript: &Transcript) -> Started {
+    let mut args = vec!["--admin", "127.0.0.1:0", "--status-interval", "0"];
+    args.extend_from_slice(extra);
+    let process = NodeProcess::start(name, &args, transcript);
     let peer = process.value_after("peer id: ");
     let api = Admin::of(&process);
     let address = process.value_after("listening on ");
@@ -300,4 +295,151 @@ fn assert_page_figures(api: &Admin) {
     assert!(events
         .iter()
         .all(|e| e["at_ms"].is_u64() && e["kind"].is_string() && e["text"].is_string()));
+}
+
+/// A node listening on TCP, QUIC and WebSocket with TLS; one peer connects over QUIC, another
+/// over WebSocket, each through its API; both ends report the transport each kept connection
+/// uses.
+#[test]
+fn the_api_reports_the_transport_of_each_kept_connection() {
+    let transcript = Transcript::default();
+    let tls = ["--security", "tls"];
+    let a = start_with(
+        "A",
+        &[
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0/ws",
+            tls[0],
+            tls[1],
+        ],
+        &transcript,
+    );
+    let b = start_with("B", &tls, &transcript);
+    let c = start_with("C", &tls, &transcript);
+    let listening = wait_until("A listens on three addresses", SETTLE, || {
+        let status = a.api.get("/api/status");
+        let addresses: Vec<String> = status["listen_addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        if addresses.len() == 3 {
+            Ok(addresses)
+        } else {
+            Err(status.to_string())
+        }
+    });
+    let address_with = |protocol: &str| {
+        let address = listening
+            .iter()
+            .find(|a| a.contains(protocol))
+            .unwrap_or_else(|| panic!("A does not listen on {protocol}: {listening:?}"));
+        format!("{address}/p2p/{}", a.peer)
+    };
+    b.api.command(
+        "/api/connect",
+        json!({ "address": address_with("/quic-v1") }),
+    );
+    c.api
+        .command("/api/connect", json!({ "address": address_with("/ws") }));
+    let a_peers = wait_for_peers(&a, &[&b.peer, &c.peer], CONNECT);
+    let b_peers = wait_for_peers(&b, &[&a.peer], CONNECT);
+    let c_peers = wait_for_peers(&c, &[&a.peer], CONNECT);
+    assert_eq!(connection_to(&a_peers, &b.peer)["transport"], "quic");
+    assert_eq!(connection_to(&b_peers, &a.peer)["transport"], "quic");
+    assert_eq!(connection_to(&a_peers, &c.peer)["transport"], "ws");
+    assert_eq!(connection_to(&c_peers, &a.peer)["transport"], "ws");
+}
+
+/// A `--config` file sets what flags set, flags override it, and the node applies it (the
+/// timed network ban shows in the API); a file with an unknown key, or watermarks the wrong
+/// way round, is refused with a message that names the problem.
+#[test]
+fn a_config_file_is_applied_and_nonsense_is_refused() {
+    let directory = node_process::TempDir::new("config");
+    let file = directory.path().join("node.toml");
+    std::fs::write(
+        &file,
+        r#"
+[node]
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+security = "tls"
+
+[limits]
+max_inbound_per_ip = 4
+inbound_rate_per_ip = { burst = 8, refill_ms = 250 }
+
+[trim]
+low_watermark = 10
+high_watermark = 20
+
+[exchange]
+enabled = true
+
+[peers]
+bans = [{ target = "10.9.0.0/16", seconds = 600 }]
+"#,
+    )
+    .expect("write the config file");
+    let path = file.to_str().expect("a UTF-8 temporary path");
+
+    let printed = Command::new(example_binary())
+        .args(["--config", path, "--max-established", "7", "--print-config"])
+        .output()
+        .expect("run node --print-config");
+    assert!(printed.status.success(), "{printed:?}");
+    let effective: toml::Value = toml::from_str(&String::from_utf8_lossy(&printed.stdout))
+        .expect("--print-config prints TOML");
+    assert_eq!(effective["limits"]["max_established"].as_integer(), Some(7));
+    assert_eq!(
+        effective["limits"]["max_inbound_per_ip"].as_integer(),
+        Some(4)
+    );
+    assert_eq!(effective["node"]["security"].as_str(), Some("tls"));
+    assert_eq!(effective["exchange"]["enabled"].as_bool(), Some(true));
+
+    let transcript = Transcript::default();
+    let node = start_with("configured", &["--config", path], &transcript);
+    let bans = node.api.get("/api/bans");
+    assert_eq!(bans[0]["target"], "10.9.0.0/16", "{bans}");
+    assert!(
+        bans[0]["remaining_secs"]
+            .as_f64()
+            .is_some_and(|s| s > 500.0),
+        "{bans}"
+    );
+    let status = wait_until("the node listens on TCP and QUIC", SETTLE, || {
+        let status = node.api.get("/api/status");
+        match status["listen_addresses"].as_array().map(Vec::len) {
+            Some(2) => Ok(status),
+            _ => Err(status.to_string()),
+        }
+    });
+    assert!(
+        status["listen_addresses"].to_string().contains("/quic-v1"),
+        "{status}"
+    );
+
+    for (contents, expected) in [
+        ("[node]\nbogus = 1\n", "unknown field `bogus`"),
+        (
+            "[trim]\nlow_watermark = 30\nhigh_watermark = 20\n",
+            "low watermark 30 is above the high watermark 20",
+        ),
+    ] {
+        std::fs::write(&file, contents).expect("write the config file");
+        let refused = Command::new(example_binary())
+            .args(["--config", path])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run node --config");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{contents:?} was accepted");
+        assert!(stderr.contains(expected), "{contents:?}: {stderr}");
+    }
 }

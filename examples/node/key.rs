@@ -16,13 +16,19 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Keypair> {
                     path.display()
                 )
             })?;
-            println!("identity read from {}", path.display());
+            crate::output::say(
+                "identity",
+                &format!("identity read from {}", path.display()),
+            );
             Ok(key)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             write_new_key_file(path, &key)?;
-            println!("new identity written to {}", path.display());
+            crate::output::say(
+                "identity",
+                &format!("new identity written to {}", path.display()),
+            );
             Ok(key)
         }
         Err(error) => {

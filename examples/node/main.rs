@@ -53,11 +53,13 @@
 mod admin;
 mod cli;
 mod commands;
+mod config;
 mod ctl;
 mod demo;
 mod describe;
 mod key;
 mod node;
+mod output;
 mod page;
 mod signals;
 mod snapshot;
@@ -69,10 +71,10 @@ mod telemetry;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{parser::ValueSource, Args as _, CommandFactory as _, FromArgMatches as _, Parser};
 use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
-use crate::cli::{NodeArgs, NODE_OPTIONS};
+use crate::{cli::NodeArgs, config::NodeConfig, demo::Transport};
 
 /// A libp2p node with the connection manager: a local cluster demo, or one long-lived node.
 #[derive(Parser, Debug)]
@@ -84,13 +86,15 @@ pub struct Args {
     ///
     /// Beyond about 20 nodes a debug build on a small machine is CPU-bound: handshakes can
     /// exceed libp2p's 10 s upgrade timeout.
-    #[arg(long, value_name = "N", conflicts_with_all = NODE_OPTIONS,
-          value_parser = clap::value_parser!(u16).range(4..=32))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(4..=32))]
     cluster: Option<u16>,
+    /// The cluster demo's transport.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
     #[command(flatten)]
     node: NodeArgs,
     /// Log level of the example's own lines; the libraries log at `warn`. RUST_LOG overrides.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    #[arg(long, value_name = "LEVEL", default_value = "info", env = "NODE_LOG")]
     log: LevelFilter,
 }
 
@@ -103,18 +107,55 @@ enum Subcommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Subcommand::Ctl(ctl)) = args.command {
         return Ok(ctl::run(ctl));
     }
     init_tracing(args.log);
-    if !args.node.any_given() {
+    let node_options = node_options_given(&matches);
+    if node_options.is_empty() {
         let size = args.cluster.unwrap_or(demo::DEFAULT_CLUSTER_SIZE);
-        return demo::run_cluster_demo(usize::from(size)).await;
+        return demo::run_cluster_demo(usize::from(size), args.transport).await;
     }
-    cli::check_node_args(&args.node);
-    node::run_long_lived_node(args.node).await?;
+    if args.cluster.is_some() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--cluster runs the demo; it cannot be combined with {node_options:?}"),
+            )
+            .exit();
+    }
+    let stdin_commands = args.node.stdin_commands;
+    let print_only = args.node.print_config;
+    let base = match &args.node.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::default(),
+    };
+    let config = args.node.apply_to(base);
+    if print_only {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::set_json(config.node.json);
+    node::run_long_lived_node(config, stdin_commands).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node options given on the command line or in the environment: any selects the node.
+fn node_options_given(matches: &clap::ArgMatches) -> Vec<String> {
+    let node_args = NodeArgs::augment_args(clap::Command::new("node"));
+    node_args
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect()
 }
 
 /// The example's own target at `level`, everything else at `warn`, unless RUST_LOG is set.

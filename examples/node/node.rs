@@ -17,16 +17,18 @@ use tokio::{
     time::{timeout, Instant},
 };
 
+use serde_json::json;
+
 use crate::{
     admin::{self, AdminRequest},
-    cli::{node_config, print_settings, NodeArgs},
-    commands::{dial_address, next_command, read_stdin_commands, run_stdin_line},
-    describe::describe,
+    commands::{dial_address, next_command, read_stdin_commands, run_stdin_line, NodeCommand},
+    config::{ConfigError, NodeConfig},
     key::load_or_create_key,
+    output,
     signals::ShutdownSignals,
     snapshot,
     state::NodeState,
-    status::print_status,
+    status::status_table,
     store::with_store,
     swarm::{build_swarm_with, NodeBehaviour, NodeBehaviourEvent},
     telemetry::Telemetry,
@@ -46,18 +48,23 @@ struct Node {
     started: std::time::Instant,
 }
 
-pub async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
+/// Runs the node configured by `config` until Ctrl-C or SIGTERM.
+pub async fn run_long_lived_node(config: NodeConfig, stdin_commands: bool) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install().context("cannot listen for Ctrl-C/SIGTERM")?;
-    let key = match &args.key_file {
+    config.check()?;
+    let key = match &config.node.key_file {
         Some(path) => load_or_create_key(path)?,
         None => Keypair::generate_ed25519(),
     };
-    let manager = manager::Behaviour::new(key.public().to_peer_id(), node_config(&args));
-    let manager = match &args.store {
-        Some(path) => with_store(manager, path, args.fresh_store, args.store_flush_ms)?,
+    let manager_config = config.manager_config()?;
+    let manager = manager::Behaviour::try_new(key.public().to_peer_id(), manager_config.clone())
+        .map_err(ConfigError::from)?;
+    let store = &config.store;
+    let manager = match &store.path {
+        Some(path) => with_store(manager, path, store.fresh, store.flush_ms)?,
         None => manager,
     };
-    let swarm = build_swarm_with(key, manager)?;
+    let swarm = build_swarm_with(key, manager, config.node.security).await?;
     let mut node = Node {
         swarm,
         state: NodeState::default(),
@@ -65,34 +72,39 @@ pub async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
         listen_addresses: Vec::new(),
         started: std::time::Instant::now(),
     };
-    println!("peer id: {}", node.swarm.local_peer_id());
-    print_settings(&args);
-    for peer in &args.ban {
-        node.swarm.behaviour_mut().manager.ban_peer(*peer, None);
+    let local = *node.swarm.local_peer_id();
+    output::line(
+        "peer_id",
+        &format!("peer id: {local}"),
+        json!({ "peer_id": local.to_string() }),
+    );
+    print_config(&config, &manager_config);
+    for (target, duration) in config.start_bans()? {
+        // Parsed and checked above: applying cannot fail.
+        let _ = NodeCommand::Ban(target, duration).apply(&mut node.swarm, &mut node.state);
     }
-    let mut admin_requests = match args.admin {
-        Some(address) => Some(start_admin(address, args.admin_allow_remote).await?),
+    let mut admin_requests = match config.node.admin {
+        Some(address) => Some(start_admin(address, config.node.admin_allow_remote).await?),
         None => None,
     };
-    let listen = match args.listen {
-        Some(address) => address,
-        None => "/ip4/127.0.0.1/tcp/0"
-            .parse()
-            .context("default listen address")?,
-    };
-    node.swarm
-        .listen_on(listen.clone())
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    for address in args.dial {
+    for address in &config.node.listen {
+        node.swarm
+            .listen_on(address.clone())
+            .with_context(|| format!("cannot listen on {address}"))?;
+    }
+    for address in &config.node.external_addresses {
+        node.swarm.add_external_address(address.clone());
+    }
+    for address in &config.peers.dial {
         match dial_address(&mut node.swarm, &mut node.state, address.clone()) {
-            Ok(message) => println!("{message}"),
-            Err(error) => println!("not dialing {address}: {error}"),
+            Ok(message) => output::say("dial", &message),
+            Err(error) => output::say("dial", &format!("not dialing {address}: {error}")),
         }
     }
 
-    let mut status = status_timer(args.status_interval.unwrap_or(10));
+    let mut status = status_timer(config.node.status_interval_secs.unwrap_or(10));
     let mut health = tokio::time::interval(HEALTH_SAMPLING);
-    let mut commands = args.stdin_commands.then(read_stdin_commands);
+    let mut commands = stdin_commands.then(read_stdin_commands);
     let signal = loop {
         tokio::select! {
             signal = signals.recv() => break signal,
@@ -100,13 +112,31 @@ pub async fn run_long_lived_node(args: NodeArgs) -> anyhow::Result<()> {
                 run_stdin_line(&mut node.swarm, &mut node.state, &line);
             }
             event = node.swarm.select_next_some() => node.handle_event(event),
-            () = tick(&mut status) => print_status(&node.swarm),
+            () = tick(&mut status) => node.print_status(),
             _ = health.tick() => node.state.sample_health(&node.swarm.behaviour().manager),
             request = next_request(&mut admin_requests) => node.answer(request),
         }
     };
     node.shut_down(signal).await;
     Ok(())
+}
+
+/// The effective configuration: what was set (TOML, as `--config` reads it) and the manager's
+/// with every default filled in.
+fn print_config(config: &NodeConfig, manager_config: &manager::Config) {
+    if output::is_json() {
+        output::line(
+            "config",
+            "effective configuration",
+            json!({ "node": config, "manager": format!("{manager_config:?}") }),
+        );
+        return;
+    }
+    println!("config (as a --config file; unset values are the library's defaults):");
+    for line in config.to_toml().lines().filter(|l| !l.is_empty()) {
+        println!("  {line}");
+    }
+    println!("effective manager config: {manager_config:?}");
 }
 
 /// Starts the admin API on `address` and says where.
@@ -116,18 +146,28 @@ async fn start_admin(
 ) -> anyhow::Result<mpsc::Receiver<AdminRequest>> {
     let (bound, requests) = admin::start(address, allow_remote).await?;
     if !bound.ip().is_loopback() {
-        println!(
-            "warning: the admin API listens on {bound}, not a loopback address{}",
-            if allow_remote {
-                "; it takes commands from anyone who reaches it"
-            } else {
-                ""
-            }
-        );
+        let remote = if allow_remote {
+            "; it takes commands from anyone who reaches it"
+        } else {
+            ""
+        };
+        let text =
+            format!("warning: the admin API listens on {bound}, not a loopback address{remote}");
+        output::say("warning", &text);
     }
-    println!("admin API on http://{bound}/");
+    let url = format!("http://{bound}/");
+    output::line(
+        "admin",
+        &format!("admin API on {url}"),
+        json!({ "url": url }),
+    );
     if cfg!(feature = "metrics") {
-        println!("metrics on http://{bound}/metrics");
+        let url = format!("http://{bound}/metrics");
+        output::line(
+            "metrics",
+            &format!("metrics on {url}"),
+            json!({ "url": url }),
+        );
     }
     Ok(requests)
 }
@@ -148,19 +188,16 @@ impl Node {
     fn answer(&mut self, request: AdminRequest) {
         match request {
             AdminRequest::Snapshot(reply) => {
-                let context = snapshot::Context {
-                    state: &self.state,
-                    listen_addresses: &self.listen_addresses,
-                    started: self.started,
-                };
-                let _ = reply.send(snapshot::take(&self.swarm, &context));
+                let _ = reply.send(self.snapshot());
             }
             AdminRequest::Command(command, reply) => {
                 let description = format!("{command:?}");
                 let result = command.apply(&mut self.swarm, &mut self.state);
                 match &result {
-                    Ok(message) => println!("admin: {}", message.trim_end()),
-                    Err(error) => println!("admin: refused {description}: {error}"),
+                    Ok(message) => output::say("admin", &format!("admin: {}", message.trim_end())),
+                    Err(error) => {
+                        output::say("admin", &format!("admin: refused {description}: {error}"));
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -174,25 +211,33 @@ impl Node {
         let local = *self.swarm.local_peer_id();
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                println!(
-                    "listening on {}",
-                    address.clone().with(Protocol::P2p(local))
+                let full = address.clone().with(Protocol::P2p(local));
+                output::line(
+                    "listening",
+                    &format!("listening on {full}"),
+                    json!({ "address": full.to_string() }),
                 );
                 self.listen_addresses.push(address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                println!("no longer listening on {address}");
+                output::say("listening", &format!("no longer listening on {address}"));
                 self.listen_addresses.retain(|a| *a != address);
             }
-            SwarmEvent::ListenerError { error, .. } => println!("listener error: {error}"),
+            SwarmEvent::ListenerError { error, .. } => {
+                output::say("listener", &format!("listener error: {error}"));
+            }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Manager(event)) => {
                 self.telemetry.record(&event);
-                self.state.record(&local, &event);
+                let record = self.state.record(&local, &event);
+                if output::is_json() {
+                    output::line("event", &record.text, json!(record));
+                } else {
+                    println!("manager: {}", record.text);
+                }
                 if let manager::Event::HealthChanged { peer, .. } = &event {
                     let behaviour = &self.swarm.behaviour().manager;
                     self.state.sample_peer_health(behaviour, *peer);
                 }
-                println!("manager: {}", describe(&event));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -229,23 +274,56 @@ impl Node {
         }
     }
 
+    /// The status table, or with `--json` the status and peers of the admin API.
+    fn print_status(&self) {
+        if output::is_json() {
+            let snapshot = self.snapshot();
+            output::line(
+                "status",
+                "status",
+                json!({ "status": snapshot.status, "peers": snapshot.peers }),
+            );
+        } else {
+            print!("{}", status_table(&self.swarm));
+        }
+    }
+
+    fn snapshot(&self) -> snapshot::Snapshot {
+        let context = snapshot::Context {
+            state: &self.state,
+            listen_addresses: &self.listen_addresses,
+            started: self.started,
+        };
+        snapshot::take(&self.swarm, &context)
+    }
+
     /// Says goodbye to every peer and polls the swarm until its connections are closed or
     /// [`SHUTDOWN_DRAIN`] passed.
     async fn shut_down(&mut self, signal: &str) {
         let peers = self.swarm.network_info().num_peers();
-        println!("{signal}: shutting down, saying goodbye to {peers} peer(s)");
+        let text = format!("{signal}: shutting down, saying goodbye to {peers} peer(s)");
+        output::say("shutdown", &text);
         self.swarm.behaviour_mut().manager.shutdown();
         match timeout(SHUTDOWN_DRAIN, self.drain_connections()).await {
-            Ok(()) => println!("shut down: all connections closed"),
+            Ok(()) => output::say("shutdown", "shut down: all connections closed"),
             Err(_) => {
-                println!(
-            "shut down: {} connection(s) still open after {SHUTDOWN_DRAIN:?}, exiting anyway",
-            self.swarm.network_info().connection_counters().num_established()
-        )
+                let open = self
+                    .swarm
+                    .network_info()
+                    .connection_counters()
+                    .num_established();
+                let text = format!(
+                    "shut down: {open} connection(s) still open after {SHUTDOWN_DRAIN:?}, \
+                     exiting anyway"
+                );
+                output::say("shutdown", &text);
             }
         }
         if let Err(error) = self.swarm.behaviour_mut().manager.flush_store() {
-            println!("peer store: last changes not written: {error}");
+            output::say(
+                "store",
+                &format!("peer store: last changes not written: {error}"),
+            );
         }
     }
 

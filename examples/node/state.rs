@@ -110,7 +110,7 @@ impl NodeState {
     }
 
     /// Records an event of the manager: the ring, the peers named, why connections are kept.
-    pub fn record(&mut self, local: &PeerId, event: &Event) {
+    pub fn record(&mut self, local: &PeerId, event: &Event) -> &EventRecord {
         let peer = event_peer(event);
         if let Some(peer) = peer {
             self.know(peer);
@@ -142,6 +142,7 @@ impl NodeState {
             peer: peer.map(|p| p.to_string()),
             text: describe(event),
         });
+        self.events.back().expect("just pushed")
     }
 
     /// The tie-break, explained from the two connections' roles.

@@ -5,14 +5,9 @@ use std::fmt::Write as _;
 use libp2p::{core::Endpoint, PeerId, Swarm};
 use libp2p_connection_manager as manager;
 
-use crate::{describe::format_age, swarm::NodeBehaviour};
+use crate::{describe::format_age, state::transport_of, swarm::NodeBehaviour};
 
 /// A table of the node's connections: one row per connection, the peer last (it is long).
-pub fn print_status(swarm: &Swarm<NodeBehaviour>) {
-    print!("{}", status_table(swarm));
-}
-
-/// The status table as text, one line per connection.
 pub fn status_table(swarm: &Swarm<NodeBehaviour>) -> String {
     let behaviour = &swarm.behaviour().manager;
     let now = std::time::Instant::now();
@@ -38,8 +33,8 @@ pub fn status_table(swarm: &Swarm<NodeBehaviour>) -> String {
     if !rows.is_empty() {
         let _ = writeln!(
             table,
-            "  {:<9}  {:<11}  {:>9}  {:<16}  {:>6}  peer",
-            "direction", "initiator", "rtt", "health", "since"
+            "  {:<9}  {:<9}  {:<11}  {:>9}  {:<16}  {:>6}  peer",
+            "direction", "transport", "initiator", "rtt", "health", "since"
         );
     }
     for (_, row) in rows {
@@ -71,7 +66,8 @@ pub fn status_row(
     };
     let since = format_age(now.saturating_duration_since(connection.since));
     format!(
-        "  {direction:<9}  {:<11}  {rtt:>9}  {health:<16}  {since:>6}  {peer}",
+        "  {direction:<9}  {:<9}  {:<11}  {rtt:>9}  {health:<16}  {since:>6}  {peer}",
+        transport_of(&connection.remote_addr),
         connection.initiator.to_string()
     )
 }

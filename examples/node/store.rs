@@ -31,13 +31,14 @@ pub fn with_store(
         anyhow::anyhow!("{error}{hint}")
     })?;
     if let Some(aside) = store.set_aside() {
-        println!(
+        let text = format!(
             "peer store {} was unreadable: moved to {}, starting empty",
             path.display(),
             aside.display()
         );
+        crate::output::say("store", &text);
     }
-    println!("peer store: {}", path.display());
+    crate::output::say("store", &format!("peer store: {}", path.display()));
     let mut config = StoreConfig::default();
     if let Some(ms) = flush_ms {
         config.flush_interval = Duration::from_millis(ms);

@@ -9,8 +9,11 @@ use tokio::{
     time::{timeout_at, Instant},
 };
 
-use super::node_task::{
-    spawn_cluster_node, ClusterNode, Command, NodeContext, Report, ReportContent, Status,
+use super::{
+    node_task::{
+        spawn_cluster_node, ClusterNode, Command, NodeContext, Report, ReportContent, Status,
+    },
+    Transport,
 };
 
 /// Connections per pair of nodes, counted into buckets.
@@ -32,16 +35,17 @@ pub struct Cluster {
     pub events: Vec<(usize, Event)>,
     /// Pairs meant to have no connection (banned, disconnected).
     pub severed: HashSet<(usize, usize)>,
+    pub transport: Transport,
 }
 
 impl Cluster {
-    pub async fn start(size: usize) -> anyhow::Result<Self> {
+    pub async fn start(size: usize, transport: Transport) -> anyhow::Result<Self> {
         let keys: Vec<Keypair> = (0..size).map(|_| Keypair::generate_ed25519()).collect();
         let peers: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let (report_tx, reports) = mpsc::unbounded_channel();
         let mut nodes = Vec::with_capacity(size);
         for (index, key) in keys.into_iter().enumerate() {
-            let listen = "/ip4/127.0.0.1/tcp/0".parse()?;
+            let listen = transport.listen_address().parse()?;
             let context = NodeContext {
                 index,
                 incarnation: 0,
@@ -58,6 +62,7 @@ impl Cluster {
             statuses: vec![Status::default(); size],
             events: Vec::new(),
             severed: HashSet::new(),
+            transport,
         })
     }
 
@@ -178,6 +183,24 @@ impl Cluster {
         self.statuses[a].initiators.get(&self.peers[b]).copied()
     }
 
+    /// Kept connections between pairs, counted by transport (`tcp: 27`).
+    pub fn kept_by_transport(&self) -> String {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for (a, b) in self.pairs() {
+            if let Some(transport) = self.statuses[a].transports.get(&self.peers[b]) {
+                match counts.iter_mut().find(|(t, _)| t == transport) {
+                    Some((_, count)) => *count += 1,
+                    None => counts.push((transport, 1)),
+                }
+            }
+        }
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(t, n)| format!("{n} over {t}"))
+            .collect();
+        parts.join(", ")
+    }
+
     pub fn count_events(&self, predicate: impl Fn(&Event) -> bool) -> usize {
         self.events.iter().filter(|(_, e)| predicate(e)).count()
     }
@@ -262,7 +285,18 @@ impl Cluster {
             peers: self.peers.clone(),
             reports: self.report_tx.clone(),
         };
-        let node = spawn_cluster_node(old.key.clone(), old.address.clone(), context).await?;
+        // In one process a QUIC endpoint's UDP socket outlives its killed swarm (unlike a dead
+        // process's), so a QUIC node comes back on a new port, which its peers are told.
+        let address = match self.transport {
+            Transport::Tcp => old.address.clone(),
+            Transport::Quic => Transport::Quic.listen_address().parse()?,
+        };
+        let node = spawn_cluster_node(old.key.clone(), address, context).await?;
+        if self.transport == Transport::Quic {
+            for other in self.nodes.iter().filter(|n| n.peer != node.peer) {
+                other.send(Command::Keep(node.peer, node.address.clone()));
+            }
+        }
         self.nodes[index] = node;
         Ok(())
     }
@@ -271,7 +305,10 @@ impl Cluster {
     pub async fn stop(self) {
         for node in self.nodes {
             node.task.abort();
-            let _ = node.task.await;
+            // A killed node's task was awaited already.
+            if !node.task.is_finished() {
+                let _ = node.task.await;
+            }
         }
     }
 }

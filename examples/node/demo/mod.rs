@@ -23,6 +23,25 @@ pub const LOSS_DEADLINE: Duration = Duration::from_secs(5);
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
 /// How long node 0 bans node 2 in the demo.
 pub const DEMO_BAN: Duration = Duration::from_secs(60);
+
+/// The transport the demo's nodes listen on and dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// TCP with noise and yamux.
+    Tcp,
+    /// QUIC (TLS 1.3 built in).
+    Quic,
+}
+
+impl Transport {
+    fn listen_address(self) -> &'static str {
+        match self {
+            Self::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Self::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+}
+
 /// How one stage of the demo went.
 pub struct Stage {
     pub name: &'static str,
@@ -64,13 +83,21 @@ impl Outcome {
     }
 }
 
-pub async fn run_cluster_demo(size: usize) -> anyhow::Result<ExitCode> {
+pub async fn run_cluster_demo(size: usize, transport: Transport) -> anyhow::Result<ExitCode> {
     println!(
-        "cluster demo: {size} nodes on 127.0.0.1, each dialing the {} others at once",
+        "cluster demo: {size} nodes on 127.0.0.1 over {transport:?}, each dialing the {} others \
+         at once",
         size - 1
     );
-    println!("  (Swarm::dial with default options: simultaneous dials with TCP port reuse)");
-    let mut cluster = Cluster::start(size).await?;
+    match transport {
+        Transport::Tcp => {
+            println!("  (Swarm::dial with default options: simultaneous dials with TCP port reuse)")
+        }
+        Transport::Quic => println!(
+            "  (Swarm::dial with default options: simultaneous dials from the listening UDP port)"
+        ),
+    }
+    let mut cluster = Cluster::start(size, transport).await?;
     println!("  {size} nodes listening");
 
     let mut outcome = Outcome::default();

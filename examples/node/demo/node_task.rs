@@ -13,7 +13,10 @@ use libp2p::{
 use libp2p_connection_manager::{self as manager, Event, Initiator};
 use tokio::{sync::mpsc, time::timeout};
 
-use crate::swarm::{build_swarm, NodeBehaviour, NodeBehaviourEvent};
+use crate::{
+    state::transport_of,
+    swarm::{build_swarm, NodeBehaviour, NodeBehaviourEvent},
+};
 
 /// What the demo asks a cluster node to do.
 pub enum Command {
@@ -46,6 +49,8 @@ pub struct Status {
     pub connections: HashMap<PeerId, u32>,
     /// Who initiated the open connection the manager keeps to each peer.
     pub initiators: HashMap<PeerId, Initiator>,
+    /// The transport of the open connection the manager keeps to each peer.
+    pub transports: HashMap<PeerId, &'static str>,
     /// Peers the manager was asked to keep.
     pub wanted: HashSet<PeerId>,
     /// Connections the swarm is dialing or negotiating.
@@ -115,7 +120,7 @@ pub async fn spawn_cluster_node(
     listen: Multiaddr,
     context: NodeContext,
 ) -> anyhow::Result<ClusterNode> {
-    let mut swarm = build_swarm(key.clone(), manager::Config::default())?;
+    let mut swarm = build_swarm(key.clone(), manager::Config::default()).await?;
     let peer = *swarm.local_peer_id();
     swarm
         .listen_on(listen.clone())
@@ -267,6 +272,9 @@ pub fn cluster_node_status(
                 Some(_) => status.closing += 1,
                 None => {
                     status.initiators.insert(*peer, connection.initiator);
+                    status
+                        .transports
+                        .insert(*peer, transport_of(&connection.remote_addr));
                 }
             }
         }

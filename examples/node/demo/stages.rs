@@ -6,8 +6,8 @@ use libp2p_connection_manager::{DisconnectReason, Event, Initiator};
 use tokio::time::Instant;
 
 use super::{
-    cluster::Cluster, node_task::Command, summary::list, Outcome, CONVERGE_DEADLINE, DEMO_BAN,
-    LOSS_DEADLINE, SETTLE_DEADLINE,
+    cluster::Cluster, node_task::Command, summary::list, Outcome, Transport, CONVERGE_DEADLINE,
+    DEMO_BAN, LOSS_DEADLINE, SETTLE_DEADLINE,
 };
 
 /// Stage 1: every node dials every other at once; every pair must end with one connection.
@@ -82,11 +82,15 @@ pub async fn kill_and_restart(
 
     let started = Instant::now();
     if let Err(error) = cluster.restart(index).await {
-        let what = format!("cannot restart node {index} on the same address: {error:#}");
+        let what = format!("cannot restart node {index}: {error:#}");
         return Err(failure(what, started.elapsed()));
     }
+    let port = match cluster.transport {
+        Transport::Tcp => "on the same port",
+        Transport::Quic => "on a new UDP port, which its peers are told",
+    };
     println!(
-        "  node {index} restarted with the same key on {}; it dials {} again",
+        "  node {index} restarted with the same key {port} ({}); it dials {} again",
         cluster.nodes[index].address,
         list(&it_dialed)
     );

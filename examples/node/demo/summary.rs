@@ -68,6 +68,8 @@ pub fn print_summary(cluster: &Cluster, outcome: &Outcome) {
         count(|e| matches!(e, Event::RedialScheduled { .. })),
         "rescues of failed dials, and redials after the restart".to_owned(),
     );
+    let kept = cluster.kept_by_transport();
+    println!("  {:<28}{kept}", "kept connections");
     total_row(
         "dials failed",
         count(|e| matches!(e, Event::DialFailed { .. })),
