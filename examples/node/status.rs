@@ -33,8 +33,8 @@ pub fn status_table(swarm: &Swarm<NodeBehaviour>) -> String {
     if !rows.is_empty() {
         let _ = writeln!(
             table,
-            "  {:<9}  {:<9}  {:<11}  {:>9}  {:<16}  {:>6}  peer",
-            "direction", "transport", "initiator", "rtt", "health", "since"
+            "  {:<9}  {:<11}  {:<9}  {:>9}  {:<16}  {:>6}  peer",
+            "direction", "initiator", "transport", "rtt", "health", "since"
         );
     }
     for (_, row) in rows {
@@ -66,8 +66,8 @@ pub fn status_row(
     };
     let since = format_age(now.saturating_duration_since(connection.since));
     format!(
-        "  {direction:<9}  {:<9}  {:<11}  {rtt:>9}  {health:<16}  {since:>6}  {peer}",
-        transport_of(&connection.remote_addr),
-        connection.initiator.to_string()
+        "  {direction:<9}  {:<11}  {:<9}  {rtt:>9}  {health:<16}  {since:>6}  {peer}",
+        connection.initiator.to_string(),
+        transport_of(&connection.remote_addr)
     )
 }

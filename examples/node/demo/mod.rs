@@ -16,7 +16,7 @@ use summary::{print_problems, print_summary};
 pub const DEFAULT_CLUSTER_SIZE: u16 = 8;
 /// How long the cluster may take to reach one connection per pair, at first and after the
 /// restart.
-pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(20);
+pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the peers of the killed node may take to notice it is gone.
 pub const LOSS_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a ban or a disconnect may take to arrive and settle.
