@@ -1,49 +1,40 @@
 //! A libp2p node with the connection manager, in two modes.
 //!
-//! **Cluster demo** (no arguments, or `--cluster N`): starts N nodes (8 by default) in this one
-//! process on 127.0.0.1, each a swarm in its own task, and walks them through four stages,
-//! each awaited event by event with a deadline:
+//! **Cluster demo** (no arguments, or `--cluster N`, `--transport tcp|quic`): starts N nodes
+//! (8 by default) in this one process on 127.0.0.1, each a swarm in its own task, and walks
+//! them through four stages, each awaited event by event with a deadline (`demo/`):
 //!
 //! 1. *Convergence*: every node dials every other at once with plain `Swarm::dial` and default
 //!    options (the harsh case: simultaneous dials from the listening port), until every pair has
 //!    exactly one connection and nothing is in flight.
-//! 2. *Restart*: the other nodes ask their manager to keep the last node (`dial` on a connected
-//!    peer only marks it wanted); the last node is killed and restarted with the same key on the
-//!    same port, and dials again the peers it had dialed. The peers that had dialed it redial it
-//!    by themselves, and every pair is back to one connection.
+//! 2. *Restart*: the other nodes ask their manager to keep the last node; it is killed and
+//!    restarted with the same key (on the same port over TCP; over QUIC on a new one, which its
+//!    peers are told), and dials again the peers it had dialed. The peers that had dialed it
+//!    redial it by themselves, and every pair is back to one connection.
 //! 3. *Ban*: node 0 bans node 2 for 60 s. Node 2 receives goodbye `Banned`; the pair stays
 //!    without a connection, every other pair keeps its one.
 //! 4. *Goodbye*: node 0 disconnects node 1, which receives goodbye `Normal`.
 //!
-//! It then prints a summary table and exits 0 only if every stage held (1 otherwise, with what
-//! failed).
+//! It then prints a summary table (with the transport of the kept connections) and exits 0
+//! only if every stage held (1 otherwise, with what failed).
+//!
+//! **Long-lived node** (any node option or its environment variable): one node that prints its
+//! peer id, its effective configuration, its listen addresses (`listening on .../p2p/<peer
+//! id>`), every event of the manager (one line each, or JSON with `--json`) and a status table
+//! every `--status-interval` seconds. Settings come from flags, environment variables and a
+//! TOML `--config` file (`config.rs`, `cli.rs`); transports are TCP (noise or TLS), QUIC and
+//! WebSocket (`swarm.rs`). `--admin ADDR` serves the admin API, the status page, `/metrics`
+//! and `/healthz` (`admin.rs`, `page.html`); `node ctl` calls the API (`ctl.rs`).
+//! `--stdin-commands` reads the same commands from standard input (`commands.rs`;
+//! `scripts/interop.sh` drives the node with them). Ctrl-C or SIGTERM says goodbye to every
+//! peer, waits up to 3 s for the connections to close, and exits 0.
 //!
 //! ```text
 //! cargo run --example node
-//! cargo run --example node -- --cluster 16
-//! ```
-//!
-//! **Long-lived node** (any other option): one node that prints its peer id and listen addresses
-//! (`listening on /ip4/.../tcp/N/p2p/<peer id>`), every event of the manager (one line each),
-//! and a status table of its connections every `--status-interval` seconds. A `--dial` or
-//! `--bootstrap` address names the peer with `/p2p/<peer id>`; a `--dial` address without it is
-//! dialed once with `Swarm::dial`. `--key-file` keeps the identity across runs. With
-//! `--features metrics`, `--metrics ADDR` serves Prometheus text on `http://ADDR/` (the bound
-//! address is printed as `metrics on http://.../metrics`). With `--features redb`,
-//! `--store PATH` keeps bans, wanted peers, addresses and tags in a file: a restarted node is
-//! still banning whom it banned and redials whom it wanted (`--ban PEER_ID` bans at start; a
-//! damaged store is refused with a message naming the file, or set aside with `--fresh-store`).
-//! `--stdin-commands` reads `dial <multiaddr>`, `ban <peer id> [secs]`, `disconnect <peer id>`,
-//! `tag <peer id> <tag> <value>`, `address <peer id> <multiaddr>`, `flush [label]` and `status`
-//! lines from standard input, several on one line with `;` between them (`scripts/interop.sh`
-//! drives the node with them; `tests/store_durability.rs` kills it between flushes).
-//! Ctrl-C or SIGTERM says goodbye to every peer (`shutdown`), waits up to 3 s for the
-//! connections to close, and exits 0.
-//!
-//! ```text
-//! cargo run --example node -- --listen /ip4/127.0.0.1/tcp/4001 --key-file node-a.key
-//! cargo run --example node -- --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/<peer id of the first>
-//! cargo run --example node --features metrics -- --metrics 127.0.0.1:9100
+//! cargo run --example node -- --transport quic
+//! cargo run --example node -- --listen /ip4/127.0.0.1/tcp/4001 --key-file a.key --admin 127.0.0.1:5001
+//! cargo run --example node -- ctl peers
+//! cargo run --example node -- ctl ban <peer id> --for 600
 //! cargo run --example node --features redb -- --key-file a.key --store a.redb --dial <addr/p2p/id>
 //! ```
 //!

@@ -119,8 +119,15 @@ impl NodeState {
             Event::ConnectionKept {
                 peer, connection, ..
             } => {
-                let why = "the only connection to this peer".to_owned();
-                self.kept.insert(*peer, (*connection, why));
+                // A duplicate closed before this event already said why this one is kept.
+                let explained = self
+                    .kept
+                    .get(peer)
+                    .is_some_and(|(kept, _)| kept == connection);
+                if !explained {
+                    let why = "the only connection to this peer".to_owned();
+                    self.kept.insert(*peer, (*connection, why));
+                }
             }
             Event::DuplicateClosed { peer, kept, closed } => {
                 let why = self.why_kept(local, peer, *kept, *closed);
