@@ -223,11 +223,12 @@ struct BanBody {
     seconds: Option<u64>,
 }
 
-type From = ConnectInfo<SocketAddr>;
+/// The address a request came from.
+type Caller = ConnectInfo<SocketAddr>;
 
 async fn connect(
     State(api): State<Api>,
-    ConnectInfo(from): From,
+    ConnectInfo(from): Caller,
     body: Json<AddressBody>,
 ) -> Response {
     let command = parse("a multiaddr", &body.address).map(NodeCommand::Connect);
@@ -236,20 +237,20 @@ async fn connect(
 
 async fn disconnect(
     State(api): State<Api>,
-    ConnectInfo(from): From,
+    ConnectInfo(from): Caller,
     body: Json<PeerBody>,
 ) -> Response {
     let command = parse("a peer id", &body.peer).map(NodeCommand::Disconnect);
     run(&api, from, command).await
 }
 
-async fn ban(State(api): State<Api>, ConnectInfo(from): From, body: Json<BanBody>) -> Response {
+async fn ban(State(api): State<Api>, ConnectInfo(from): Caller, body: Json<BanBody>) -> Response {
     let duration = body.seconds.map(Duration::from_secs);
     let command = parse_ban_target(&body.target).map(|t| NodeCommand::Ban(t, duration));
     run(&api, from, command).await
 }
 
-async fn unban(State(api): State<Api>, ConnectInfo(from): From, body: Json<BanBody>) -> Response {
+async fn unban(State(api): State<Api>, ConnectInfo(from): Caller, body: Json<BanBody>) -> Response {
     let command = parse_ban_target(&body.target).map(NodeCommand::Unban);
     run(&api, from, command).await
 }
@@ -262,7 +263,7 @@ fn tag_of(body: &PeerBody) -> String {
 
 async fn protect(
     State(api): State<Api>,
-    ConnectInfo(from): From,
+    ConnectInfo(from): Caller,
     body: Json<PeerBody>,
 ) -> Response {
     let command = parse("a peer id", &body.peer).map(|p| NodeCommand::Protect(p, tag_of(&body)));
@@ -271,13 +272,13 @@ async fn protect(
 
 async fn unprotect(
     State(api): State<Api>,
-    ConnectInfo(from): From,
+    ConnectInfo(from): Caller,
     body: Json<PeerBody>,
 ) -> Response {
     let command = parse("a peer id", &body.peer).map(|p| NodeCommand::Unprotect(p, tag_of(&body)));
     run(&api, from, command).await
 }
 
-async fn trim(State(api): State<Api>, ConnectInfo(from): From) -> Response {
+async fn trim(State(api): State<Api>, ConnectInfo(from): Caller) -> Response {
     run(&api, from, Ok(NodeCommand::Trim)).await
 }
