@@ -127,11 +127,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub inactivity_timeout: Option<u64>,
     /// Read commands from standard input, one a line: `dial <multiaddr>` (as --dial),
-    /// `ban <peer id> [secs]` (until unbanned without secs), `disconnect <peer id>`,
+    /// `ban <peer id|network> [secs]` (until unbanned without secs), `unban <peer id|network>`,
+    /// `disconnect <peer id>`, `protect <peer id> [tag]`, `unprotect <peer id> [tag]`, `trim`,
     /// `tag <peer id> <tag> <value>`, `address <peer id> <multiaddr>` (remember a dial address),
     /// `flush [label]` (write the changes to the store and wait; prints `peer store flushed
     /// <label>`), `status` (the status table now). Commands on one line, `;` between them, are
-    /// applied together: the store gets them in one batch.
+    /// applied together: the store gets them in one batch. The admin API takes the same.
     #[arg(long)]
     pub stdin_commands: bool,
 }
