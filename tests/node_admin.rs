@@ -443,3 +443,35 @@ bans = [{ target = "10.9.0.0/16", seconds = 600 }]
         assert!(stderr.contains(expected), "{contents:?}: {stderr}");
     }
 }
+
+/// `--json`: every line on stdout is one JSON object with a time and a type; the startup lines
+/// and the periodic status come as data.
+#[test]
+fn json_lines_are_json() {
+    let transcript = Transcript::default();
+    let node = NodeProcess::start(
+        "json",
+        &["--json", "--status-interval", "1", "--admin", "127.0.0.1:0"],
+        &transcript,
+    );
+    let parse = |line: &str| serde_json::from_str::<Value>(line).ok();
+    let is_typed = |line: &str, kind: &str| {
+        parse(line).is_some_and(|v| v["type"] == kind && v["at_ms"].is_u64())
+    };
+    let first = node.wait_for_line("the peer id line", SETTLE, |_| true);
+    assert!(is_typed(&first, "peer_id"), "{first}");
+    node.wait_for_line("the config as data", SETTLE, |l| is_typed(l, "config"));
+    let listening = node.wait_for_line("a listen address", SETTLE, |l| is_typed(l, "listening"));
+    assert!(
+        parse(&listening).is_some_and(|v| v["address"].is_string()),
+        "{listening}"
+    );
+    let status = node.wait_for_line("a status line", SETTLE, |l| is_typed(l, "status"));
+    let status = parse(&status).expect("JSON");
+    assert_eq!(status["status"]["connected_peers"], 0, "{status}");
+    assert!(status["peers"].is_array(), "{status}");
+    let all = transcript.to_string();
+    for line in all.lines().filter_map(|l| l.trim().strip_prefix("json: ")) {
+        assert!(parse(line).is_some(), "not JSON: {line}");
+    }
+}
