@@ -159,7 +159,7 @@ fn three_nodes_connected_banned_and_back_through_the_admin_api() {
     // `node ctl` reads the same peers as the API.
     let ctl = Command::new(example_binary())
         .args(["ctl", "peers"])
-        .env("NODE_ADMIN", a.api.base())
+        .env("LIBP2P_NODE_ADMIN", a.api.base())
         .output()
         .expect("run node ctl peers");
     assert!(ctl.status.success(), "{ctl:?}");
@@ -170,7 +170,7 @@ fn three_nodes_connected_banned_and_back_through_the_admin_api() {
     let banned_at = now_ms();
     let ctl = Command::new(example_binary())
         .args(["ctl", "ban", &c.peer, "--for", &BAN_SECS.to_string()])
-        .env("NODE_ADMIN", a.api.base())
+        .env("LIBP2P_NODE_ADMIN", a.api.base())
         .output()
         .expect("run node ctl ban");
     assert!(ctl.status.success(), "{ctl:?}\n{transcript}");

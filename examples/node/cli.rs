@@ -12,7 +12,7 @@ use crate::config::{BanEntry, NodeConfig, Rate, Security};
 #[derive(clap::Args, Debug, Default)]
 pub struct NodeArgs {
     /// Read settings from this TOML file (`--print-config` shows its format).
-    #[arg(long, value_name = "PATH", env = "NODE_CONFIG")]
+    #[arg(long, value_name = "PATH", env = "LIBP2P_NODE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
@@ -23,7 +23,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         value_name = "MULTIADDR",
-        env = "NODE_LISTEN",
+        env = "LIBP2P_NODE_LISTEN",
         value_delimiter = ','
     )]
     pub listen: Vec<Multiaddr>,
@@ -38,7 +38,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         value_name = "MULTIADDR",
-        env = "NODE_BOOTSTRAP",
+        env = "LIBP2P_NODE_BOOTSTRAP",
         value_delimiter = ','
     )]
     pub bootstrap: Vec<Multiaddr>,
@@ -48,19 +48,19 @@ pub struct NodeArgs {
     pub dial: Vec<Multiaddr>,
     /// Keep the identity in this file: an ed25519 keypair, protobuf-encoded. Created (mode
     /// 0600) if missing.
-    #[arg(long, value_name = "PATH", env = "NODE_KEY_FILE")]
+    #[arg(long, value_name = "PATH", env = "LIBP2P_NODE_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// Serve the admin API, the status page, `/metrics` (feature `metrics`) and `/healthz` on
     /// this address, e.g. 127.0.0.1:5001 (port 0 picks one). `--metrics` is another name.
-    /// `node ctl` reads the same NODE_ADMIN.
-    #[arg(long, value_name = "ADDR", visible_alias = "metrics", env = "NODE_ADMIN",
+    /// `node ctl` reads the same LIBP2P_NODE_ADMIN.
+    #[arg(long, value_name = "ADDR", visible_alias = "metrics", env = "LIBP2P_NODE_ADMIN",
           value_parser = parse_admin_address)]
     pub admin: Option<SocketAddr>,
     /// Take commands (POST) on the admin API from any address, not only loopback.
     #[arg(long)]
     pub admin_allow_remote: bool,
     /// Print a status table every SECS seconds; 0 disables it [default: 10].
-    #[arg(long, value_name = "SECS", env = "NODE_STATUS_INTERVAL")]
+    #[arg(long, value_name = "SECS", env = "LIBP2P_NODE_STATUS_INTERVAL")]
     pub status_interval: Option<u64>,
     /// Print events (and the startup lines) as JSON objects, one a line, for log collectors.
     #[arg(long)]
@@ -107,7 +107,7 @@ pub struct NodeArgs {
     pub auto_connect: bool,
     /// Keep bans, wanted peers, addresses and tags in this file across restarts (a redb
     /// database, created if missing). Needs `--features redb`.
-    #[arg(long, value_name = "PATH", env = "NODE_STORE")]
+    #[arg(long, value_name = "PATH", env = "LIBP2P_NODE_STORE")]
     pub store: Option<PathBuf>,
     /// If the --store file is damaged or of another format, set it aside (renamed to
     /// `<file>.bad-<time>`) and start with an empty store, instead of refusing to start.

@@ -15,7 +15,7 @@ pub struct CtlArgs {
     #[arg(
         long,
         value_name = "ADDR",
-        env = "NODE_ADMIN",
+        env = "LIBP2P_NODE_ADMIN",
         default_value = "127.0.0.1:5001"
     )]
     admin: String,

@@ -85,7 +85,12 @@ pub struct Args {
     #[command(flatten)]
     node: NodeArgs,
     /// Log level of the example's own lines; the libraries log at `warn`. RUST_LOG overrides.
-    #[arg(long, value_name = "LEVEL", default_value = "info", env = "NODE_LOG")]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "LIBP2P_NODE_LOG"
+    )]
     log: LevelFilter,
 }
 
