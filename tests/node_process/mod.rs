@@ -299,3 +299,27 @@ pub fn wait_until<T>(
         }
     }
 }
+
+/// A started node: its process, API, peer id and dial address.
+pub struct Started {
+    pub process: NodeProcess,
+    pub api: Admin,
+    pub peer: String,
+    pub address: String,
+}
+
+/// Starts a node with its admin API on a free port and `extra` options.
+pub fn start_with(name: &'static str, extra: &[&str], transcript: &Transcript) -> Started {
+    let mut args = vec!["--admin", "127.0.0.1:0", "--status-interval", "0"];
+    args.extend_from_slice(extra);
+    let process = NodeProcess::start(name, &args, transcript);
+    let peer = process.value_after("peer id: ");
+    let api = Admin::of(&process);
+    let address = process.value_after("listening on ");
+    Started {
+        process,
+        api,
+        peer,
+        address,
+    }
+}
