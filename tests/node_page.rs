@@ -41,6 +41,7 @@ fn run_chromium(chromium: &Path, url: &str, extra: &[&str]) -> String {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",
             "--no-first-run",
             "--hide-scrollbars",
             "--window-size=1300,900",
