@@ -1,5 +1,5 @@
 //! The `node` example as real processes: two long-lived nodes on 127.0.0.1, one bootstrapping
-//! from the other, the first's Prometheus endpoint scraped over plain TCP, then the first
+//! from the other, the first's Prometheus endpoint scraped over HTTP, then the first
 //! stopped with SIGINT (it must say goodbye and exit 0). And the `--key-file` identity.
 //!
 //! The example binary is the one `cargo test` builds next to the test binary
@@ -7,18 +7,12 @@
 //! `metrics`, hence `cargo test --all-features`.
 #![cfg(feature = "metrics")]
 
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{mpsc, Arc, Mutex},
-    thread,
-    time::{Duration, Instant},
-};
+mod node_process;
 
-/// How long a node may take to print its startup lines.
-const STARTUP: Duration = Duration::from_secs(10);
+use std::{net::SocketAddr, process::Command, time::Duration};
+
+use node_process::{example_binary, NodeProcess, TempDir, Transcript, STARTUP};
+
 /// How long B may take to connect to A.
 const CONNECT: Duration = Duration::from_secs(30);
 /// How long a line that follows from the previous step may take.
@@ -297,33 +291,28 @@ fn a_damaged_store_is_refused_or_set_aside() {
     fresh.value_after("listening on ");
 }
 
-/// `GET /metrics` over a plain TCP connection; the whole response, head and body.
-fn scrape(address: SocketAddr) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .expect("connect to A's metrics endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    response
+/// `GET /metrics`: the content type and the body.
+fn scrape(address: SocketAddr) -> (String, String) {
+    let mut response = ureq::get(&format!("http://{address}/metrics"))
+        .call()
+        .expect("GET /metrics");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .expect("read the metrics");
+    (content_type, body)
 }
 
-fn assert_scrape(response: &str, transcript: &Transcript) {
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {response:?}"));
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+fn assert_scrape((content_type, body): &(String, String), transcript: &Transcript) {
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
-        "{head}"
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
     );
     for expected in [
         r#"connection_manager_established_connections{direction="inbound"} 1"#,
@@ -339,197 +328,4 @@ fn assert_scrape(response: &str, transcript: &Transcript) {
             .any(|line| line.starts_with("connection_manager_connections_kept_total")),
         "no connections_kept_total in\n{body}"
     );
-}
-
-/// The example binary next to this test binary: `target/<profile>/deps/<test>` →
-/// `target/<profile>/examples/node`.
-fn example_binary() -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_directory = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_directory
-        .join("examples")
-        .join(format!("node{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "the node example is not built at {}: run `cargo test --all-features` (it builds the \
-         examples) or `cargo build --example node --features metrics` first",
-        binary.display()
-    );
-    binary
-}
-
-/// Every line both nodes printed, for failure messages.
-#[derive(Clone, Default)]
-struct Transcript(Arc<Mutex<Vec<String>>>);
-
-impl Transcript {
-    fn push(&self, line: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(line);
-    }
-}
-
-impl std::fmt::Display for Transcript {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for line in lines.iter() {
-            writeln!(f, "  {line}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A running node example, killed when dropped (on every path, panics included).
-struct NodeProcess {
-    name: &'static str,
-    child: Child,
-    /// Its stdout, line by line.
-    lines: mpsc::Receiver<String>,
-    transcript: Transcript,
-}
-
-impl NodeProcess {
-    fn start(name: &'static str, args: &[&str], transcript: &Transcript) -> Self {
-        let binary = example_binary();
-        let mut child = Command::new(&binary)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let (line_tx, lines) = mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            let transcript = transcript.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    transcript.push(format!("{name}: {line}"));
-                    let _ = line_tx.send(line);
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let transcript = transcript.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    transcript.push(format!("{name} (stderr): {line}"));
-                }
-            });
-        }
-        Self {
-            name,
-            child,
-            lines,
-            transcript: transcript.clone(),
-        }
-    }
-
-    /// Reads lines until one matches, for at most `limit`.
-    fn wait_for_line(&self, what: &str, limit: Duration, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if matches(&line) => return line,
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "{}: {what}: not within {limit:?}; transcript:\n{}",
-                    self.name, self.transcript
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
-                    "{}: {what}: the process ended first{}; transcript:\n{}",
-                    self.name,
-                    self.built_without_metrics_hint(),
-                    self.transcript
-                ),
-            }
-        }
-    }
-
-    /// A hint when the example refused `--metrics`: `cargo build --example node` (no features)
-    /// overwrote the binary `cargo test --all-features` had built.
-    fn built_without_metrics_hint(&self) -> &'static str {
-        if self
-            .transcript
-            .to_string()
-            .contains("built with the metrics feature")
-        {
-            " (the example binary was built without the `metrics` feature: run \
-             `cargo build --example node --features metrics`, or `cargo test --all-features` \
-             without `--test`)"
-        } else {
-            ""
-        }
-    }
-
-    /// The rest of the first startup line that begins with `prefix`.
-    fn value_after(&self, prefix: &str) -> String {
-        let what = format!("a line starting with {prefix:?}");
-        let line = self.wait_for_line(&what, STARTUP, |line| line.starts_with(prefix));
-        line[prefix.len()..].trim().to_owned()
-    }
-
-    /// SIGINT, as Ctrl-C sends it (`libc` is not a dependency: the `kill` command).
-    fn interrupt(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -INT {} failed", self.child.id());
-    }
-
-    fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) => panic!(
-                    "{} still running {limit:?} after SIGINT; transcript:\n{}",
-                    self.name, self.transcript
-                ),
-                Err(error) => panic!("cannot wait for {}: {error}", self.name),
-            }
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "node-processes-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

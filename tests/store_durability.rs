@@ -641,7 +641,7 @@ fn example_binary() -> PathBuf {
             )
         });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if let Some(newer) = newest_source(&[root.join("src"), root.join("examples/node.rs")])
+    if let Some(newer) = newest_source(&[root.join("src"), root.join("examples/node")])
         .filter(|(modified, _)| *modified > built)
     {
         panic!(
