@@ -32,9 +32,11 @@ use crate::{
         Action, Ban, BanTarget, CloseCause, Denial, DialFailure, Event, Health, Initiator, Limits,
         Manager, NewConnection, PeerInfo, Phase,
     },
-    exchange_handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
-    handler::{self, GoodbyeOutcome, Handler},
-    protocol::Goodbye,
+    exchange::handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
+    goodbye::{
+        handler::{self, GoodbyeOutcome, Handler},
+        protocol::Goodbye,
+    },
     store::{PeerStore, StoreConfig, StoreDriver, StoreError},
     Config, ConfigError,
 };
