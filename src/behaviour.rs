@@ -131,7 +131,7 @@ impl Behaviour {
         }
     }
 
-    /// Measures bandwidth with `meter` (fed by a [`CountingTransport`](crate::bandwidth::CountingTransport)
+    /// Measures bandwidth with `meter` (fed by a [`counting_transport`](crate::bandwidth::counting_transport)
     /// around the swarm's transport) and includes it in the health score. Without it,
     /// bandwidth is left out of the score.
     pub fn with_bandwidth_meter(mut self, meter: BandwidthMeter) -> Self {
