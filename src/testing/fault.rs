@@ -1,4 +1,4 @@
-//! Test utilities: a fault-injecting transport wrapper.
+//! A fault-injecting transport wrapper.
 //!
 //! [`fault_transport`] wraps a transport whose connections are plain byte streams (TCP, below
 //! noise and yamux) and lets a test break those streams in-process, while they run, through a
@@ -21,8 +21,6 @@
 //! faults.set(Fault::Blackhole); // every connection of this transport goes silent
 //! faults.heal(); // and comes back, nothing lost
 //! ```
-//!
-//! Enabled by the `testing` feature.
 
 use std::{
     collections::{HashMap, VecDeque},
