@@ -1,7 +1,9 @@
 //! Test and benchmark utilities, enabled by the `testing` feature: a fault-injecting transport
-//! ([`fault_transport`]), and the crate-private conversions that benchmarks measure.
+//! ([`fault_transport`]), the model of the swarm that the property test and the fuzzer drive
+//! the core with ([`model`]), and the crate-private conversions that benchmarks measure.
 
 mod fault;
+pub mod model;
 
 pub use fault::{
     fault_transport, Fault, FaultControl, FaultyStream, MAX_HELD_READS, MAX_HELD_WRITES,
