@@ -1,6 +1,7 @@
 //! A model of the swarm that drives the sans-IO core [`Manager`] with random operation
-//! sequences, and the invariants the manager keeps under them. One model, two drivers: the property test `tests/model.rs` (proptest, shrinking to a readable
-//! sequence) and the fuzz target `fuzz/fuzz_targets/core_ops.rs` (libFuzzer, coverage-guided).
+//! sequences, and the invariants the manager keeps under them. One model, two drivers: the
+//! property test `tests/model.rs` (proptest, shrinking to a readable sequence) and the fuzz
+//! target `fuzz/fuzz_targets/core_ops.rs` (libFuzzer, coverage-guided).
 //!
 //! The model only ever sends inputs a real swarm could send: inbound and outbound connections,
 //! establishments (hole-punched, relayed, refused by another behaviour), closes, dial failures,
