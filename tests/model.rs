@@ -29,11 +29,13 @@ fn setup() -> impl Strategy<Value = Setup> {
 }
 
 /// A random operation, with restarts and quiet spells more often than the byte format has
-/// them (about one in 36 each, as the weight of a kind of connection event).
+/// them (about one in 36 each, as the weight of a kind of connection event), and inbound
+/// circuits through relays, which it does not have.
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        34 => proptest::collection::vec(any::<u8>(), 1..12)
+        32 => proptest::collection::vec(any::<u8>(), 1..12)
             .prop_filter_map("too few bytes for an operation", |bytes| Op::from_bytes(&bytes)),
+        2 => any::<u8>().prop_map(Op::relayed_inbound),
         1 => Just(Op::restart()),
         1 => Just(Op::quiesce()),
     ]

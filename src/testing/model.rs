@@ -481,6 +481,11 @@ enum Step {
         catch_up: bool,
     },
     Shutdown,
+    /// An inbound circuit through relay `relay` (0 or 1) arrives on the listen address
+    /// through that relay (not in the byte format: [`Op::relayed_inbound`]).
+    RelayedInbound {
+        relay: u8,
+    },
     /// The process dies and starts again: connections vanish, and a new manager takes over
     /// what the peer store kept.
     Restart,
@@ -504,6 +509,12 @@ impl Op {
     /// Decodes one operation from the start of `bytes`, if they are enough.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         Self::decode(&mut Unstructured::new(bytes)).ok()
+    }
+
+    /// An inbound circuit through relay `relay` (taken modulo 2), counted against the relay's
+    /// limit rather than an IP.
+    pub fn relayed_inbound(relay: u8) -> Self {
+        Op(Step::RelayedInbound { relay: relay % 2 })
     }
 
     /// A restart of the process from its peer store.
@@ -682,6 +693,8 @@ struct Conn {
     relayed: bool,
     /// The per-IP key this inbound connection is counted under, if it is.
     counted_ip: Option<IpAddr>,
+    /// The relay this inbound circuit is counted under, if it is.
+    counted_relay: Option<u8>,
     /// The manager reported this dial as timed out (it stays pending in the swarm).
     timed_out: bool,
     /// Let through by the manager only to say goodbye `ResourceConstraint`: never counted.
@@ -936,6 +949,7 @@ impl World {
                     addr: None,
                     relayed: false,
                     counted_ip: None,
+                    counted_relay: None,
                     timed_out: false,
                     refused: false,
                 });
@@ -1176,7 +1190,7 @@ impl World {
         } else {
             conn.addrs[0].clone()
         };
-        conn.relayed = relayed && !conn.outbound;
+        conn.relayed |= relayed && !conn.outbound;
         let (initiator, direction) = match (conn.outbound, hole_punched) {
             (true, false) => (Initiator::Local, Endpoint::Dialer),
             (true, true) => (Initiator::Remote, Endpoint::Dialer),
@@ -1218,6 +1232,7 @@ impl World {
                 if conn.refused {
                     assert!(!conn.outbound, "only inbound refusals say goodbye");
                     conn.counted_ip = None;
+                    conn.counted_relay = None;
                 } else {
                     assert!(of_peer < self.max_per_peer, "per-peer cap exceeded");
                     if of_peer == 0 {
@@ -1498,6 +1513,52 @@ impl World {
             .collect();
     }
 
+    /// An inbound circuit through relay `relay`: counted against the relay, never an IP.
+    fn relayed_inbound(&mut self, relay: u8) {
+        let id = self.id();
+        let relay_id = self.ids[(self.local + 1 + usize::from(relay)) % self.ids.len()];
+        let address = addr(&format!(
+            "/ip4/10.0.9.{relay}/tcp/4001/p2p/{relay_id}/p2p-circuit"
+        ));
+        let pending_in = self.pending.iter().filter(|c| !c.outbound).count() as u32;
+        let through = self
+            .pending
+            .iter()
+            .chain(self.established.iter())
+            .filter(|c| c.counted_relay == Some(relay))
+            .count() as u32;
+        match self
+            .manager
+            .on_pending_inbound_via(self.now, id, Some(&address), &address)
+        {
+            Ok(()) => {
+                assert!(
+                    !self.terminated,
+                    "an inbound connection let in after shutdown"
+                );
+                if let Some(limit) = self.limits.pending_in {
+                    assert!(pending_in < limit, "pending-inbound limit exceeded");
+                }
+                if let Some(limit) = self.limits.per_relay {
+                    assert!(through < limit, "per-relay limit exceeded");
+                }
+                self.pending.push(Conn {
+                    id,
+                    peer: None,
+                    outbound: false,
+                    addrs: vec![address],
+                    addr: None,
+                    relayed: true,
+                    counted_ip: None,
+                    counted_relay: Some(relay),
+                    timed_out: false,
+                    refused: false,
+                });
+            }
+            Err(_) => self.manager.on_listen_failure(id),
+        }
+    }
+
     /// The swarm carries out every goodbye and close the manager asked for and it held back.
     fn catch_up(&mut self) {
         for _ in 0..100 {
@@ -1585,6 +1646,7 @@ impl World {
                             addr: None,
                             relayed: false,
                             counted_ip: counted.then_some(key),
+                            counted_relay: None,
                             timed_out: false,
                             refused: false,
                         });
@@ -1840,6 +1902,7 @@ impl World {
                 self.terminated = true;
                 self.manager.shutdown(self.now);
             }
+            &Step::RelayedInbound { relay } => self.relayed_inbound(relay),
             Step::Restart => self.restart(),
             Step::Quiesce => self.quiesce(),
         }
