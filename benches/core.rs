@@ -2,14 +2,17 @@
 //! peers grows (also with the peer store's journal on, and with its changes written to a
 //! `MemoryStore`), a ban check, and a trim of 10,000 peers.
 //!
-//! `cargo bench --bench core` (add `-- --quick` for a fast pass).
+//! `cargo bench --features testing --bench core` (add `-- --quick` for a fast pass). The
+//! feature exposes the store driver's own conversion of changes to store operations
+//! (`testing::store_ops`), so that the benchmark measures it and not a copy.
 
 use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use libp2p_connection_manager::{
-    core::{Change, CloseCause, Manager, NewConnection},
-    store::{MemoryStore, PeerStore, StoreOp, StoredBan, StoredDisconnect, StoredUpdate},
+    core::{CloseCause, Manager, NewConnection},
+    store::{MemoryStore, PeerStore},
+    testing::store_ops,
     Config, Initiator, Limits,
 };
 use libp2p_core::{Endpoint, Multiaddr};
@@ -115,39 +118,6 @@ fn journaled_connection_event(c: &mut Criterion) {
     group.finish();
 }
 
-/// The manager's changes as store operations, the way the behaviour's store driver converts
-/// them (times moved from the monotonic clock to the wall clock around one moment).
-fn to_ops(changes: Vec<Change>, now: Instant, wall: SystemTime) -> Vec<StoreOp> {
-    let to_wall =
-        |at: Instant| wall - now.saturating_duration_since(at) + at.saturating_duration_since(now);
-    changes
-        .into_iter()
-        .map(|change| match change {
-            Change::Ban(ban) => StoreOp::PutBan(StoredBan {
-                target: ban.target,
-                until: ban.until.map(to_wall),
-            }),
-            Change::Unban(target) => StoreOp::RemoveBan(target),
-            Change::Forget(peer) => StoreOp::RemovePeer(peer),
-            Change::Peer { peer, update } => StoreOp::UpdatePeer(
-                peer,
-                StoredUpdate {
-                    wanted: update.wanted,
-                    addresses: update.addresses,
-                    protected: update.protected,
-                    tags: update.tags,
-                    last_disconnect: update.last_disconnect.map(|last| StoredDisconnect {
-                        reason: last.reason,
-                        closed_by: last.closed_by,
-                        at: to_wall(last.at),
-                        retry_after: last.retry_after,
-                    }),
-                },
-            ),
-        })
-        .collect()
-}
-
 /// `establish_and_close_journaled` with 1,000 peers connected and the changes converted to
 /// store operations (dropped): what the driver does on the swarm's task before
 /// `PeerStore::write`, which for `RedbStore` only queues the batch.
@@ -162,7 +132,7 @@ fn journaled_event_to_ops(c: &mut Criterion) {
             next += 1;
             one_event(&mut manager, now, next, &addr);
             if next.is_multiple_of(BATCH) {
-                drop(black_box(to_ops(manager.take_changes(), now, wall)));
+                drop(black_box(store_ops(manager.take_changes(), now, wall)));
             }
         })
     });
@@ -184,7 +154,7 @@ fn journaled_event_to_memory_store(c: &mut Criterion) {
             next += 1;
             one_event(&mut manager, now, next, &addr);
             if next.is_multiple_of(BATCH) {
-                let ops = to_ops(manager.take_changes(), now, wall);
+                let ops = store_ops(manager.take_changes(), now, wall);
                 store.write(ops).expect("written");
             }
         })

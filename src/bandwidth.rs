@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! let meter = BandwidthMeter::default();
-//! let transport = CountingTransport::new(upgraded_transport, meter.clone());
+//! let transport = counting_transport(upgraded_transport, meter.clone());
 //! let manager = Behaviour::new(local_peer_id, config).with_bandwidth_meter(meter);
 //! ```
 //!
@@ -23,15 +23,14 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use futures::{future::MapOk, AsyncRead, AsyncWrite, TryFutureExt};
+use futures::{AsyncRead, AsyncWrite};
 use libp2p_core::{
     muxing::{StreamMuxer, StreamMuxerEvent},
-    transport::{DialOpts, ListenerId, TransportError, TransportEvent},
-    Multiaddr, Transport,
+    Transport,
 };
 use libp2p_identity::PeerId;
 
-/// Byte counts per peer, shared between [`CountingTransport`] and the behaviour.
+/// Byte counts per peer, shared between [`counting_transport`] and the behaviour.
 #[derive(Debug, Clone, Default)]
 pub struct BandwidthMeter {
     peers: Arc<Mutex<HashMap<PeerId, Arc<PeerBytes>>>>,
@@ -100,76 +99,37 @@ impl Drop for Counter {
     }
 }
 
-type Wrap<M> = Box<dyn FnOnce((PeerId, M)) -> (PeerId, CountingMuxer<M>) + Send>;
-
-/// A transport wrapper that counts the bytes of every connection into a [`BandwidthMeter`].
-#[derive(Debug)]
-pub struct CountingTransport<T> {
+/// Wraps `inner` (an upgraded transport, whose output is `(PeerId, muxer)`) so that every
+/// connection it makes counts its bytes into `meter`.
+///
+/// This is libp2p's own [`Transport::map`] over the connection's muxer: listening, dialing
+/// and events are the inner transport's.
+pub fn counting_transport<T, M>(
     inner: T,
     meter: BandwidthMeter,
-}
-
-impl<T> CountingTransport<T> {
-    /// Wraps `inner` (an upgraded transport), counting into `meter`.
-    pub fn new(inner: T, meter: BandwidthMeter) -> Self {
-        Self { inner, meter }
-    }
-
-    fn wrap<M>(&self) -> Wrap<M> {
-        let meter = self.meter.clone();
-        Box::new(move |(peer, muxer)| {
-            let counter = Arc::new(meter.attach(peer));
-            (
-                peer,
-                CountingMuxer {
-                    inner: muxer,
-                    counter,
-                },
-            )
-        })
-    }
-}
-
-impl<T, M> Transport for CountingTransport<T>
+) -> impl Transport<
+    Output = (PeerId, CountingMuxer<M>),
+    Error = T::Error,
+    Dial: Send + 'static,
+    ListenerUpgrade: Send + 'static,
+>
 where
-    T: Transport<Output = (PeerId, M)> + Unpin,
+    T: Transport<Output = (PeerId, M)>,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
     M: StreamMuxer + Unpin + Send + 'static,
     M::Substream: Unpin,
 {
-    type Output = (PeerId, CountingMuxer<M>);
-    type Error = T::Error;
-    type ListenerUpgrade = MapOk<T::ListenerUpgrade, Wrap<M>>;
-    type Dial = MapOk<T::Dial, Wrap<M>>;
-
-    fn listen_on(
-        &mut self,
-        id: ListenerId,
-        addr: Multiaddr,
-    ) -> Result<(), TransportError<Self::Error>> {
-        self.inner.listen_on(id, addr)
-    }
-
-    fn remove_listener(&mut self, id: ListenerId) -> bool {
-        self.inner.remove_listener(id)
-    }
-
-    fn dial(
-        &mut self,
-        addr: Multiaddr,
-        opts: DialOpts,
-    ) -> Result<Self::Dial, TransportError<Self::Error>> {
-        let wrap = self.wrap();
-        Ok(self.inner.dial(addr, opts)?.map_ok(wrap))
-    }
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
-        let event = ready!(Pin::new(&mut self.inner).poll(cx));
-        let wrap = self.wrap();
-        Poll::Ready(event.map_upgrade(|upgrade| upgrade.map_ok(wrap)))
-    }
+    inner.map(move |(peer, muxer), _| {
+        let counter = Arc::new(meter.attach(peer));
+        (
+            peer,
+            CountingMuxer {
+                inner: muxer,
+                counter,
+            },
+        )
+    })
 }
 
 /// A muxer whose streams count their bytes.

@@ -32,9 +32,11 @@ use crate::{
         Action, Ban, BanTarget, CloseCause, Denial, DialFailureCause, Event, Health, Initiator,
         Limits, Manager, NewConnection, PeerInfo, Phase,
     },
-    exchange_handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
-    handler::{self, GoodbyeOutcome, Handler},
-    protocol::Goodbye,
+    exchange::handler::{ExchangeHandler, ExchangeIn, ExchangeOut},
+    goodbye::{
+        handler::{self, GoodbyeOutcome, Handler},
+        protocol::Goodbye,
+    },
     store::{PeerStore, StoreConfig, StoreDriver, StoreError},
     Config, ConfigError,
 };
@@ -134,7 +136,7 @@ impl Behaviour {
         }
     }
 
-    /// Measures bandwidth with `meter` (fed by a [`CountingTransport`](crate::bandwidth::CountingTransport)
+    /// Measures bandwidth with `meter` (fed by a [`counting_transport`](crate::bandwidth::counting_transport)
     /// around the swarm's transport) and includes it in the health score. Without it,
     /// bandwidth is left out of the score.
     pub fn with_bandwidth_meter(mut self, meter: BandwidthMeter) -> Self {

@@ -11,7 +11,7 @@ use libp2p::{
     tcp, yamux, Swarm,
 };
 use libp2p_connection_manager::{
-    bandwidth::{BandwidthMeter, CountingTransport},
+    bandwidth::{counting_transport, BandwidthMeter},
     Behaviour, Config,
 };
 
@@ -25,7 +25,7 @@ fn node(meter: Option<BandwidthMeter>) -> Swarm<Behaviour> {
                 .upgrade(Version::V1)
                 .authenticate(noise::Config::new(key)?)
                 .multiplex(yamux::Config::default());
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(CountingTransport::new(
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(counting_transport(
                 upgraded,
                 meter.clone().unwrap_or_default(),
             ))

@@ -1,6 +1,6 @@
 #![cfg(feature = "testing")]
 //! Partitions, slow links and cut connections between two real swarms (TCP on 127.0.0.1,
-//! noise, yamux), made in-process with `testing::FaultTransport`, and what the manager does
+//! noise, yamux), made in-process with `testing::fault_transport`, and what the manager does
 //! about them.
 //!
 //! Run with `cargo test --features testing --test fault_transport -- --nocapture` to see the
@@ -18,7 +18,7 @@ use libp2p::{
 };
 use libp2p_connection_manager::{
     self as manager,
-    testing::{Fault, FaultControl, FaultTransport},
+    testing::{fault_transport, Fault, FaultControl},
     Backoff, ClosedBy, DisconnectReason, Event,
 };
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ impl Node {
     async fn new(config: manager::Config) -> Node {
         let key = Keypair::generate_ed25519();
         let peer = key.public().to_peer_id();
-        let (tcp, faults) = FaultTransport::new(tcp::tokio::Transport::new(
+        let (tcp, faults) = fault_transport(tcp::tokio::Transport::new(
             tcp::Config::default().nodelay(true),
         ));
         let transport = tcp

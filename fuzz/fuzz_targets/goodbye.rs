@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libp2p_connection_manager::protocol::{decode_goodbye, encode_goodbye};
+use libp2p_connection_manager::goodbye::protocol::{decode_goodbye, encode_goodbye};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(goodbye) = decode_goodbye(data) {

@@ -167,10 +167,12 @@ pub(crate) struct Clocks {
 
 impl Clocks {
     pub(crate) fn now() -> Self {
-        Self {
-            instant: Instant::now(),
-            wall: SystemTime::now(),
-        }
+        Self::new(Instant::now(), SystemTime::now())
+    }
+
+    /// The moment `instant` on the monotonic clock is `wall` on the wall clock.
+    pub(crate) fn new(instant: Instant, wall: SystemTime) -> Self {
+        Self { instant, wall }
     }
 
     pub(crate) fn instant(&self) -> Instant {

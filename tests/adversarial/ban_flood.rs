@@ -19,7 +19,8 @@ use libp2p::{
     tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use libp2p_connection_manager::{
-    protocol::{exchange::PEERS_PROTOCOL, GOODBYE_PROTOCOL},
+    exchange::protocol::PEERS_PROTOCOL,
+    goodbye::protocol::GOODBYE_PROTOCOL,
     store::{MemoryStore, PeerStore},
     AutomaticBans, BanTarget, Config, Denial, Event, PeerExchange,
 };

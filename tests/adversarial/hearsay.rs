@@ -25,7 +25,7 @@ use libp2p::{
     tcp, yamux, Multiaddr, PeerId,
 };
 use libp2p_connection_manager::{
-    protocol::exchange::PEERS_PROTOCOL,
+    exchange::protocol::PEERS_PROTOCOL,
     store::{MemoryStore, PeerStore},
     Backoff, BanTarget, Config, Denial, DisconnectReason, Event, Limits, PeerExchange,
 };

@@ -6,7 +6,7 @@ use libp2p_core::multiaddr::{multihash::Multihash, Protocol};
 use quick_protobuf::MessageWrite;
 
 use super::*;
-use crate::protocol::exchange::{decode_peers_frame, encode_peers, PeerList, MAX_PEERS_FRAME};
+use crate::exchange::protocol::{decode_peers_frame, encode_peers, PeerList, MAX_PEERS_FRAME};
 use crate::PeerExchange;
 
 fn exchange() -> PeerExchange {

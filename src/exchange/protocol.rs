@@ -17,7 +17,7 @@ use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 use libp2p_swarm::StreamProtocol;
 
-use super::generated::peers as proto;
+use crate::generated::peers as proto;
 
 /// The protocol name of peer exchange.
 pub const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/connection-manager/peers/1.0.0");

@@ -1,6 +1,6 @@
-//! Test utilities: a fault-injecting transport wrapper.
+//! A fault-injecting transport wrapper.
 //!
-//! [`FaultTransport`] wraps a transport whose connections are plain byte streams (TCP, below
+//! [`fault_transport`] wraps a transport whose connections are plain byte streams (TCP, below
 //! noise and yamux) and lets a test break those streams in-process, while they run, through a
 //! [`FaultControl`]: a silent partition ([`Fault::Blackhole`]), added latency
 //! ([`Fault::Delay`]) or an abrupt close ([`Fault::Cut`]). No root, no firewall rules, and a
@@ -8,10 +8,10 @@
 //!
 //! ```no_run
 //! use libp2p::{core::upgrade::Version, identity::Keypair, noise, tcp, yamux, Transport};
-//! use libp2p_connection_manager::testing::{Fault, FaultTransport};
+//! use libp2p_connection_manager::testing::{fault_transport, Fault};
 //!
 //! let key = Keypair::generate_ed25519();
-//! let (tcp, faults) = FaultTransport::new(tcp::tokio::Transport::new(tcp::Config::default()));
+//! let (tcp, faults) = fault_transport(tcp::tokio::Transport::new(tcp::Config::default()));
 //! let transport = tcp
 //!     .upgrade(Version::V1)
 //!     .authenticate(noise::Config::new(&key).unwrap())
@@ -21,8 +21,6 @@
 //! faults.set(Fault::Blackhole); // every connection of this transport goes silent
 //! faults.heal(); // and comes back, nothing lost
 //! ```
-//!
-//! Enabled by the `testing` feature.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -36,12 +34,10 @@ use std::{
 
 use futures::{ready, AsyncRead, AsyncWrite, Future};
 use futures_timer::Delay;
-use libp2p_core::{
-    multiaddr::Protocol,
-    transport::{DialOpts, ListenerId, TransportError, TransportEvent},
-    Multiaddr, Transport,
-};
+use libp2p_core::{ConnectedPoint, Transport};
 use web_time::Instant;
+
+use crate::core::ip_of;
 
 /// The most bytes a blackholed stream accepts from its writer before writes return `Pending`.
 pub const MAX_HELD_WRITES: usize = 256 * 1024;
@@ -78,129 +74,40 @@ pub enum Fault {
     Cut,
 }
 
-/// A transport wrapper that injects [`Fault`]s into the byte streams of `T`.
+/// Wraps `inner` so that [`Fault`]s can be injected into its byte streams; the returned
+/// control sets the faults of its connections.
 ///
 /// Wrap the raw transport, below the security and multiplexing upgrades (e.g.
-/// `libp2p::tcp::tokio::Transport`), and control it with the [`FaultControl`] returned by
-/// [`new`](Self::new). Both dialed and accepted connections are wrapped; listening, dialing
-/// and address events are forwarded unchanged.
-pub struct FaultTransport<T> {
+/// `libp2p::tcp::tokio::Transport`). Both dialed and accepted connections are wrapped, keyed by
+/// the remote IP (of the dialed address, or of the send-back address of an accepted one);
+/// listening, dialing and address events are the inner transport's. This is libp2p's own
+/// [`Transport::map`] over the connection's stream.
+pub fn fault_transport<T>(
     inner: T,
-    shared: Arc<Mutex<Shared>>,
-}
-
-impl<T> FaultTransport<T> {
-    /// Wraps `inner`; the returned control sets the faults of its connections.
-    pub fn new(inner: T) -> (Self, FaultControl) {
-        let control = FaultControl::default();
-        let transport = Self {
-            inner,
-            shared: control.shared.clone(),
-        };
-        (transport, control)
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for FaultTransport<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultTransport")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> Transport for FaultTransport<T>
+) -> (
+    impl Transport<
+        Output = FaultyStream<T::Output>,
+        Error = T::Error,
+        Dial: Send + 'static,
+        ListenerUpgrade: Send + 'static,
+    >,
+    FaultControl,
+)
 where
-    T: Transport + Unpin,
+    T: Transport,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
     T::Output: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Output = FaultyStream<T::Output>;
-    type Error = T::Error;
-    type ListenerUpgrade = FaultUpgrade<T::ListenerUpgrade>;
-    type Dial = FaultUpgrade<T::Dial>;
-
-    fn listen_on(
-        &mut self,
-        id: ListenerId,
-        addr: Multiaddr,
-    ) -> Result<(), TransportError<Self::Error>> {
-        self.inner.listen_on(id, addr)
-    }
-
-    fn remove_listener(&mut self, id: ListenerId) -> bool {
-        self.inner.remove_listener(id)
-    }
-
-    fn dial(
-        &mut self,
-        addr: Multiaddr,
-        opts: DialOpts,
-    ) -> Result<Self::Dial, TransportError<Self::Error>> {
-        let remote = ip_of(&addr);
-        let dial = self.inner.dial(addr, opts)?;
-        Ok(FaultUpgrade::new(dial, self.shared.clone(), remote))
-    }
-
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
-        let this = self.get_mut();
-        let event = ready!(Pin::new(&mut this.inner).poll(cx));
-        // Only `Incoming` carries an upgrade; the remote of an inbound connection is the IP of
-        // its send-back address.
-        let remote = match &event {
-            TransportEvent::Incoming { send_back_addr, .. } => ip_of(send_back_addr),
-            _ => None,
-        };
-        let shared = &this.shared;
-        Poll::Ready(event.map_upgrade(|upgrade| FaultUpgrade::new(upgrade, shared.clone(), remote)))
-    }
+    let control = FaultControl::default();
+    let shared = control.shared.clone();
+    let transport = inner.map(move |stream, endpoint: ConnectedPoint| {
+        FaultyStream::new(stream, shared, ip_of(endpoint.get_remote_address()))
+    });
+    (transport, control)
 }
 
-/// The dial or inbound upgrade of a [`FaultTransport`]: the inner one, its stream wrapped.
-pub struct FaultUpgrade<F> {
-    inner: Pin<Box<F>>,
-    shared: Arc<Mutex<Shared>>,
-    remote: Option<IpAddr>,
-}
-
-impl<F> FaultUpgrade<F> {
-    fn new(inner: F, shared: Arc<Mutex<Shared>>, remote: Option<IpAddr>) -> Self {
-        Self {
-            inner: Box::pin(inner),
-            shared,
-            remote,
-        }
-    }
-}
-
-impl<F> fmt::Debug for FaultUpgrade<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultUpgrade")
-            .field("remote", &self.remote)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, S, E> Future for FaultUpgrade<F>
-where
-    F: Future<Output = Result<S, E>>,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Output = Result<FaultyStream<S>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let stream = ready!(self.inner.as_mut().poll(cx))?;
-        Poll::Ready(Ok(FaultyStream::new(
-            stream,
-            self.shared.clone(),
-            self.remote,
-        )))
-    }
-}
-
-/// A cloneable handle on the faults of a [`FaultTransport`]'s connections.
+/// A cloneable handle on the faults of a [`fault_transport`]'s connections.
 ///
 /// A fault set for a remote IP ([`set_for`](Self::set_for)) takes precedence over the one set
 /// for all connections ([`set`](Self::set)). Every change wakes the streams it may affect.
@@ -359,15 +266,6 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The IP of the first component of `addr`, if it is one.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    }
-}
-
 fn reset() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionReset,
@@ -375,7 +273,7 @@ fn reset() -> io::Error {
     )
 }
 
-/// A byte stream of a [`FaultTransport`], subject to the faults of its [`FaultControl`].
+/// A byte stream of a [`fault_transport`], subject to the faults of its [`FaultControl`].
 pub struct FaultyStream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// `None` once cut (the socket is closed at once) or handed over to be parked.
     inner: Option<S>,
@@ -966,22 +864,6 @@ mod tests {
             "held after heal: {:?}",
             start.elapsed()
         );
-    }
-
-    #[test]
-    fn connections_are_keyed_by_the_ip_of_their_address() {
-        let addr = |s: &str| s.parse::<Multiaddr>().unwrap();
-        assert_eq!(
-            ip_of(&addr("/ip4/127.0.0.2/tcp/4001")),
-            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
-        );
-        assert_eq!(
-            ip_of(&addr(
-                "/ip6/::1/tcp/4001/p2p/12D3KooWGsPW74gVEm7FQ5p6fRPnDNeESK8NuJ9t1fLrxPo4t7sr"
-            )),
-            Some("::1".parse().unwrap())
-        );
-        assert_eq!(ip_of(&addr("/dns4/example.com/tcp/4001")), None);
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use libp2p_swarm::{
     SubstreamProtocol,
 };
 
-use crate::protocol::{self, Goodbye, GoodbyeError, GOODBYE_PROTOCOL};
+use super::protocol::{self, Goodbye, GoodbyeError, GOODBYE_PROTOCOL};
 
 /// A command from the behaviour to the handler.
 #[derive(Debug, Clone)]

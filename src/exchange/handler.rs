@@ -18,7 +18,7 @@ use libp2p_swarm::{
     SubstreamProtocol,
 };
 
-use crate::protocol::exchange::{self, ExchangeError, PeerList, PEERS_PROTOCOL};
+use super::protocol::{self as exchange, ExchangeError, PeerList, PEERS_PROTOCOL};
 
 /// How long one list may take to send or to arrive.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
