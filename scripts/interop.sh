@@ -854,8 +854,10 @@ scenario_quic() {
     want=smaller
     [ $((run % 2)) = 0 ] && want=larger
     # A fresh py peer each run: one whose dial hung (below) does not carry it into the next.
+    # Its key from a new file: one drawn in the middle of the peer id order, so that nodes on
+    # both sides of it are easy to find.
     q=Q$kind$run
-    if ! start_remote "$q" "$kind" --quic; then
+    if ! start_remote "$q" "$kind" --quic --key "$WORK/$kind-quic-$run.key"; then
       fail "run $run: the $kind peer does not start on QUIC: $(tail -3 "${LOG[$q]}" | cut -d' ' -f2- | tr '\n' ' ')"
       continue
     fi
