@@ -6,6 +6,7 @@
 //! cargo run --release --example compare --features redb
 //! cargo run --release --example compare --features redb -- --store-only
 //! cargo run --release --example compare -- --nodes 32 --churn-secs 5
+//! cargo run --release --example compare -- --mesh-only --transport tcp,quic
 //! ```
 //!
 //! With the defaults it takes about two minutes on two cores (`--store-only`: about 70 s).
@@ -25,8 +26,8 @@
 //!
 //! # Workloads
 //!
-//! 1. **Mesh**: `--nodes` swarms on TCP 127.0.0.1 with noise and yamux, each in its own task on a
-//!    multi-thread runtime. They are released at once and every node `Swarm::dial`s every other
+//! 1. **Mesh**: `--nodes` swarms on TCP 127.0.0.1 with noise and yamux (or on QUIC, or each in
+//!    turn: `--transport tcp,quic`), each in its own task on a multi-thread runtime. They are released at once and every node `Swarm::dial`s every other
 //!    (default dial options, so from the listening port: simultaneous dials can meet as one TCP
 //!    simultaneous open). Reported: connections at the end, pairs with 0 / 1 / 2 / 3+
 //!    connections, and the time until the mesh **settled**. Settled means: no connection opened,
@@ -171,6 +172,44 @@ struct Args {
     /// Run only the peer-store workloads (4a and 4b).
     #[arg(long)]
     store_only: bool,
+    /// The transports of the mesh workload, comma-separated; one mesh table each.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp")]
+    transport: Vec<MeshTransport>,
+    /// Run only the mesh workload (1), on every `--transport`.
+    #[arg(long)]
+    mesh_only: bool,
+}
+
+/// The transport a mesh runs on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum MeshTransport {
+    /// TCP with noise and yamux (the swarm builder's `with_tcp`).
+    Tcp,
+    /// QUIC v1 (the swarm builder's `with_quic`: TLS 1.3 and QUIC's own streams).
+    Quic,
+}
+
+impl MeshTransport {
+    fn title(self) -> &'static str {
+        match self {
+            MeshTransport::Tcp => "TCP 127.0.0.1 (noise, yamux)",
+            MeshTransport::Quic => "QUIC 127.0.0.1 (quic-v1: TLS 1.3, QUIC streams)",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            MeshTransport::Tcp => "tcp",
+            MeshTransport::Quic => "quic",
+        }
+    }
+
+    fn listen_address(self) -> &'static str {
+        match self {
+            MeshTransport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            MeshTransport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,17 +379,24 @@ fn distinct_address(n: usize) -> Multiaddr {
 // Swarms
 // ---------------------------------------------------------------------------------------------
 
-fn tcp_swarm<B: Setup>() -> anyhow::Result<Swarm<B>> {
-    Ok(SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(B::new)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
-        .build())
+fn mesh_swarm<B: Setup>(transport: MeshTransport) -> anyhow::Result<Swarm<B>> {
+    let builder = SwarmBuilder::with_new_identity().with_tokio();
+    Ok(match transport {
+        MeshTransport::Tcp => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(B::new)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+            .build(),
+        MeshTransport::Quic => builder
+            .with_quic()
+            .with_behaviour(B::new)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+            .build(),
+    })
 }
 
 /// The in-memory transport upgraded with noise and yamux like the TCP builder does, except for
@@ -606,12 +652,12 @@ struct Mesh {
 }
 
 /// Starts `nodes` listening swarms, each told to dial all the others once released.
-async fn spawn_mesh<B: Setup>(nodes: usize) -> anyhow::Result<Mesh> {
+async fn spawn_mesh<B: Setup>(nodes: usize, transport: MeshTransport) -> anyhow::Result<Mesh> {
     let mut swarms = Vec::with_capacity(nodes);
     let mut peers = Vec::with_capacity(nodes);
     for _ in 0..nodes {
-        let mut swarm = tcp_swarm::<B>()?;
-        let address = listen(&mut swarm, "/ip4/127.0.0.1/tcp/0").await?;
+        let mut swarm = mesh_swarm::<B>(transport)?;
+        let address = listen(&mut swarm, transport.listen_address()).await?;
         peers.push((*swarm.local_peer_id(), address));
         swarms.push(swarm);
     }
@@ -640,8 +686,8 @@ async fn spawn_mesh<B: Setup>(nodes: usize) -> anyhow::Result<Mesh> {
     })
 }
 
-async fn mesh_run_with<B: Setup>(args: &Args) -> anyhow::Result<MeshRun> {
-    let mut mesh = spawn_mesh::<B>(args.nodes).await?;
+async fn mesh_run_with<B: Setup>(args: &Args, transport: MeshTransport) -> anyhow::Result<MeshRun> {
+    let mut mesh = spawn_mesh::<B>(args.nodes, transport).await?;
     let start = Instant::now();
     let mut state = MeshState::new(&mesh.peers, start);
     mesh.release.send(true)?;
@@ -662,21 +708,37 @@ async fn mesh_run_with<B: Setup>(args: &Args) -> anyhow::Result<MeshRun> {
     })
 }
 
-async fn mesh_run(variant: Variant, args: &Args) -> anyhow::Result<MeshRun> {
+async fn mesh_run(
+    variant: Variant,
+    args: &Args,
+    transport: MeshTransport,
+) -> anyhow::Result<MeshRun> {
     match variant {
-        Variant::Bare => mesh_run_with::<ping::Behaviour>(args).await,
-        Variant::Composed => mesh_run_with::<Composed>(args).await,
-        Variant::Managed => mesh_run_with::<manager::Behaviour>(args).await,
+        Variant::Bare => mesh_run_with::<ping::Behaviour>(args, transport).await,
+        Variant::Composed => mesh_run_with::<Composed>(args, transport).await,
+        Variant::Managed => mesh_run_with::<manager::Behaviour>(args, transport).await,
     }
 }
 
-async fn mesh_workload(args: &Args) -> anyhow::Result<[Vec<MeshRun>; 3]> {
+/// The runs of the mesh over each transport of `--transport`.
+type Meshes = Vec<(MeshTransport, [Vec<MeshRun>; 3])>;
+
+async fn mesh_workloads(args: &Args) -> anyhow::Result<Meshes> {
+    let mut meshes = Vec::new();
+    for &transport in &args.transport {
+        meshes.push((transport, mesh_workload(args, transport).await?));
+    }
+    Ok(meshes)
+}
+
+async fn mesh_workload(args: &Args, transport: MeshTransport) -> anyhow::Result<[Vec<MeshRun>; 3]> {
     let mut runs: [Vec<MeshRun>; 3] = Default::default();
     for round in 0..args.mesh_runs {
         for variant in Variant::rotation(round) {
-            let run = mesh_run(variant, args).await?;
+            let run = mesh_run(variant, args, transport).await?;
             eprintln!(
-                "mesh {}/{} {}: {} connections, settled {}",
+                "mesh {} {}/{} {}: {} connections, settled {}",
+                transport.label(),
                 round + 1,
                 args.mesh_runs,
                 variant.label(),
@@ -1491,16 +1553,20 @@ fn join<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
     items.iter().map(text).collect::<Vec<_>>().join(", ")
 }
 
-fn mesh_table(out: &mut String, args: &Args, runs: &[Vec<MeshRun>; 3]) {
+fn mesh_table(out: &mut String, args: &Args, transport: MeshTransport, runs: &[Vec<MeshRun>; 3]) {
     let pairs = args.nodes * (args.nodes - 1) / 2;
     let _ = writeln!(
         out,
-        "### 1. Mesh: {} nodes on TCP 127.0.0.1 (noise, yamux), all dialing all at once\n\n\
+        "### 1. Mesh: {} nodes on {}, all dialing all at once\n\n\
          Each node a swarm in its own task (multi-thread runtime); released together, every node \
          `Swarm::dial`s every other (default port reuse). {pairs} pairs; {} runs per configuration, interleaved. Settled = no connection \
          opened, closed or failed for {} ms, nothing pending on any node, both ends of every \
          pair agree; the time is that of the last open or close, from the release; deadline {} s.\n",
-        args.nodes, args.mesh_runs, args.quiet_ms, args.deadline_secs
+        args.nodes,
+        transport.title(),
+        args.mesh_runs,
+        args.quiet_ms,
+        args.deadline_secs
     );
     let _ = writeln!(
         out,
@@ -1618,7 +1684,8 @@ fn memory_table(out: &mut String, memory: &Memory) {
 struct Results {
     /// The machine's load average before and after the run.
     load: (String, String),
-    mesh: [Vec<MeshRun>; 3],
+    /// The first transport's mesh is the one the goals are checked on.
+    meshes: Meshes,
     churn: [Churn; 3],
     loaded: [Churn; 3],
     costs: Vec<(usize, Duration)>,
@@ -1646,13 +1713,15 @@ fn goals_table(out: &mut String, args: &Args, r: &Results) {
             verdict(ratio >= GOAL_CHURN_RATIO)
         );
     }
-    let settle = median_settle(&r.mesh[managed])
-        .zip(median_settle(&r.mesh[0]))
+    let (transport, mesh) = &r.meshes[0];
+    let settle = median_settle(&mesh[managed])
+        .zip(median_settle(&mesh[0]))
         .map(|(m, b)| m.as_secs_f64() / b.as_secs_f64());
     let _ = writeln!(
         out,
-        "| time until a {}-node mesh settles (median), (c) / (a) | {} | <= {GOAL_SETTLE_RATIO}x | {} |",
+        "| time until a {}-node mesh ({}) settles (median), (c) / (a) | {} | <= {GOAL_SETTLE_RATIO}x | {} |",
         args.nodes,
+        transport.label(),
         settle.map_or_else(|| "n/a".to_owned(), |s| format!("{s:.3}x")),
         verdict(settle.is_some_and(|s| s <= GOAL_SETTLE_RATIO))
     );
@@ -1836,8 +1905,8 @@ fn render_store(
     out
 }
 
-fn render(args: &Args, r: &Results) -> String {
-    let mut out = String::new();
+/// The configurations, the machine and its load, above the tables.
+fn configurations_text(out: &mut String, load: &(String, String)) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         out,
@@ -1845,10 +1914,52 @@ fn render(args: &Args, r: &Results) -> String {
          (`max_established_per_peer(1)`) + `ping`; (c) `libp2p_connection_manager::Behaviour` \
          alone with `Config::default()` (it runs ping itself). Every swarm: 60 s idle timeout. \
          {cores} cores; load average (1, 5, 15 min) {} at the start, {} at the end.\n",
-        r.load.0, r.load.1
+        load.0, load.1
     );
-    mesh_table(&mut out, args, &r.mesh);
-    out.push('\n');
+}
+
+/// `--mesh-only`: the mesh table of each transport, then their medians side by side.
+fn render_meshes(args: &Args, load: &(String, String), meshes: &Meshes) -> String {
+    let mut out = String::new();
+    configurations_text(&mut out, load);
+    for (transport, mesh) in meshes {
+        mesh_table(&mut out, args, *transport, mesh);
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "### Mesh by transport: median settle time, and ratios to (a) on the same transport\n\n\
+         | transport | (a) bare | (b) composed | (c) manager | (b) / (a) | (c) / (a) |\n|---|---|---|---|---|---|"
+    );
+    for (transport, mesh) in meshes {
+        let medians = Variant::ALL.map(|v| median_settle(&mesh[v.index()]));
+        let ratio = |m: Option<Duration>| {
+            ratio_text(
+                m.zip(medians[0])
+                    .map(|(m, b)| m.as_secs_f64() / b.as_secs_f64()),
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            transport.label(),
+            settle_text(medians[0]),
+            settle_text(medians[1]),
+            settle_text(medians[2]),
+            ratio(medians[1]),
+            ratio(medians[2]),
+        );
+    }
+    out
+}
+
+fn render(args: &Args, r: &Results) -> String {
+    let mut out = String::new();
+    configurations_text(&mut out, &r.load);
+    for (transport, mesh) in &r.meshes {
+        mesh_table(&mut out, args, *transport, mesh);
+        out.push('\n');
+    }
     let churn_intro = format!(
         "### 2. Churn on the memory transport (noise, yamux; multistream-select V1)\n\n\
          Dial, established, `Swarm::disconnect_peer_id`, both sides closed: one cycle. \
@@ -1873,10 +1984,8 @@ fn render(args: &Args, r: &Results) -> String {
 // Main
 // ---------------------------------------------------------------------------------------------
 
-async fn swarm_workloads(
-    args: &Args,
-) -> anyhow::Result<([Vec<MeshRun>; 3], [Churn; 3], [Churn; 3])> {
-    let mesh = mesh_workload(args).await?;
+async fn swarm_workloads(args: &Args) -> anyhow::Result<(Meshes, [Churn; 3], [Churn; 3])> {
+    let mesh = mesh_workloads(args).await?;
     let churn = churn_workload(args, 0).await?;
     let loaded = churn_workload(args, args.preload).await?;
     Ok((mesh, churn, loaded))
@@ -1907,6 +2016,7 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
     anyhow::ensure!(args.mesh_runs >= 1, "--mesh-runs must be at least 1");
     anyhow::ensure!(args.preload >= 1, "--preload must be at least 1");
+    anyhow::ensure!(!args.transport.is_empty(), "--transport needs a transport");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -1927,6 +2037,18 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if args.mesh_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let meshes = runtime.block_on(mesh_workloads(&args))?;
+        println!(
+            "{}",
+            render_meshes(&args, &(load_at_start, load_average()), &meshes)
+        );
+        return Ok(());
+    }
+
     // The core first, before any runtime thread exists: nothing else allocates meanwhile.
     let memory = memory(args.preload);
     let costs = core_costs();
@@ -1941,7 +2063,7 @@ fn main() -> anyhow::Result<()> {
     let (one_peer, distinct) = runtime.block_on(store_workloads(&args))?;
     let results = Results {
         load: (load_at_start, load_at_store.clone()),
-        mesh,
+        meshes: mesh,
         churn,
         loaded,
         costs,

@@ -10,7 +10,8 @@
 //!   survives; between two dialed by the same side, that side keeps the older. A loser that just
 //!   came up drains for a second before it is closed, so that what the remote started on it
 //!   finishes. Self-connections are refused, and a hard per-peer cap bounds what a remote can
-//!   open.
+//!   open. The verdict ignores the transport (TCP, QUIC, WebSocket alike): a preference set on
+//!   one side only would make the two sides close different connections.
 //! - **Goodbye with a reason**: before the manager closes a connection it tells the remote why
 //!   ([`DisconnectReason`]), so the remote knows whether to come back and when.
 //! - **Redial by reason**, by the side that initiated the lost connection only: prompt after a

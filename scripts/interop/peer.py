@@ -1,11 +1,14 @@
 """The py-libp2p peer of scripts/interop.sh.
 
-A plain py-libp2p host (TCP, noise, yamux, ping, identify: the library's defaults) that does
+A plain py-libp2p host (TCP, noise, yamux, ping, identify: the library's defaults; or QUIC
+with --quic) that does
 not run the connection manager, driven by commands on stdin and reporting what happened as one
 JSON object per line on stdout.
 
-Usage: python peer.py [--listen MULTIADDR] [--key FILE] [--stream-on-connect]
-  --listen MULTIADDR    listen address (default /ip4/127.0.0.1/tcp/0)
+Usage: python peer.py [--listen MULTIADDR] [--quic] [--key FILE] [--stream-on-connect]
+  --listen MULTIADDR    listen address (default /ip4/127.0.0.1/tcp/0, with --quic
+                        /ip4/127.0.0.1/udp/0/quic-v1)
+  --quic                run QUIC (new_host(enable_quic=True)) and listen on it
   --key FILE            keep the identity (a 32-byte Ed25519 seed) in FILE, created if
                         missing, so that a restarted peer has the same peer id; a new one is
                         drawn in the middle of the peer id order (see middle_seed)
@@ -58,7 +61,7 @@ def describe_error(error):
 
 
 def parse_args(argv):
-    args = {"listen": "/ip4/127.0.0.1/tcp/0", "key": None, "stream_on_connect": False}
+    args = {"listen": None, "quic": False, "key": None, "stream_on_connect": False}
     i = 0
     while i < len(argv):
         if argv[i] == "--listen":
@@ -67,12 +70,17 @@ def parse_args(argv):
         elif argv[i] == "--key":
             args["key"] = argv[i + 1]
             i += 2
+        elif argv[i] == "--quic":
+            args["quic"] = True
+            i += 1
         elif argv[i] == "--stream-on-connect":
             args["stream_on_connect"] = True
             i += 1
         else:
             sys.stderr.write(f"peer.py: unknown argument {argv[i]}\n")
             sys.exit(2)
+    if args["listen"] is None:
+        args["listen"] = "/ip4/127.0.0.1/udp/0/quic-v1" if args["quic"] else "/ip4/127.0.0.1/tcp/0"
     return args
 
 
@@ -234,10 +242,14 @@ async def read_lines():
 async def main():
     args = parse_args(sys.argv[1:])
     logging.basicConfig(level=logging.CRITICAL)
-    host = new_host(key_pair=load_key(args["key"]))
+    listen = multiaddr.Multiaddr(args["listen"])
+    if args["quic"]:
+        host = new_host(key_pair=load_key(args["key"]), enable_quic=True, listen_addrs=[listen])
+    else:
+        host = new_host(key_pair=load_key(args["key"]))
     async with trio.open_nursery() as nursery:
         host.get_network().register_notifee(Reporter(host, nursery, args["stream_on_connect"]))
-        async with host.run(listen_addrs=[multiaddr.Multiaddr(args["listen"])]):
+        async with host.run(listen_addrs=[listen]):
             emit(
                 "ready",
                 id=str(host.get_id()),

@@ -1,5 +1,6 @@
 //! A test node on real TCP (127.0.0.1, noise, yamux), run in its own tokio task, with the
-//! manager composed first beside identify, ping and (optionally) connection_limits.
+//! manager composed first beside identify, ping and (optionally) connection_limits. A node can
+//! run other transports instead ([`Transports`]: QUIC, TLS on TCP, WebSocket, or several).
 //!
 //! Tests talk to a node through commands and wait on its snapshots, each with a deadline.
 
@@ -15,9 +16,16 @@ use std::{
 
 use futures::{FutureExt, StreamExt};
 use libp2p::{
-    connection_limits, identify, identity::Keypair, noise, ping, swarm::behaviour::toggle::Toggle,
-    swarm::dial_opts::DialOpts, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
-    PeerId, Swarm,
+    connection_limits,
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version, ConnectedPoint},
+    identify,
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, ping, quic,
+    swarm::behaviour::toggle::Toggle,
+    swarm::dial_opts::DialOpts,
+    swarm::{ConnectionId, NetworkBehaviour, SwarmEvent},
+    tcp, tls, websocket, yamux, Multiaddr, PeerId, Swarm, Transport,
 };
 use libp2p_connection_manager::{self as manager, BanTarget};
 use tokio::sync::{mpsc, watch};
@@ -89,6 +97,9 @@ pub struct Snapshot {
     pub pings: usize,
     /// Per peer, who initiated each of its open connections, as the manager sees them now.
     pub initiators: Vec<(PeerId, Vec<manager::Initiator>)>,
+    /// Per peer, the swarm's endpoint of each connection the manager keeps open (not closing),
+    /// sorted by peer: which transport and addresses the kept connection runs on.
+    pub kept_endpoints: Vec<(PeerId, Vec<ConnectedPoint>)>,
     /// Dials the swarm started: those of its behaviours (the manager's; `SwarmEvent::Dialing`,
     /// which the swarm reports for those only) and the test's own [`Command::SwarmDial`]s.
     pub dials: usize,
@@ -163,7 +174,10 @@ struct Counts {
 
 pub struct Node {
     pub peer: PeerId,
+    /// The first listen address.
     pub addr: Multiaddr,
+    /// Every listen address (one per transport, and per extra listener).
+    pub addrs: Vec<Multiaddr>,
     commands: mpsc::UnboundedSender<Command>,
     pub state: watch::Receiver<Snapshot>,
     task: tokio::task::JoinHandle<()>,
@@ -190,6 +204,167 @@ pub struct NodeConfig {
     pub listen_port: Option<u16>,
     /// A peer store for the manager, handed changes every 50 ms.
     pub store: Option<Box<dyn manager::store::PeerStore>>,
+    /// The transports to run and listen on (default: TCP with noise, as [`Transports::TCP`]
+    /// but through the swarm builder's own TCP).
+    pub transports: Option<Transports>,
+}
+
+/// How a node secures TCP and WebSocket connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Noise,
+    Tls,
+}
+
+/// The transports a node runs and listens on, each on `listen_ip`. Every one multiplexes with
+/// yamux except QUIC, which multiplexes itself and always runs TLS 1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// TCP with this security (`/tcp`).
+    pub tcp: Option<Security>,
+    /// QUIC (`/udp/.../quic-v1`).
+    pub quic: bool,
+    /// WebSocket over TCP with this security (`/tcp/.../ws`).
+    pub websocket: Option<Security>,
+}
+
+impl Transports {
+    pub const TCP: Transports = Transports {
+        tcp: Some(Security::Noise),
+        quic: false,
+        websocket: None,
+    };
+    pub const TCP_TLS: Transports = Transports {
+        tcp: Some(Security::Tls),
+        quic: false,
+        websocket: None,
+    };
+    pub const QUIC: Transports = Transports {
+        tcp: None,
+        quic: true,
+        websocket: None,
+    };
+    /// TCP (noise) and QUIC side by side, as most production rust-libp2p nodes run.
+    pub const TCP_AND_QUIC: Transports = Transports {
+        tcp: Some(Security::Noise),
+        quic: true,
+        websocket: None,
+    };
+    pub const WEBSOCKET: Transports = Transports {
+        tcp: None,
+        quic: false,
+        websocket: Some(Security::Noise),
+    };
+
+    /// One listen address per transport on `ip`, TCP ones on `tcp_port`.
+    fn listen_addrs(&self, ip: &str, tcp_port: u16) -> Vec<Multiaddr> {
+        let family = if ip.contains(':') { "ip6" } else { "ip4" };
+        let mut addrs = Vec::new();
+        if self.tcp.is_some() {
+            addrs.push(format!("/{family}/{ip}/tcp/{tcp_port}"));
+        }
+        if self.quic {
+            addrs.push(format!("/{family}/{ip}/udp/0/quic-v1"));
+        }
+        if self.websocket.is_some() {
+            addrs.push(format!("/{family}/{ip}/tcp/0/ws"));
+        }
+        addrs
+            .into_iter()
+            .map(|a| a.parse().expect("a listen address"))
+            .collect()
+    }
+
+    /// The transports, or-ed together in the order TCP, QUIC, WebSocket (each refuses the
+    /// others' addresses, so the order decides nothing).
+    fn build(&self, key: &Keypair) -> Boxed<(PeerId, StreamMuxerBox)> {
+        let mut all: Vec<Boxed<(PeerId, StreamMuxerBox)>> = Vec::new();
+        let tcp_config = || tcp::Config::default().nodelay(true);
+        if let Some(security) = self.tcp {
+            all.push(secured(
+                tcp::tokio::Transport::new(tcp_config()),
+                security,
+                key,
+            ));
+        }
+        if self.quic {
+            all.push(
+                quic::tokio::Transport::new(quic::Config::new(key))
+                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+                    .boxed(),
+            );
+        }
+        if let Some(security) = self.websocket {
+            all.push(secured(
+                websocket::Config::new(tcp::tokio::Transport::new(tcp_config())),
+                security,
+                key,
+            ));
+        }
+        all.into_iter()
+            .reduce(|a, b| {
+                a.or_transport(b)
+                    .map(|either, _| either.into_inner())
+                    .boxed()
+            })
+            .expect("at least one transport")
+    }
+}
+
+/// A stream transport upgraded with `security` and yamux.
+fn secured<T>(transport: T, security: Security, key: &Keypair) -> Boxed<(PeerId, StreamMuxerBox)>
+where
+    T: Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    let upgraded = transport.upgrade(Version::V1);
+    match security {
+        Security::Noise => upgraded
+            .authenticate(noise::Config::new(key).expect("noise config"))
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+        Security::Tls => upgraded
+            .authenticate(tls::Config::new(key).expect("tls config"))
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    }
+}
+
+/// The two ends of one connection, seen from its two sides: one dialed the address the other
+/// listens on. Trailing `/p2p/..` aside.
+pub fn same_connection(a: &ConnectedPoint, b: &ConnectedPoint) -> bool {
+    let strip = |addr: &Multiaddr| -> Multiaddr {
+        addr.iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect()
+    };
+    match (a, b) {
+        (ConnectedPoint::Dialer { address, .. }, ConnectedPoint::Listener { local_addr, .. })
+        | (ConnectedPoint::Listener { local_addr, .. }, ConnectedPoint::Dialer { address, .. }) => {
+            strip(address) == strip(local_addr)
+        }
+        _ => false,
+    }
+}
+
+/// The transport of a connection's address, for messages and tallies: `quic`, `ws` or `tcp`.
+pub fn transport_of(endpoint: &ConnectedPoint) -> &'static str {
+    let addr = match endpoint {
+        ConnectedPoint::Dialer { address, .. } => address,
+        ConnectedPoint::Listener { local_addr, .. } => local_addr,
+    };
+    if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
+        "quic"
+    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_))) {
+        "ws"
+    } else {
+        "tcp"
+    }
 }
 
 impl Node {
@@ -203,62 +378,66 @@ impl Node {
         let manager_config = config.manager;
         let limits = config.limits;
         let store = config.store;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| TestBehaviour {
-                manager: with_store(
-                    manager::Behaviour::new(key.public().to_peer_id(), manager_config),
-                    store,
-                ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/test/1.0.0".into(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::new(
-                    config
-                        .sibling_ping_interval
-                        .map_or_else(ping::Config::new, |i| ping::Config::new().with_interval(i)),
-                ),
-                limits: Toggle::from(limits.map(connection_limits::Behaviour::new)),
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| {
-                c.with_idle_connection_timeout(
-                    config.idle_timeout.unwrap_or(Duration::from_secs(60)),
+        let behaviour = |key: &Keypair| TestBehaviour {
+            manager: with_store(
+                manager::Behaviour::new(key.public().to_peer_id(), manager_config),
+                store,
+            ),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/test/1.0.0".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(
+                config
+                    .sibling_ping_interval
+                    .map_or_else(ping::Config::new, |i| ping::Config::new().with_interval(i)),
+            ),
+            limits: Toggle::from(limits.map(connection_limits::Behaviour::new)),
+        };
+        let swarm_config = |c: libp2p::swarm::Config| {
+            c.with_idle_connection_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(60)))
+        };
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+        let mut swarm = match config.transports {
+            None => builder
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
                 )
-            })
-            .build();
+                .expect("tcp transport")
+                .with_behaviour(behaviour)
+                .expect("behaviour")
+                .with_swarm_config(swarm_config)
+                .build(),
+            Some(transports) => builder
+                .with_other_transport(|key| transports.build(key))
+                .expect("transports")
+                .with_behaviour(behaviour)
+                .expect("behaviour")
+                .with_swarm_config(swarm_config)
+                .build(),
+        };
         let peer = *swarm.local_peer_id();
         let mut addrs = Vec::new();
         // Events of the manager from the very start (a bootstrap begins at once).
         let mut events = Vec::new();
         let ip = config.listen_ip.unwrap_or("127.0.0.1");
+        let transports = config.transports.unwrap_or(Transports::TCP);
         for _ in 0..=config.extra_listeners {
-            swarm
-                .listen_on(
-                    format!(
-                        "/{}/{ip}/tcp/{}",
-                        if ip.contains(':') { "ip6" } else { "ip4" },
-                        config.listen_port.unwrap_or(0)
-                    )
-                    .parse()
-                    .unwrap(),
-                )
-                .expect("listen");
-            let addr = loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::NewListenAddr { address, .. } => break address,
-                    SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => events.push(event),
-                    _ => {}
-                }
-            };
-            addrs.push(addr);
+            for listen in transports.listen_addrs(ip, config.listen_port.unwrap_or(0)) {
+                swarm.listen_on(listen).expect("listen");
+                let addr = loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::NewListenAddr { address, .. } => break address,
+                        SwarmEvent::Behaviour(TestBehaviourEvent::Manager(event)) => {
+                            events.push(event)
+                        }
+                        _ => {}
+                    }
+                };
+                addrs.push(addr);
+            }
         }
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(Snapshot::default());
@@ -283,6 +462,7 @@ impl Node {
         let node = Node {
             peer,
             addr: addrs[0].clone(),
+            addrs: addrs.clone(),
             commands,
             state,
             task,
@@ -408,6 +588,8 @@ struct Tally {
     connections: HashMap<PeerId, usize>,
     max_manager_pending: usize,
     max_established: u32,
+    /// The swarm's endpoint of each established connection.
+    endpoints: HashMap<ConnectionId, ConnectedPoint>,
 }
 
 /// The node's task: commands and swarm events, a snapshot after each.
@@ -439,10 +621,12 @@ async fn run_node(
                 })) => tally.pings += 1,
                 SwarmEvent::Dialing { .. } => tally.dials += 1,
                 SwarmEvent::IncomingConnection { .. } => tally.incoming += 1,
-                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     *tally.connections.entry(peer_id).or_default() += 1;
+                    tally.endpoints.insert(connection_id, endpoint);
                 }
-                SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                    tally.endpoints.remove(&connection_id);
                     if let Some(n) = tally.connections.get_mut(&peer_id) {
                         *n -= 1;
                         if *n == 0 {
@@ -535,6 +719,19 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
             Some((*p, open))
         })
         .collect();
+    let kept_endpoints = manager_connections
+        .iter()
+        .filter_map(|(p, _)| {
+            let info = manager.peer_info(p)?;
+            let open = info
+                .connections
+                .iter()
+                .filter(|c| c.closing.is_none())
+                .filter_map(|c| tally.endpoints.get(&c.id).cloned())
+                .collect();
+            Some((*p, open))
+        })
+        .collect();
     let established = counters.num_established();
     tally.max_manager_pending = tally
         .max_manager_pending
@@ -543,6 +740,7 @@ fn snapshot(swarm: &Swarm<TestBehaviour>, tally: &mut Tally) -> Snapshot {
     Snapshot {
         pings: tally.pings,
         initiators,
+        kept_endpoints,
         established,
         pending: counters.num_pending(),
         connections,
