@@ -286,13 +286,13 @@ async fn the_per_peer_cap_refuses_connections_past_it() {
     let grace = Duration::from_secs(5);
     let mut a = listening(
         Config::default()
-            .with_max_connections_per_peer(CAP)
+            .with_max_established_per_peer(CAP)
             .with_duplicate_grace(grace),
     )
     .await;
     let mut b = node(
         Config::default()
-            .with_max_connections_per_peer(8)
+            .with_max_established_per_peer(8)
             .with_duplicate_grace(grace),
     );
     let b_id = *b.local_peer_id();

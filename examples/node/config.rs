@@ -275,7 +275,7 @@ impl NodeConfig {
         }
         let mut config = manager::Config::default().with_limits(limits);
         if let Some(max) = l.max_established_per_peer {
-            config = config.with_max_connections_per_peer(max);
+            config = config.with_max_established_per_peer(max);
         }
         for (peer, address) in self.bootstrap_peers()? {
             config = config.with_bootstrap_peer(peer, address);

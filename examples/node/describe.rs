@@ -5,97 +5,17 @@ use std::time::Duration;
 use libp2p::PeerId;
 use libp2p_connection_manager::{BanTarget, Event};
 
-/// One readable line for an event of the manager.
+/// One readable line for an event of the manager: its `Display`, with the time a ban has left.
 pub fn describe(event: &Event) -> String {
     match event {
-        Event::ConnectionKept {
-            peer,
-            connection,
-            initiator,
-            ..
-        } => format!("kept connection {connection} with {peer} ({initiator})"),
-        Event::DuplicateClosed { peer, kept, closed } => {
-            format!("closed duplicate connection {closed} with {peer}; {kept} is kept")
-        }
-        Event::Disconnected {
-            peer,
-            connection,
-            reason,
-            closed_by,
-            remaining,
-        } => {
-            format!("connection {connection} with {peer} {closed_by}: {reason} ({remaining} left)")
-        }
-        Event::GoodbyeReceived {
-            peer,
-            connection,
-            reason,
-            retry_after,
-        } => match retry_after {
-            Some(delay) => format!(
-                "goodbye from {peer} on connection {connection}: {reason}, retry after {delay:?}"
-            ),
-            None => format!("goodbye from {peer} on connection {connection}: {reason}"),
-        },
-        Event::Denied {
-            peer,
-            connection,
-            denial,
-        } => match peer {
-            Some(peer) => format!("refused connection {connection} with {peer}: {denial}"),
-            None => format!("refused connection {connection}: {denial}"),
-        },
-        Event::DialFailed {
-            peer,
-            connection,
-            cause,
-        } => {
-            let target = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_string());
-            format!("dial {connection} to {target} failed: {cause}")
-        }
-        Event::RedialScheduled {
-            peer,
-            delay,
-            attempt,
-        } => format!("redialing {peer} in {delay:.2?} (attempt {attempt})"),
-        Event::RedialGaveUp { peer, attempts } => {
-            format!("gave up redialing {peer} after {attempts} attempts")
-        }
-        Event::Banned { target, until } => match until {
-            Some(until) => format!(
-                "banned {target} for {}",
-                format_age(until.saturating_duration_since(std::time::Instant::now()))
-            ),
-            None => format!("banned {target} until unbanned"),
-        },
-        Event::Unbanned { target, expired } => {
-            let how = if *expired { "expired" } else { "lifted" };
-            format!("ban of {target} {how}")
-        }
-        Event::WaitingForResources { peer, denial } => {
-            format!("{peer} waits for a free slot: {denial}")
-        }
-        Event::PeerForgotten { peer } => format!("forgot {peer}"),
-        Event::Trimmed { peers, .. } => format!("trimming {} peer(s): {peers:?}", peers.len()),
-        Event::HealthChanged {
-            peer,
-            connection,
-            old,
-            new,
-        } => match old {
-            Some(old) => format!("health of connection {connection} with {peer}: {old} -> {new}"),
-            None => format!("health of connection {connection} with {peer}: {new}"),
-        },
-        Event::ConnectionReplaced { peer, connection } => {
-            format!("replacing connection {connection} with {peer}: its health stayed critical")
-        }
-        Event::PhaseChanged { old, new } => format!("phase {old} -> {new}"),
-        Event::Restored(summary) => format!(
-            "restored from the peer store: {} ban(s) in force ({} ended while down), {} peer(s), \
-             {} redial(s)",
-            summary.bans, summary.expired_bans, summary.peers, summary.redials
+        Event::Banned {
+            target,
+            until: Some(until),
+        } => format!(
+            "banned {target} for {}",
+            format_age(until.saturating_duration_since(std::time::Instant::now()))
         ),
-        other => format!("{other:?}"),
+        other => other.to_string(),
     }
 }
 

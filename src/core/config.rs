@@ -68,7 +68,7 @@ impl Config {
     /// |---|---|
     /// | [`with_goodbye_timeout`](Self::with_goodbye_timeout) | 2 s |
     /// | [`with_duplicate_grace`](Self::with_duplicate_grace) | 5 s |
-    /// | [`with_max_connections_per_peer`](Self::with_max_connections_per_peer) | 3 |
+    /// | [`with_max_established_per_peer`](Self::with_max_established_per_peer) | 3 |
     /// | [`with_keep_alive`](Self::with_keep_alive) | `true` |
     /// | [`with_ping_interval`](Self::with_ping_interval) | 15 s |
     /// | [`with_ping_timeout`](Self::with_ping_timeout) | 20 s |
@@ -160,10 +160,12 @@ impl Config {
         self
     }
 
-    /// Hard cap on established connections to one peer, duplicates included (at least 1).
-    /// Bounds what a misbehaving remote can open while duplicates settle.
-    pub fn with_max_connections_per_peer(mut self, max: u32) -> Self {
-        self.max_established_per_peer = max.max(1);
+    /// Hard cap on established connections to one peer, duplicates included (at least 1:
+    /// [`validate`](Self::validate) refuses 0). Bounds what a misbehaving remote can open
+    /// while duplicates settle. Named as connection-limits' `with_max_established_per_peer`,
+    /// but do not set it to 1: a second connection must be allowed for the tie-break to run.
+    pub fn with_max_established_per_peer(mut self, max: u32) -> Self {
+        self.max_established_per_peer = max;
         self
     }
 
@@ -418,6 +420,7 @@ impl Config {
 
 /// A configuration the manager refuses to run with (see [`Config::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A duration is longer than [`Config::MAX_DURATION`]: delays are computed in floating
     /// point with jitter, and such values cannot be represented once jittered.
@@ -439,11 +442,27 @@ pub enum ConfigError {
         /// The high watermark.
         high: usize,
     },
-    /// A setting is zero where that cannot work (see [`PeerExchange`]).
+    /// A setting is zero where that cannot work (the per-peer cap, the ping interval, see
+    /// also [`PeerExchange`]).
     #[error("{setting} must not be zero")]
     Zero {
         /// The setting, by the name of its `with_*` method.
         setting: &'static str,
+    },
+    /// The inactivity timeout ends before the first ping could have succeeded (ping interval
+    /// plus ping timeout): every connection would be closed as `Timeout` before it could prove
+    /// that it is alive.
+    #[error(
+        "inactivity timeout {inactivity:?} is shorter than ping interval {ping_interval:?} \
+         plus ping timeout {ping_timeout:?}"
+    )]
+    InactivityBeforeFirstPing {
+        /// [`Config::with_inactivity_timeout`].
+        inactivity: Duration,
+        /// [`Config::with_ping_interval`].
+        ping_interval: Duration,
+        /// [`Config::with_ping_timeout`].
+        ping_timeout: Duration,
     },
 }
 
@@ -461,6 +480,26 @@ impl Config {
         if let Some(Watermarks { low, high }) = self.watermarks {
             if low > high {
                 return Err(ConfigError::WatermarksInverted { low, high });
+            }
+        }
+        if self.max_established_per_peer == 0 {
+            return Err(ConfigError::Zero {
+                setting: "with_max_established_per_peer",
+            });
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::Zero {
+                setting: "with_ping_interval",
+            });
+        }
+        if let Some(inactivity) = self.inactivity_timeout {
+            let first_ping = self.ping_interval.saturating_add(self.ping_timeout);
+            if inactivity < first_ping {
+                return Err(ConfigError::InactivityBeforeFirstPing {
+                    inactivity,
+                    ping_interval: self.ping_interval,
+                    ping_timeout: self.ping_timeout,
+                });
             }
         }
         let mut durations = vec![
@@ -509,5 +548,52 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonsense_is_refused_with_a_typed_error() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(
+            Config::default()
+                .with_max_established_per_peer(0)
+                .validate(),
+            Err(ConfigError::Zero {
+                setting: "with_max_established_per_peer"
+            })
+        );
+        assert_eq!(
+            Config::default()
+                .with_ping_interval(Duration::ZERO)
+                .validate(),
+            Err(ConfigError::Zero {
+                setting: "with_ping_interval"
+            })
+        );
+        let (interval, timeout) = (Duration::from_secs(15), Duration::from_secs(10));
+        let config = Config::default()
+            .with_ping_interval(interval)
+            .with_ping_timeout(timeout)
+            .with_inactivity_timeout(Some(Duration::from_secs(20)));
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::InactivityBeforeFirstPing {
+                inactivity: Duration::from_secs(20),
+                ping_interval: interval,
+                ping_timeout: timeout,
+            })
+        );
+        assert!(config
+            .with_inactivity_timeout(Some(Duration::from_secs(25)))
+            .validate()
+            .is_ok());
+        assert_eq!(
+            Config::default().with_watermarks(10, 5).validate(),
+            Err(ConfigError::WatermarksInverted { low: 10, high: 5 })
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::limits::{LimitKind, RateLimit};
 /// The swarm reports it inside [`libp2p_swarm::ConnectionDenied`]; get it back with
 /// `denied.downcast_ref::<Denial>()` (or `downcast::<Denial>()`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Denial {
     /// The remote has our own peer id (two nodes sharing a key).
     #[error("connection to our own peer id {peer} refused")]

@@ -174,6 +174,7 @@ pub enum Event {
 
 /// Why a dial failed, translated from the swarm's `DialError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DialFailureCause {
     /// The address led to ourselves.
     #[error("the dialed address belongs to our own peer id")]
@@ -213,6 +214,103 @@ pub enum DialFailureCause {
     TimedOut(Duration),
 }
 
+/// One readable line per event, e.g. "connection 7 with 12D3… closed by them: Closed (0 left)".
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = match self {
+            Self::ConnectionKept {
+                peer,
+                connection,
+                initiator,
+                ..
+            } => format!("kept connection {connection} with {peer} ({initiator})"),
+            Self::DuplicateClosed { peer, kept, closed } => {
+                format!("closed duplicate connection {closed} with {peer}; {kept} is kept")
+            }
+            Self::Disconnected {
+                peer,
+                connection,
+                reason,
+                closed_by,
+                remaining,
+            } => {
+                format!(
+                    "connection {connection} with {peer} {closed_by}: {reason} ({remaining} left)"
+                )
+            }
+            Self::GoodbyeReceived {
+                peer,
+                connection,
+                reason,
+                retry_after,
+            } => match retry_after {
+                Some(delay) => format!(
+                "goodbye from {peer} on connection {connection}: {reason}, retry after {delay:?}"
+            ),
+                None => format!("goodbye from {peer} on connection {connection}: {reason}"),
+            },
+            Self::Denied {
+                peer,
+                connection,
+                denial,
+            } => match peer {
+                Some(peer) => format!("refused connection {connection} with {peer}: {denial}"),
+                None => format!("refused connection {connection}: {denial}"),
+            },
+            Self::DialFailed {
+                peer,
+                connection,
+                cause,
+            } => {
+                let target = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_string());
+                format!("dial {connection} to {target} failed: {cause}")
+            }
+            Self::RedialScheduled {
+                peer,
+                delay,
+                attempt,
+            } => format!("redialing {peer} in {delay:.2?} (attempt {attempt})"),
+            Self::RedialGaveUp { peer, attempts } => {
+                format!("gave up redialing {peer} after {attempts} attempts")
+            }
+            Self::Banned { target, until } => match until {
+                Some(_) => format!("banned {target} for a set time"),
+                None => format!("banned {target} until unbanned"),
+            },
+            Self::Unbanned { target, expired } => {
+                let how = if *expired { "expired" } else { "lifted" };
+                format!("ban of {target} {how}")
+            }
+            Self::WaitingForResources { peer, denial } => {
+                format!("{peer} waits for a free slot: {denial}")
+            }
+            Self::PeerForgotten { peer } => format!("forgot {peer}"),
+            Self::Trimmed { peers, .. } => format!("trimming {} peer(s): {peers:?}", peers.len()),
+            Self::HealthChanged {
+                peer,
+                connection,
+                old,
+                new,
+            } => match old {
+                Some(old) => {
+                    format!("health of connection {connection} with {peer}: {old} -> {new}")
+                }
+                None => format!("health of connection {connection} with {peer}: {new}"),
+            },
+            Self::ConnectionReplaced { peer, connection } => {
+                format!("replacing connection {connection} with {peer}: its health stayed critical")
+            }
+            Self::PhaseChanged { old, new } => format!("phase {old} -> {new}"),
+            Self::Restored(summary) => format!(
+            "restored from the peer store: {} ban(s) in force ({} ended while down), {} peer(s), \
+             {} redial(s)",
+            summary.bans, summary.expired_bans, summary.peers, summary.redials
+        ),
+        };
+        f.write_str(&line)
+    }
+}
+
 impl DialFailureCause {
     /// Whether trying the same dial again soon can succeed.
     pub fn is_transient(&self) -> bool {
@@ -232,4 +330,39 @@ fn format_transport_errors(errors: &[(Multiaddr, String)]) -> String {
         .map(|(address, error)| format!("{address}: {error}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_sentences() {
+        let peer = PeerId::random();
+        let connection = ConnectionId::new_unchecked(7);
+        let lost = Event::Disconnected {
+            peer,
+            connection,
+            reason: DisconnectReason::Closed,
+            closed_by: ClosedBy::Remote,
+            remaining: 0,
+        };
+        assert_eq!(
+            lost.to_string(),
+            format!("connection 7 with {peer} closed by them: closed by the remote (0 left)")
+                .replace(
+                    "closed by the remote",
+                    &DisconnectReason::Closed.to_string()
+                )
+        );
+        let redial = Event::RedialScheduled {
+            peer,
+            delay: Duration::from_millis(1500),
+            attempt: 2,
+        };
+        assert_eq!(
+            redial.to_string(),
+            format!("redialing {peer} in 1.50s (attempt 2)")
+        );
+    }
 }

@@ -108,6 +108,7 @@ const MAX_VIOLATING_NETWORKS: usize = 4096;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Action {
     /// Dial a peer.
     Dial {

@@ -72,6 +72,7 @@ pub struct PeerUpdate {
 
 /// One change a peer store must write.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Change {
     /// A ban is in force (new, or with a new end).
     Ban(Ban),

@@ -41,6 +41,7 @@ const _: () = assert!(
 
 /// What can go wrong with a peer list.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExchangeError {
     /// The stream failed.
     #[error("I/O error on the peer-exchange stream: {0}")]

@@ -65,6 +65,7 @@ impl Goodbye {
 
 /// Why sending or receiving a goodbye failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GoodbyeError {
     /// Reading from or writing to the stream failed.
     #[error("I/O error on the goodbye stream: {0}")]

@@ -104,6 +104,7 @@ impl Default for StoreConfig {
 
 /// Why a peer store cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The file cannot be opened or created.
     #[error("cannot open the peer store {path}: {source}")]

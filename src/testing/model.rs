@@ -246,7 +246,7 @@ impl Setup {
             .with_keep_alive(keep_alive)
             .with_goodbye_timeout(goodbye_timeout)
             .with_duplicate_grace(duplicate_grace)
-            .with_max_connections_per_peer(u.int_in_range(1..=3)?)
+            .with_max_established_per_peer(u.int_in_range(1..=3)?)
             .with_ping_interval(Duration::from_secs(u.int_in_range(1..=15)?))
             .with_ping_timeout(Duration::from_secs(u.int_in_range(1..=20)?))
             .with_inactivity_timeout(option(u, |u| {

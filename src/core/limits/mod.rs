@@ -314,6 +314,7 @@ impl fmt::Display for RateLimit {
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LimitKind {
     /// [`Limits::with_max_pending_inbound`].
     PendingIncoming,

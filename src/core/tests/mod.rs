@@ -261,7 +261,7 @@ fn self_connections_are_refused() {
 
 #[test]
 fn per_peer_cap_counts_connections_being_closed() {
-    let (mut listener, dialer) = pair(Config::default().with_max_connections_per_peer(2));
+    let (mut listener, dialer) = pair(Config::default().with_max_established_per_peer(2));
     let d = dialer.id;
     listener.establish(cid(1), d, Initiator::Remote).unwrap();
     listener.establish(cid(2), d, Initiator::Remote).unwrap();
