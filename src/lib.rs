@@ -18,7 +18,7 @@
 //!   lost tie-break or a remote's goodbye `Normal`, exponential backoff with jitter after
 //!   timeouts, longer ones after a remote hung up without a goodbye or broke a protocol, never
 //!   after a ban or a local `disconnect`.
-//! - **Kept alive for a reason only**: peers the application wants, protects or allow-lists
+//! - **Kept alive for a reason only**: peers the application keeps, protects or exempts
 //!   (and bootstrap peers) are held open; every other connection idles out on the swarm's idle
 //!   timeout as it would without the manager. Trimming above bounded default watermarks
 //!   (160/192) keeps the peers that matter and resists bursts of new peers.
@@ -41,17 +41,27 @@
 //!   peers, addresses, tags and last disconnects, restored on start and written in batches off
 //!   the hot path; in memory, or in a file with the `redb` feature.
 //!
-//! The policy lives in a sans-IO state machine, [`core::Manager`], driven with time as an
-//! argument; [`Behaviour`] only translates between it and the swarm.
+//! The policy lives in a sans-IO state machine driven with time as an argument (public with
+//! the `testing` feature, for tests, the fuzzer and simulations); [`Behaviour`] only
+//! translates between it and the swarm. ARCHITECTURE.md says where each decision lives.
 //!
 //! # Composing it
 //!
 //! Put the manager **first** in your struct. Its refusals (self-connections, bans, limits, the
-//! per-peer cap) then run before other behaviours spend work on a connection, and a connection
-//! it refuses is never shown to them.
+//! per-peer cap) then run before other behaviours spend work on a connection.
+//!
+//! A complete program: two nodes, the second keeps the first connected, and the event loop
+//! prints what the manager does until the connection is kept.
 //!
 //! ```
-//! use libp2p::{identify, noise, swarm::NetworkBehaviour, tcp, yamux};
+//! use std::time::Duration;
+//!
+//! use futures::StreamExt;
+//! use libp2p::{
+//!     identify, noise,
+//!     swarm::{NetworkBehaviour, SwarmEvent},
+//!     tcp, yamux, Swarm,
+//! };
 //! use libp2p_connection_manager as connection_manager;
 //!
 //! #[derive(NetworkBehaviour)]
@@ -61,31 +71,55 @@
 //!     identify: identify::Behaviour,
 //! }
 //!
+//! fn node() -> Result<Swarm<MyBehaviour>, Box<dyn std::error::Error>> {
+//!     Ok(libp2p::SwarmBuilder::with_new_identity()
+//!         .with_tokio()
+//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!         .with_behaviour(|key| MyBehaviour {
+//!             connections: connection_manager::Behaviour::try_new(
+//!                 key.public().to_peer_id(),
+//!                 connection_manager::Config::default()
+//!                     .with_ping_interval(Duration::from_secs(10)),
+//!             )
+//!             .expect("a valid configuration"),
+//!             identify: identify::Behaviour::new(identify::Config::new(
+//!                 "/my-app/1.0.0".into(),
+//!                 key.public(),
+//!             )),
+//!         })?
+//!         .build())
+//! }
+//!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-//!     .with_tokio()
-//!     .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
-//!     .with_behaviour(|key| MyBehaviour {
-//!         connections: connection_manager::Behaviour::new(
-//!             key.public().to_peer_id(),
-//!             connection_manager::Config::default()
-//!                 .with_ping_interval(std::time::Duration::from_secs(10)),
-//!         ),
-//!         identify: identify::Behaviour::new(identify::Config::new(
-//!             "/my-app/1.0.0".into(),
-//!             key.public(),
-//!         )),
-//!     })?
-//!     .build();
+//! let mut server = node()?;
+//! server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+//! let address = loop {
+//!     if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+//!         break address;
+//!     }
+//! };
+//! let server_id = *server.local_peer_id();
+//! tokio::spawn(async move { loop { server.select_next_some().await; } });
 //!
-//! // Keep a peer connected (redialed when lost):
-//! let peer = libp2p::PeerId::random();
-//! let address = "/ip4/127.0.0.1/tcp/4001".parse()?;
-//! swarm.behaviour_mut().connections.add_peer(peer, vec![address])?;
+//! let mut client = node()?;
+//! // Keep the server connected: dialed now, redialed by reason whenever it is lost.
+//! client.behaviour_mut().connections.add_peer(server_id, vec![address])?;
+//! loop {
+//!     match client.select_next_some().await {
+//!         SwarmEvent::Behaviour(MyBehaviourEvent::Connections(event)) => {
+//!             println!("{event}"); // e.g. "kept connection 1 with 12D3KooW... (we dialed)"
+//!             if let connection_manager::Event::ConnectionKept { peer, .. } = event {
+//!                 assert_eq!(peer, server_id);
+//!                 break;
+//!             }
+//!         }
+//!         _ => {}
+//!     }
+//! }
 //! assert_eq!(
-//!     swarm.behaviour().connections.phase(),
-//!     connection_manager::Phase::Disconnected
+//!     client.behaviour().connections.phase(),
+//!     connection_manager::Phase::Connected
 //! );
 //! # Ok(())
 //! # }
@@ -103,7 +137,10 @@
 //!   with a [`Denial`] inside `DialError::Denied`, which you can downcast.
 //! - Every refusal is a typed [`Denial`] ("pending inbound limit 64 reached (64 now)", "peer
 //!   ... is banned for another 41s"), reported as [`Event::Denied`] and inside the swarm's
-//!   `ConnectionDenied`. A connection refused during its handshake gets no goodbye: it never
+//!   `ConnectionDenied`; such a connection is never shown to the other behaviours, with one
+//!   exception: an incoming connection refused by an established limit is let through to hear
+//!   goodbye `ResourceConstraint` with a retry-after (at most 8 at a time), so the behaviours
+//!   beside it see it established and closed within the goodbye timeout. A connection refused during its handshake gets no goodbye: it never
 //!   reached the point where one can be sent.
 //! - It replaces `connection_limits` and `allow_block_list`. Do not add `connection_limits` with
 //!   `max_established_per_peer(1)` beside it: a per-peer
@@ -135,29 +172,50 @@
 //!
 //! The manager keeps the peers it is told about. Wire your discovery to it in the swarm loop:
 //!
-//! ```ignore
-//! match event {
-//!     // mDNS: peers on the local network come and go.
-//!     SwarmEvent::Behaviour(MyEvent::Mdns(mdns::Event::Discovered(found))) => {
-//!         for (peer, address) in found {
-//!             let _ = swarm.behaviour_mut().connections.add_discovered(peer, vec![address]);
-//!         }
-//!     }
-//!     SwarmEvent::Behaviour(MyEvent::Mdns(mdns::Event::Expired(gone))) => {
-//!         for (peer, _) in gone {
-//!             // Its live connection stays; once it is gone and one redial failed, the
-//!             // manager forgets the peer and says so with `Event::PeerForgotten`.
-//!             swarm.behaviour_mut().connections.remove_discovered(peer);
-//!         }
-//!     }
-//!     // Kademlia: keep the peers your application needs (not the whole routing table).
-//!     SwarmEvent::Behaviour(MyEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }))
-//!         if wanted(&peer) =>
-//!     {
-//!         let _ = swarm.behaviour_mut().connections.add_discovered(peer, addresses.into_vec());
-//!     }
-//!     _ => {}
+//! ```
+//! use libp2p::{identify, kad, swarm::{NetworkBehaviour, SwarmEvent}, PeerId, Swarm};
+//! use libp2p_connection_manager as connection_manager;
+//!
+//! #[derive(NetworkBehaviour)]
+//! struct MyBehaviour {
+//!     connections: connection_manager::Behaviour,
+//!     identify: identify::Behaviour,
+//!     kad: kad::Behaviour<kad::store::MemoryStore>,
 //! }
+//!
+//! /// The peers this application needs (not the whole routing table).
+//! fn wanted(_peer: &PeerId) -> bool {
+//!     true
+//! }
+//!
+//! fn on_event(swarm: &mut Swarm<MyBehaviour>, event: SwarmEvent<MyBehaviourEvent>) {
+//!     match event {
+//!         // Kademlia: keep the peers your application needs.
+//!         SwarmEvent::Behaviour(MyBehaviourEvent::Kad(kad::Event::RoutingUpdated {
+//!             peer,
+//!             addresses,
+//!             ..
+//!         })) if wanted(&peer) => {
+//!             let _ = swarm
+//!                 .behaviour_mut()
+//!                 .connections
+//!                 .add_discovered(peer, addresses.into_vec());
+//!         }
+//!         // Identify: a peer that stopped speaking our protocol is no longer discovered. Its
+//!         // live connection stays; once it is gone and one redial failed, the manager
+//!         // forgets the peer and says so with `Event::PeerForgotten`. (mDNS's `Expired` is
+//!         // wired the same way, and its `Discovered` like Kademlia's update above.)
+//!         SwarmEvent::Behaviour(MyBehaviourEvent::Identify(identify::Event::Received {
+//!             peer_id,
+//!             info,
+//!             ..
+//!         })) if !info.protocols.iter().any(|p| p.as_ref() == "/my-app/1.0.0") => {
+//!             swarm.behaviour_mut().connections.remove_discovered(peer_id);
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! Addresses that identify and Kademlia report through `NewExternalAddrOfPeer` are learned

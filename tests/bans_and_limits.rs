@@ -168,8 +168,8 @@ async fn an_inbound_flood_from_one_ip_is_held_to_the_limits_and_others_still_get
     init_tracing();
     const FLOOD: usize = 300;
     let limits = Limits::unlimited()
-        .with_max_pending_inbound(Some(16))
-        .with_max_inbound_per_ip(Some(4))
+        .with_max_pending_incoming(Some(16))
+        .with_max_incoming_per_ip(Some(4))
         .with_loopback_exempt(false);
     let mut target = Node::spawn(NodeConfig {
         manager: Config::default().with_limits(limits),

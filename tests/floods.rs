@@ -363,9 +363,9 @@ async fn a_flood_from_many_loopback_ips_is_held_to_the_limits_and_a_normal_node_
     const SHIFT: usize = 12;
     let rate = RateLimit::new(2, Duration::from_secs(10));
     let limits = Limits::unlimited()
-        .with_max_pending_inbound(Some(PENDING))
-        .with_max_inbound_per_ip(Some(PER_IP))
-        .with_inbound_rate_per_ip(Some(rate))
+        .with_max_pending_incoming(Some(PENDING))
+        .with_max_incoming_per_ip(Some(PER_IP))
+        .with_incoming_rate_per_ip(Some(rate))
         .with_max_tracked_ips(TABLE)
         .with_loopback_exempt(false);
     let expected = Expected {

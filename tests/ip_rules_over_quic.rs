@@ -166,7 +166,7 @@ async fn an_ip_ban_refuses_that_ip_over_tcp_and_over_quic_in_both_directions() {
 async fn the_per_ip_limit_counts_tcp_and_quic_connections_from_one_ip_together() {
     init_tracing();
     let limits = Limits::unlimited()
-        .with_max_inbound_per_ip(Some(2))
+        .with_max_incoming_per_ip(Some(2))
         .with_loopback_exempt(false);
     let mut target = Node::spawn(NodeConfig {
         transports: Some(Transports::TCP_AND_QUIC),
@@ -230,7 +230,7 @@ async fn the_per_ip_rate_bucket_refuses_quic_connections_past_its_burst() {
     init_tracing();
     // A burst of 2, refilled once a minute: the third connection within the test is refused.
     let limits = Limits::unlimited()
-        .with_inbound_rate_per_ip(Some(RateLimit::new(2, Duration::from_secs(60))))
+        .with_incoming_rate_per_ip(Some(RateLimit::new(2, Duration::from_secs(60))))
         .with_loopback_exempt(false);
     let mut target = Node::spawn(NodeConfig {
         transports: Some(Transports::QUIC),

@@ -147,7 +147,7 @@ async fn a_full_established_inbound_limit_refuses_the_next_peers_with_goodbye_re
     init_tracing();
     const LIMIT: u32 = 3;
     let mut hub = Node::spawn(with_limits(
-        Limits::new().with_max_established_inbound(Some(LIMIT)),
+        Limits::new().with_max_established_incoming(Some(LIMIT)),
     ))
     .await;
     let mut leaves = spawn_many(LIMIT as usize).await;
@@ -222,7 +222,7 @@ async fn a_full_established_outbound_limit_refuses_our_next_dial_which_waits_for
     init_tracing();
     const LIMIT: u32 = 2;
     let mut node = Node::spawn(with_limits(
-        Limits::new().with_max_established_outbound(Some(LIMIT)),
+        Limits::new().with_max_established_outgoing(Some(LIMIT)),
     ))
     .await;
     let mut remotes = spawn_many(LIMIT as usize + 1).await;
@@ -294,10 +294,7 @@ async fn a_full_established_outbound_limit_refuses_our_next_dial_which_waits_for
 async fn a_full_established_total_limit_refuses_both_directions() {
     init_tracing();
     const LIMIT: u32 = 3;
-    let mut node = Node::spawn(with_limits(
-        Limits::new().with_max_established_total(Some(LIMIT)),
-    ))
-    .await;
+    let mut node = Node::spawn(with_limits(Limits::new().with_max_established(Some(LIMIT)))).await;
     // One outbound, two inbound: the total is full, neither directional limit is.
     let mut out = spawn_many(2).await;
     let mut inbound = spawn_many(3).await;
@@ -414,7 +411,7 @@ async fn a_burst_past_the_goodbye_cap_is_refused_without_a_redial_storm() {
     const BURST: usize = 24;
     const GOODBYE_CAP: u32 = 8;
     let mut hub = Node::spawn(with_limits(
-        Limits::new().with_max_established_inbound(Some(1)),
+        Limits::new().with_max_established_incoming(Some(1)),
     ))
     .await;
     let mut first = Node::spawn(NodeConfig::default()).await;

@@ -74,7 +74,7 @@ async fn a_ban_closes_a_connected_peer_with_goodbye_banned_and_refuses_it_after(
 #[tokio::test]
 async fn the_established_inbound_limit_refuses_the_next_connection_with_a_typed_denial() {
     const LIMIT: u32 = 2;
-    let limits = Limits::new().with_max_established_inbound(Some(LIMIT));
+    let limits = Limits::new().with_max_established_incoming(Some(LIMIT));
     let mut a = listening(Config::default().with_limits(limits)).await;
     let mut b = node(Config::default());
     let mut c = node(Config::default());

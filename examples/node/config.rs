@@ -249,26 +249,26 @@ impl NodeConfig {
         let defaults = manager::Limits::new();
         let set = |value: Option<u32>, default: Option<u32>| value.or(default);
         let mut limits = manager::Limits::new()
-            .with_max_established_total(set(l.max_established, defaults.max_established()))
-            .with_max_established_inbound(set(
+            .with_max_established(set(l.max_established, defaults.max_established()))
+            .with_max_established_incoming(set(
                 l.max_established_incoming,
                 defaults.max_established_incoming(),
             ))
-            .with_max_established_outbound(set(
+            .with_max_established_outgoing(set(
                 l.max_established_outgoing,
                 defaults.max_established_outgoing(),
             ))
-            .with_max_pending_inbound(set(l.max_pending_incoming, defaults.max_pending_incoming()))
-            .with_max_pending_outbound(set(
+            .with_max_pending_incoming(set(l.max_pending_incoming, defaults.max_pending_incoming()))
+            .with_max_pending_outgoing(set(
                 l.max_pending_outgoing,
                 defaults.max_pending_outgoing(),
             ));
         if let Some(max) = l.max_incoming_per_ip {
-            limits = limits.with_max_inbound_per_ip(Some(max));
+            limits = limits.with_max_incoming_per_ip(Some(max));
         }
         if let Some(rate) = l.incoming_rate_per_ip {
             let rate = RateLimit::new(rate.burst, Duration::from_millis(rate.refill_ms));
-            limits = limits.with_inbound_rate_per_ip(Some(rate));
+            limits = limits.with_incoming_rate_per_ip(Some(rate));
         }
         if let Some(exempt) = l.loopback_exempt {
             limits = limits.with_loopback_exempt(exempt);

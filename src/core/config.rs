@@ -473,7 +473,7 @@ impl Config {
 
     /// Checks the configuration: every duration at most [`MAX_DURATION`](Self::MAX_DURATION)
     /// (backoffs included, initial and maximum). [`Behaviour::try_new`](crate::Behaviour::try_new)
-    /// and [`Manager::try_new`](super::Manager::try_new) refuse a configuration that
+    /// and `Manager::try_new` refuse a configuration that
     /// fails it; `new` takes it anyway and never panics (longer delays saturate), but a delay
     /// beyond a century is not what anyone meant.
     pub fn validate(&self) -> Result<(), ConfigError> {

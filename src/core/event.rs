@@ -159,9 +159,8 @@ pub enum Event {
         /// The replaced connection.
         connection: ConnectionId,
     },
-    /// State kept by a peer store was taken over at start (see [`Manager::restore`]).
-    ///
-    /// [`Manager::restore`]: super::Manager::restore
+    /// State kept by a peer store was taken over at start (see
+    /// [`Behaviour::with_store`](crate::Behaviour::with_store)).
     Restored(super::RestoreSummary),
     /// The node changed phase.
     PhaseChanged {

@@ -21,7 +21,7 @@ impl Manager {
     /// [`on_pending_inbound`](Self::on_pending_inbound), knowing the local address the
     /// connection arrived on. An inbound circuit arrives on a local address through a relay
     /// (`<relay address>/p2p-circuit`): it is counted against that relay
-    /// ([`Limits::with_max_inbound_per_relay`]), never against an IP.
+    /// ([`Limits::with_max_incoming_per_relay`]), never against an IP.
     pub fn on_pending_inbound_via(
         &mut self,
         now: Instant,

@@ -91,7 +91,7 @@ pub enum Change {
     Forget(PeerId),
 }
 
-/// What [`Manager::restore`] took over from a store.
+/// What a peer store gave back at start ([`Behaviour::with_store`](crate::Behaviour::with_store)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RestoreSummary {
     /// Bans still in force, now enforced again.

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Why a connection was (or is about to be) closed.
 ///
-/// The reason travels to the remote in a goodbye frame (see [`crate::goodbye`]) and decides
+/// The reason travels to the remote in a goodbye frame (the goodbye protocol) and decides
 /// what the side that initiated the connection does next:
 ///
 /// | reason | the initiator then |

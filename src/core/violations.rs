@@ -29,7 +29,7 @@ use super::*;
 /// Bounds: at most `max_peer_bans` automatic bans of peers and `max_network_bans` of networks
 /// are held; when one more is placed, the automatic ban of its kind that ends soonest is lifted
 /// to make room (reported as [`Event::Unbanned`] with `expired: false`). The application's bans
-/// ([`Manager::ban_peer`], [`Manager::ban_network`]) are never evicted and do not count, and only
+/// ([`Behaviour::ban_peer`](crate::Behaviour::ban_peer), [`Behaviour::ban_network`](crate::Behaviour::ban_network)) are never evicted and do not count, and only
 /// they are written to a peer store. Behind the bans, at most 4,096 peers and 4,096 networks
 /// with recent violations are remembered, each with fewer entries than its threshold; when a
 /// table is full, the entry whose latest violation is the oldest is forgotten.

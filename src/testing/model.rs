@@ -182,21 +182,21 @@ impl LimitSpec {
 
     fn limits(&self) -> Limits {
         Limits::unlimited()
-            .with_max_pending_inbound(self.pending_in)
-            .with_max_pending_outbound(self.pending_out)
-            .with_max_established_inbound(self.est_in)
-            .with_max_established_outbound(self.est_out)
-            .with_max_established_total(self.est_total)
-            .with_max_inbound_per_ip(self.per_ip)
-            .with_inbound_rate_per_ip(
+            .with_max_pending_incoming(self.pending_in)
+            .with_max_pending_outgoing(self.pending_out)
+            .with_max_established_incoming(self.est_in)
+            .with_max_established_outgoing(self.est_out)
+            .with_max_established(self.est_total)
+            .with_max_incoming_per_ip(self.per_ip)
+            .with_incoming_rate_per_ip(
                 self.rate
                     .map(|(burst, ms)| RateLimit::new(burst, Duration::from_millis(ms))),
             )
             .with_loopback_exempt(self.loopback_exempt)
             .with_max_tracked_ips(self.max_tracked_ips)
-            .with_max_inbound_per_relay(self.per_relay)
-            .with_max_inbound_per_ipv6_56(self.per_ip.filter(|_| self.nested_ipv6))
-            .with_max_inbound_per_ipv6_48(self.per_ip.filter(|_| self.nested_ipv6))
+            .with_max_incoming_per_relay(self.per_relay)
+            .with_max_incoming_per_ipv6_56(self.per_ip.filter(|_| self.nested_ipv6))
+            .with_max_incoming_per_ipv6_48(self.per_ip.filter(|_| self.nested_ipv6))
     }
 
     /// Whether an inbound connection from `ip` is counted against the per-IP limits.

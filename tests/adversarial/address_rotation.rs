@@ -139,7 +139,7 @@ impl Target {
     /// A node with the manager only, default limits (pending inbound raised), listening on
     /// `[::1]`; `prepare` runs on its behaviour before it starts (to ban, say).
     async fn spawn(prepare: impl FnOnce(&mut Behaviour)) -> Target {
-        let limits = Limits::new().with_max_pending_inbound(Some(4096));
+        let limits = Limits::new().with_max_pending_incoming(Some(4096));
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(

@@ -466,7 +466,7 @@ async fn a_sender_advertising_many_ports_of_one_network_gets_it_dialed_a_bounded
 const PENDING: u32 = 8;
 
 fn limited(interval: Duration) -> Config {
-    exchanging(interval).with_limits(Limits::new().with_max_pending_outbound(Some(PENDING)))
+    exchanging(interval).with_limits(Limits::new().with_max_pending_outgoing(Some(PENDING)))
 }
 
 /// Fresh PeerIds at `tarpits` tarpits flood the node; then the application dials a peer.

@@ -19,18 +19,18 @@ mod admission;
 ///
 /// | limit | default | checked when |
 /// |---|---|---|
-/// | [`with_max_pending_inbound`](Self::with_max_pending_inbound) | 256 | an inbound connection starts its handshake |
-/// | [`with_max_pending_outbound`](Self::with_max_pending_outbound) | 256 | a dial starts |
-/// | [`with_max_established_inbound`](Self::with_max_established_inbound) | 256 | a handshake completes |
-/// | [`with_max_established_outbound`](Self::with_max_established_outbound) | none | a handshake completes |
-/// | [`with_max_established_total`](Self::with_max_established_total) | none | a handshake completes |
-/// | [`with_max_inbound_per_ip`](Self::with_max_inbound_per_ip) (IPv4 /32, IPv6 /64) | 16 | an inbound connection starts |
-/// | [`with_inbound_rate_per_ip`](Self::with_inbound_rate_per_ip) (IPv4 /32, IPv6 /64) | 10/s, burst 20 | an inbound connection starts |
-/// | [`with_max_inbound_per_ipv6_56`](Self::with_max_inbound_per_ipv6_56) | 32 | an inbound connection starts |
-/// | [`with_inbound_rate_per_ipv6_56`](Self::with_inbound_rate_per_ipv6_56) | 20/s, burst 40 | an inbound connection starts |
-/// | [`with_max_inbound_per_ipv6_48`](Self::with_max_inbound_per_ipv6_48) | 64 | an inbound connection starts |
-/// | [`with_inbound_rate_per_ipv6_48`](Self::with_inbound_rate_per_ipv6_48) | 40/s, burst 80 | an inbound connection starts |
-/// | [`with_max_inbound_per_relay`](Self::with_max_inbound_per_relay) | 16 | an inbound relayed connection starts |
+/// | [`with_max_pending_incoming`](Self::with_max_pending_incoming) | 256 | an inbound connection starts its handshake |
+/// | [`with_max_pending_outgoing`](Self::with_max_pending_outgoing) | 256 | a dial starts |
+/// | [`with_max_established_incoming`](Self::with_max_established_incoming) | 256 | a handshake completes |
+/// | [`with_max_established_outgoing`](Self::with_max_established_outgoing) | none | a handshake completes |
+/// | [`with_max_established`](Self::with_max_established) | none | a handshake completes |
+/// | [`with_max_incoming_per_ip`](Self::with_max_incoming_per_ip) (IPv4 /32, IPv6 /64) | 16 | an inbound connection starts |
+/// | [`with_incoming_rate_per_ip`](Self::with_incoming_rate_per_ip) (IPv4 /32, IPv6 /64) | 10/s, burst 20 | an inbound connection starts |
+/// | [`with_max_incoming_per_ipv6_56`](Self::with_max_incoming_per_ipv6_56) | 32 | an inbound connection starts |
+/// | [`with_incoming_rate_per_ipv6_56`](Self::with_incoming_rate_per_ipv6_56) | 20/s, burst 40 | an inbound connection starts |
+/// | [`with_max_incoming_per_ipv6_48`](Self::with_max_incoming_per_ipv6_48) | 64 | an inbound connection starts |
+/// | [`with_incoming_rate_per_ipv6_48`](Self::with_incoming_rate_per_ipv6_48) | 40/s, burst 80 | an inbound connection starts |
+/// | [`with_max_incoming_per_relay`](Self::with_max_incoming_per_relay) | 16 | an inbound relayed connection starts |
 /// | [`with_max_tracked_ips`](Self::with_max_tracked_ips) | 65,536 entries | a new prefix needs an entry |
 ///
 /// **Address economics.** An IPv4 address is scarce; an IPv6 host usually has a whole /64, a
@@ -49,7 +49,7 @@ mod admission;
 /// IP bans are therefore never applied to a relayed connection by the relay's IP: a relay's IP
 /// is not its users' IP, and counting them under it would let one user exhaust the relay's
 /// share for all. Inbound circuits count instead against the relay they arrive through
-/// ([`with_max_inbound_per_relay`](Self::with_max_inbound_per_relay)); since circuits reach
+/// ([`with_max_incoming_per_relay`](Self::with_max_incoming_per_relay)); since circuits reach
 /// this node only through relays it holds a reservation on, this also bounds them in total.
 /// Peer bans apply to relayed connections as to any other.
 ///
@@ -177,71 +177,71 @@ impl Limits {
     }
 
     /// Inbound connections still in their handshake.
-    pub fn with_max_pending_inbound(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_pending_incoming(mut self, limit: Option<u32>) -> Self {
         self.max_pending_incoming = limit;
         self
     }
 
     /// Outbound dials in flight.
-    pub fn with_max_pending_outbound(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_pending_outgoing(mut self, limit: Option<u32>) -> Self {
         self.max_pending_outgoing = limit;
         self
     }
 
     /// Established connections the remote dialed.
-    pub fn with_max_established_inbound(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_established_incoming(mut self, limit: Option<u32>) -> Self {
         self.max_established_incoming = limit;
         self
     }
 
     /// Established connections we dialed.
-    pub fn with_max_established_outbound(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_established_outgoing(mut self, limit: Option<u32>) -> Self {
         self.max_established_outgoing = limit;
         self
     }
 
     /// Established connections in both directions.
-    pub fn with_max_established_total(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_established(mut self, limit: Option<u32>) -> Self {
         self.max_established = limit;
         self
     }
 
     /// Inbound connections (pending and established) from one IP address at a time: one IPv4
     /// address, or one IPv6 /64 (one host usually owns a whole /64).
-    pub fn with_max_inbound_per_ip(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_incoming_per_ip(mut self, limit: Option<u32>) -> Self {
         self.max_incoming_per_ip = limit;
         self
     }
 
     /// How fast one IP address (IPv4 address, IPv6 /64) may open inbound connections.
-    pub fn with_inbound_rate_per_ip(mut self, rate: Option<RateLimit>) -> Self {
+    pub fn with_incoming_rate_per_ip(mut self, rate: Option<RateLimit>) -> Self {
         self.incoming_rate_per_ip = rate;
         self
     }
 
     /// Inbound connections (pending and established) from one IPv6 /56 at a time, on top of
     /// the limit per /64.
-    pub fn with_max_inbound_per_ipv6_56(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_incoming_per_ipv6_56(mut self, limit: Option<u32>) -> Self {
         self.max_incoming_per_ipv6_56 = limit;
         self
     }
 
     /// How fast one IPv6 /56 may open inbound connections, on top of the rate per /64.
-    pub fn with_inbound_rate_per_ipv6_56(mut self, rate: Option<RateLimit>) -> Self {
+    pub fn with_incoming_rate_per_ipv6_56(mut self, rate: Option<RateLimit>) -> Self {
         self.incoming_rate_per_ipv6_56 = rate;
         self
     }
 
     /// Inbound connections (pending and established) from one IPv6 /48 at a time, on top of
     /// the limits per /64 and per /56.
-    pub fn with_max_inbound_per_ipv6_48(mut self, limit: Option<u32>) -> Self {
+    pub fn with_max_incoming_per_ipv6_48(mut self, limit: Option<u32>) -> Self {
         self.max_incoming_per_ipv6_48 = limit;
         self
     }
 
     /// How fast one IPv6 /48 may open inbound connections, on top of the rates per /64 and
     /// per /56.
-    pub fn with_inbound_rate_per_ipv6_48(mut self, rate: Option<RateLimit>) -> Self {
+    pub fn with_incoming_rate_per_ipv6_48(mut self, rate: Option<RateLimit>) -> Self {
         self.incoming_rate_per_ipv6_48 = rate;
         self
     }
@@ -249,9 +249,8 @@ impl Limits {
     /// Inbound relayed connections (pending and established) arriving through one relay at a
     /// time. The relay is known from the local address an inbound circuit arrives on (its
     /// part before `/p2p-circuit`), so this applies where the driver reports it
-    /// ([`Manager::on_pending_inbound_via`](crate::core::Manager::on_pending_inbound_via); the
-    /// [`Behaviour`](crate::Behaviour) does).
-    pub fn with_max_inbound_per_relay(mut self, limit: Option<u32>) -> Self {
+    /// (the [`Behaviour`](crate::Behaviour) does).
+    pub fn with_max_incoming_per_relay(mut self, limit: Option<u32>) -> Self {
         self.max_incoming_per_relay = limit;
         self
     }
@@ -316,15 +315,15 @@ impl fmt::Display for RateLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LimitKind {
-    /// [`Limits::with_max_pending_inbound`].
+    /// [`Limits::with_max_pending_incoming`].
     PendingIncoming,
-    /// [`Limits::with_max_pending_outbound`].
+    /// [`Limits::with_max_pending_outgoing`].
     PendingOutgoing,
-    /// [`Limits::with_max_established_inbound`].
+    /// [`Limits::with_max_established_incoming`].
     EstablishedIncoming,
-    /// [`Limits::with_max_established_outbound`].
+    /// [`Limits::with_max_established_outgoing`].
     EstablishedOutgoing,
-    /// [`Limits::with_max_established_total`].
+    /// [`Limits::with_max_established`].
     Established,
 }
 
@@ -637,7 +636,7 @@ fn refill(entry: &mut IpEntry, rate: RateLimit, now: Instant) {
     };
 }
 
-/// Inbound relayed connections per relay, for [`Limits::with_max_inbound_per_relay`]. Only
+/// Inbound relayed connections per relay, for [`Limits::with_max_incoming_per_relay`]. Only
 /// relays with connections are kept: at most one entry per counted connection.
 #[derive(Debug, Default)]
 pub(crate) struct PerRelay {
@@ -714,7 +713,7 @@ mod tests {
 
     #[test]
     fn concurrent_per_ip_is_capped_and_released() {
-        let limits = Limits::unlimited().with_max_inbound_per_ip(Some(2));
+        let limits = Limits::unlimited().with_max_incoming_per_ip(Some(2));
         let mut table = PerIp::default();
         let now = Instant::now();
         table.admit(&limits, ip(1), now).unwrap();
@@ -736,7 +735,7 @@ mod tests {
     #[test]
     fn token_bucket_allows_a_burst_then_the_rate() {
         let rate = RateLimit::new(3, Duration::from_secs(1));
-        let limits = Limits::unlimited().with_inbound_rate_per_ip(Some(rate));
+        let limits = Limits::unlimited().with_incoming_rate_per_ip(Some(rate));
         let mut table = PerIp::default();
         let t0 = Instant::now();
         for _ in 0..3 {
@@ -767,7 +766,7 @@ mod tests {
     #[test]
     fn the_table_is_bounded_and_evicts_idle_addresses_first() {
         let limits = Limits::unlimited()
-            .with_max_inbound_per_ip(Some(100))
+            .with_max_incoming_per_ip(Some(100))
             .with_max_tracked_ips(3);
         let mut table = PerIp::default();
         let now = Instant::now();
@@ -791,7 +790,7 @@ mod tests {
     fn idle_entries_with_a_full_bucket_are_forgotten_before_older_drained_ones() {
         let rate = RateLimit::new(2, Duration::from_secs(60));
         let limits = Limits::unlimited()
-            .with_inbound_rate_per_ip(Some(rate))
+            .with_incoming_rate_per_ip(Some(rate))
             .with_max_tracked_ips(2);
         let mut table = PerIp::default();
         let t0 = Instant::now();
@@ -820,7 +819,7 @@ mod tests {
         );
         assert_eq!(keys(ip(1)).iter().collect::<Vec<_>>(), vec![host(ip(1))]);
         // Only the prefixes with a limit or a rate are tracked.
-        let only_48 = Limits::unlimited().with_max_inbound_per_ipv6_48(Some(1));
+        let only_48 = Limits::unlimited().with_max_incoming_per_ipv6_48(Some(1));
         assert_eq!(levels(&only_48, a).iter().count(), 1);
         assert!(levels(&only_48, ip(1)).iter().next().is_none());
     }
@@ -829,8 +828,8 @@ mod tests {
     fn a_refusal_at_one_level_spends_nothing_at_the_others() {
         let rate = RateLimit::new(1, Duration::from_secs(60));
         let limits = Limits::unlimited()
-            .with_inbound_rate_per_ip(Some(rate))
-            .with_max_inbound_per_ipv6_48(Some(1));
+            .with_incoming_rate_per_ip(Some(rate))
+            .with_max_incoming_per_ipv6_48(Some(1));
         let mut table = PerIp::default();
         let now = Instant::now();
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
@@ -870,7 +869,7 @@ mod tests {
 
     #[test]
     fn relays_are_limited_and_forgotten_when_idle() {
-        let limits = Limits::unlimited().with_max_inbound_per_relay(Some(1));
+        let limits = Limits::unlimited().with_max_incoming_per_relay(Some(1));
         let relay: Multiaddr = "/ip4/198.51.100.7/tcp/1".parse().unwrap();
         let mut table = PerRelay::default();
         table.admit(&limits, &relay).unwrap();
@@ -896,8 +895,8 @@ mod tests {
     #[test]
     fn established_limits_name_the_limit_and_the_count() {
         let limits = Limits::unlimited()
-            .with_max_established_inbound(Some(1))
-            .with_max_established_total(Some(2));
+            .with_max_established_incoming(Some(1))
+            .with_max_established(Some(2));
         let counters = Counters {
             established_inbound: 1,
             established_outbound: 1,

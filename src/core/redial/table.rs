@@ -158,7 +158,7 @@ mod tests {
                 Some((cells.next()?.trim(), cells.next()?.trim()))
             })
             .collect();
-        assert!(rows.len() >= 8, "the table has a row per reason: {rows:?}");
+        let mut named = std::collections::HashSet::new();
         let context = PeerContext {
             wanted: true,
             attempt: 0,
@@ -179,10 +179,15 @@ mod tests {
                 "Closed" => Closed,
                 other => panic!("the README names a reason the code does not know: {other}"),
             };
+            named.insert(name);
             let closed_by = if lost.contains("locally") {
                 ClosedBy::Local
             } else {
                 ClosedBy::Remote
+            };
+            let context = PeerContext {
+                hinted: lost.contains("retry-after"),
+                ..context
             };
             let expected = if then.starts_with("nothing while") {
                 // `Duplicate`: the kept connection lives on; if none does, a prompt redial.
@@ -206,6 +211,49 @@ mod tests {
                 "README row `{name}` ({closed_by:?}) says: {then}"
             );
         }
+        for reason in [
+            "Normal",
+            "Timeout",
+            "Closed",
+            "ProtocolViolation",
+            "ResourceConstraint",
+            "Banned",
+            "NetworkRestructure",
+            "Duplicate",
+        ] {
+            assert!(
+                named.contains(reason),
+                "the README's table has no row for {reason}"
+            );
+        }
+    }
+
+    /// The table's fine print: the third duplicate redial backs off for a kept peer and ends
+    /// for others, and a ban with a retry-after is waited out only by a peer that is kept.
+    #[test]
+    fn the_readme_tables_fine_print() {
+        let kept = PeerContext {
+            wanted: true,
+            attempt: PROMPT_DUPLICATE_REDIALS,
+            settling_duplicates: false,
+            died_young: false,
+            hinted: false,
+        };
+        assert_eq!(
+            plan(Duplicate, ClosedBy::Remote, kept),
+            RedialPlan::TimeoutBackoff
+        );
+        let other = PeerContext {
+            wanted: false,
+            ..kept
+        };
+        assert_eq!(plan(Duplicate, ClosedBy::Remote, other), RedialPlan::Never);
+        let banned = PeerContext {
+            attempt: 0,
+            hinted: true,
+            ..other
+        };
+        assert_eq!(plan(Banned, ClosedBy::Remote, banned), RedialPlan::Never);
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn inbound(a: &mut Node, c: ConnectionId, peer: PeerId, from: &Multiaddr) -> Res
 fn rotating_through_one_48_holds_a_bounded_number_of_connections() {
     // 16 /56s of 256 /64s each: 4,096 source addresses, each holding one connection open.
     let (mut a, _) =
-        pair(Config::default().with_limits(Limits::new().with_max_pending_inbound(None)));
+        pair(Config::default().with_limits(Limits::new().with_max_pending_incoming(None)));
     let mut admitted = 0;
     let mut n = 0;
     for slash56 in 0..16u16 {
@@ -91,7 +91,7 @@ fn an_ipv4_mapped_address_counts_as_its_ipv4() {
     let (mut a, _) = pair(
         Config::default().with_limits(
             Limits::unlimited()
-                .with_max_inbound_per_ip(Some(1))
+                .with_max_incoming_per_ip(Some(1))
                 .with_loopback_exempt(false),
         ),
     );
@@ -124,7 +124,7 @@ fn a_duplicate_the_listener_tolerates_counts_against_the_established_limits() {
     let limit = 4;
     let (mut a, _) = pair(
         Config::default()
-            .with_limits(Limits::unlimited().with_max_established_inbound(Some(limit))),
+            .with_limits(Limits::unlimited().with_max_established_incoming(Some(limit))),
     );
     let peers: Vec<PeerId> = (0..limit).map(|_| PeerId::random()).collect();
     let mut n = 0;
@@ -154,7 +154,7 @@ fn a_duplicate_the_listener_tolerates_counts_against_the_established_limits() {
 #[test]
 fn simultaneous_dials_at_a_full_limit_still_end_with_one_connection() {
     // Each side has room for exactly one connection; both dial at once, in every order.
-    let limits = Limits::unlimited().with_max_established_total(Some(1));
+    let limits = Limits::unlimited().with_max_established(Some(1));
     for small_sees_x_first in [true, false] {
         for large_sees_x_first in [true, false] {
             let (mut small, mut large) = pair(Config::default().with_limits(limits.clone()));
@@ -310,8 +310,8 @@ fn relayed_connections_are_not_counted_by_the_relays_ip() {
     let (mut a, _) = pair(
         Config::default().with_limits(
             Limits::unlimited()
-                .with_max_inbound_per_ip(Some(1))
-                .with_inbound_rate_per_ip(Some(RateLimit::new(1, Duration::from_secs(60)))),
+                .with_max_incoming_per_ip(Some(1))
+                .with_incoming_rate_per_ip(Some(RateLimit::new(1, Duration::from_secs(60)))),
         ),
     );
     let relay = PeerId::random();
@@ -327,7 +327,7 @@ fn relayed_connections_are_not_counted_by_the_relays_ip() {
 #[test]
 fn a_refusal_names_the_prefix_that_refused() {
     let (mut a, _) =
-        pair(Config::default().with_limits(Limits::new().with_max_pending_inbound(None)));
+        pair(Config::default().with_limits(Limits::new().with_max_pending_incoming(None)));
     // Four /64s in each of 16 /56s: 64 connections fill the /48 without filling a /56.
     let mut n = 0;
     for slash56 in 0..16u16 {
@@ -351,8 +351,8 @@ fn a_refusal_names_the_prefix_that_refused() {
     let (mut b, _) = pair(
         Config::default().with_limits(
             Limits::unlimited()
-                .with_max_inbound_per_ip(Some(1))
-                .with_max_inbound_per_ipv6_56(Some(2)),
+                .with_max_incoming_per_ip(Some(1))
+                .with_max_incoming_per_ipv6_56(Some(2)),
         ),
     );
     b.manager
@@ -377,7 +377,7 @@ fn the_per_ip_table_stays_bounded_across_many_48s() {
     let (mut a, _) = pair(
         Config::default().with_limits(
             Limits::new()
-                .with_max_pending_inbound(None)
+                .with_max_pending_incoming(None)
                 .with_max_tracked_ips(table),
         ),
     );
@@ -496,7 +496,7 @@ fn inbound_circuits_are_limited_per_relay_not_per_ip() {
 #[test]
 fn a_direct_connection_replacing_a_relayed_one_is_let_in_at_a_full_limit() {
     let (mut a, b) = pair(
-        Config::default().with_limits(Limits::unlimited().with_max_established_inbound(Some(1))),
+        Config::default().with_limits(Limits::unlimited().with_max_established_incoming(Some(1))),
     );
     let relayed = NewConnection::new(
         Initiator::Remote,

@@ -416,7 +416,7 @@ fn take_dials(node: &mut Node, actions: &[Action], next: &mut usize) -> usize {
 
 #[test]
 fn hearsay_dials_have_their_own_small_budget_and_leave_slots_to_the_application() {
-    let limits = Limits::unlimited().with_max_pending_outbound(Some(16));
+    let limits = Limits::unlimited().with_max_pending_outgoing(Some(16));
     let mut a = node(exchanging().with_limits(limits));
     let attacker = PeerId::random();
     inbound(&mut a, 1, attacker, &ma("/ip4/203.0.113.66/tcp/5000"));

@@ -59,7 +59,7 @@ fn refused_with_goodbye(a: &mut Node, connection: ConnectionId, peer: PeerId) ->
 
 #[test]
 fn refusal_goodbyes_are_bounded_and_outbound_dials_are_refused_outright() {
-    let limits = Limits::unlimited().with_max_established_inbound(Some(0));
+    let limits = Limits::unlimited().with_max_established_incoming(Some(0));
     let (mut a, _) = node_with(limits);
     for n in 0..8 {
         a.establish(cid(n), PeerId::random(), Initiator::Remote)
@@ -69,7 +69,7 @@ fn refusal_goodbyes_are_bounded_and_outbound_dials_are_refused_outright() {
         a.establish(cid(100), PeerId::random(), Initiator::Remote),
         Err(Denial::Limit { .. })
     ));
-    let limits = Limits::unlimited().with_max_established_outbound(Some(0));
+    let limits = Limits::unlimited().with_max_established_outgoing(Some(0));
     let (mut b, _) = node_with(limits);
     assert!(b
         .establish(cid(1), PeerId::random(), Initiator::Local)
@@ -78,7 +78,7 @@ fn refusal_goodbyes_are_bounded_and_outbound_dials_are_refused_outright() {
 
 #[test]
 fn pending_inbound_limit_refuses_and_frees_up() {
-    let (mut a, _) = node_with(Limits::unlimited().with_max_pending_inbound(Some(2)));
+    let (mut a, _) = node_with(Limits::unlimited().with_max_pending_incoming(Some(2)));
     let from = ip_addr("10.0.0.1", 1000);
     a.manager.on_pending_inbound(a.now, cid(1), &from).unwrap();
     a.manager.on_pending_inbound(a.now, cid(2), &from).unwrap();
@@ -98,7 +98,7 @@ fn pending_inbound_limit_refuses_and_frees_up() {
 
 #[test]
 fn pending_outbound_limit_is_bypassed_by_allowed_peers() {
-    let (mut a, b) = node_with(Limits::unlimited().with_max_pending_outbound(Some(1)));
+    let (mut a, b) = node_with(Limits::unlimited().with_max_pending_outgoing(Some(1)));
     let c = PeerId::random();
     a.manager
         .on_pending_outbound(a.now, cid(1), Some(b.id), &[])
@@ -119,9 +119,9 @@ fn pending_outbound_limit_is_bypassed_by_allowed_peers() {
 #[test]
 fn established_limits_by_direction_and_total() {
     let limits = Limits::unlimited()
-        .with_max_established_inbound(Some(1))
-        .with_max_established_outbound(Some(1))
-        .with_max_established_total(Some(2));
+        .with_max_established_incoming(Some(1))
+        .with_max_established_outgoing(Some(1))
+        .with_max_established(Some(2));
     let (mut a, _) = node_with(limits);
     let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
     a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
@@ -162,7 +162,7 @@ fn established_limits_by_direction_and_total() {
 
 #[test]
 fn per_ip_limits_apply_to_loopback_only_when_not_exempt() {
-    let limits = Limits::unlimited().with_max_inbound_per_ip(Some(1));
+    let limits = Limits::unlimited().with_max_incoming_per_ip(Some(1));
     let loopback = ip_addr("127.0.0.1", 4000);
     let (mut exempt, _) = node_with(limits.clone());
     exempt
@@ -200,7 +200,7 @@ fn per_ip_limits_apply_to_loopback_only_when_not_exempt() {
 #[test]
 fn the_per_ip_count_follows_the_connection_until_it_closes() {
     let limits = Limits::unlimited()
-        .with_max_inbound_per_ip(Some(1))
+        .with_max_incoming_per_ip(Some(1))
         .with_loopback_exempt(false);
     let (mut a, b) = node_with(limits);
     let from = ip_addr("10.0.0.9", 5000);
@@ -229,7 +229,7 @@ fn the_per_ip_count_follows_the_connection_until_it_closes() {
 fn inbound_rate_per_ip_refills_with_time() {
     let rate = RateLimit::new(2, Duration::from_secs(1));
     let limits = Limits::unlimited()
-        .with_inbound_rate_per_ip(Some(rate))
+        .with_incoming_rate_per_ip(Some(rate))
         .with_loopback_exempt(false);
     let (mut a, _) = node_with(limits);
     let from = ip_addr("10.0.0.1", 1);
@@ -256,10 +256,8 @@ fn lowering_a_limit_closes_nothing_but_refuses_new_connections() {
     a.establish(cid(1), peers[0], Initiator::Remote).unwrap();
     a.establish(cid(2), peers[1], Initiator::Remote).unwrap();
     let _ = a.actions();
-    a.manager.set_limits(
-        a.now,
-        Limits::unlimited().with_max_established_total(Some(1)),
-    );
+    a.manager
+        .set_limits(a.now, Limits::unlimited().with_max_established(Some(1)));
     assert!(a.closes().is_empty());
     assert_eq!(
         refused_with_goodbye(&mut a, cid(3), peers[2]),
@@ -526,10 +524,10 @@ fn dials_to_addresses_that_are_all_banned_are_refused_up_front() {
 #[test]
 fn counters_return_to_zero_after_every_kind_of_end() {
     let limits = Limits::unlimited()
-        .with_max_pending_inbound(Some(1))
-        .with_max_pending_outbound(Some(1))
-        .with_max_established_total(Some(1))
-        .with_max_inbound_per_ip(Some(1))
+        .with_max_pending_incoming(Some(1))
+        .with_max_pending_outgoing(Some(1))
+        .with_max_established(Some(1))
+        .with_max_incoming_per_ip(Some(1))
         .with_loopback_exempt(false);
     let (mut a, b) = node_with(limits);
     let from = ip_addr("10.0.0.1", 1);

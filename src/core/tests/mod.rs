@@ -1093,7 +1093,7 @@ fn peer_exchange_tells_whom_we_know_and_treats_what_we_hear_as_discovery() {
 fn limits_and_caps_hold_against_advertised_peers() {
     use crate::PeerExchange;
     let config = Config::default()
-        .with_limits(Limits::unlimited().with_max_pending_outbound(Some(5)))
+        .with_limits(Limits::unlimited().with_max_pending_outgoing(Some(5)))
         .with_peer_exchange(Some(
             PeerExchange::new()
                 .with_auto_connect(true)

@@ -112,7 +112,7 @@ fn removing_an_unconnected_discovered_peer_forgets_it_at_once() {
 
 #[test]
 fn a_full_local_limit_makes_peers_wait_in_line_until_a_slot_frees() {
-    let limits = Limits::unlimited().with_max_established_outbound(Some(1));
+    let limits = Limits::unlimited().with_max_established_outgoing(Some(1));
     let (mut a, x) = pair(Config::default().with_limits(limits));
     let (y, z) = (PeerId::random(), PeerId::random());
     a.manager.add_peer(a.now, x.id, vec![addr(2)]).unwrap();
@@ -182,7 +182,7 @@ fn a_full_local_limit_makes_peers_wait_in_line_until_a_slot_frees() {
 
 #[test]
 fn raising_a_limit_releases_everyone_waiting_spread_out() {
-    let limits = Limits::unlimited().with_max_pending_outbound(Some(0));
+    let limits = Limits::unlimited().with_max_pending_outgoing(Some(0));
     let (mut a, _) = pair(Config::default().with_limits(limits));
     let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
     for (n, peer) in peers.iter().enumerate() {
