@@ -357,6 +357,12 @@ impl Behaviour {
         self.manager.connected_peers()
     }
 
+    /// Peers kept connected (`add_peer`, discovery, peer exchange), connected or not: with
+    /// [`peer_info`](Self::peer_info), when each is redialed next.
+    pub fn wanted_peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.manager.wanted_peers()
+    }
+
     /// Whether `peer` has an established connection that is not being closed.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.manager.is_connected(peer)

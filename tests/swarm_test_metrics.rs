@@ -73,12 +73,14 @@ async fn a_connection_shows_in_the_series_and_every_ping_in_the_histogram() {
         r#"connection_manager_phase{phase="connected"} 1"#,
         r#"connection_manager_phase{phase="disconnected"} 0"#,
         "connection_manager_pending_connections 0",
+        "connection_manager_wanted_peers 1",
         r#"connection_manager_connections_kept_total{direction="outbound",initiator="local"} 1"#,
         r#"connection_manager_phase_changes_total{phase="connected"} 1"#,
     ];
     let b_expected = [
         "connection_manager_connected_peers 1",
         r#"connection_manager_established_connections{direction="inbound"} 1"#,
+        "connection_manager_wanted_peers 0",
         r#"connection_manager_connections_kept_total{direction="inbound",initiator="remote"} 1"#,
     ];
     let shows = |registry: &Registry, lines: &[&str]| {

@@ -184,6 +184,8 @@ pub struct Stats {
     /// Remote IP addresses the per-IP limits keep state for (bounded by
     /// [`Limits::with_max_tracked_ips`]).
     pub tracked_ips: usize,
+    /// Peers kept connected (by the application, discovery or hearsay), connected or not.
+    pub wanted_peers: usize,
     /// Peers kept connected that wait for a local limit to free a slot.
     pub waiting_for_resources: usize,
     /// Decisions made but not yet carried out by the swarm (goodbyes, dials, closes, events).
@@ -417,6 +419,14 @@ impl Manager {
             .find_map(|c| c.health.assess(&self.config.health_scoring))
     }
 
+    /// Peers kept connected (by the application, discovery or hearsay), connected or not.
+    pub fn wanted_peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, r)| r.intent.is_wanted())
+            .map(|(p, _)| p)
+    }
+
     /// Whether `peer` has an established connection that is not being closed.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|r| r.is_connected())
@@ -469,6 +479,7 @@ impl Manager {
             pending_connections: self.pending_connections(),
             tracked_peers: self.tracked_peers(),
             tracked_ips: self.tracked_ips(),
+            wanted_peers: self.wanted_peers().count(),
             waiting_for_resources: self.waiting_for_resources().count(),
             queued_actions: self.queued_actions(),
             scheduled_timers: self.scheduled_timers(),

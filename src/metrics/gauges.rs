@@ -29,6 +29,7 @@ pub(super) struct Snapshot {
     pub(super) pending: u64,
     pub(super) connected_peers: u64,
     pub(super) tracked_peers: u64,
+    pub(super) wanted_peers: u64,
     pub(super) waiting_peers: u64,
     pub(super) tracked_ips: u64,
     pub(super) peer_bans: u64,
@@ -48,6 +49,7 @@ impl Snapshot {
             pending: count(manager.pending_connections()),
             connected_peers: 0,
             tracked_peers: count(manager.tracked_peers()),
+            wanted_peers: count(manager.wanted_peers().count()),
             waiting_peers: count(manager.waiting_for_resources().count()),
             tracked_ips: count(manager.tracked_ips()),
             peer_bans: 0,
@@ -139,6 +141,12 @@ impl Collector for GaugeCollector {
             "tracked_peers",
             "Peers the manager holds any state for",
             s.tracked_peers,
+        )?;
+        gauge(
+            &mut encoder,
+            "wanted_peers",
+            "Peers kept connected (by the application, discovery or peer exchange), connected or not",
+            s.wanted_peers,
         )?;
         gauge(
             &mut encoder,

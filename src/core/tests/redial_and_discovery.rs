@@ -302,3 +302,25 @@ fn discovery_losing_a_peer_the_application_dialed_does_not_forget_it() {
     a.advance(Duration::from_secs(60));
     assert_eq!(dials(&a.actions()), vec![b.id], "still redialed");
 }
+
+#[test]
+fn wanted_peers_lists_every_kept_peer_connected_or_not() {
+    let (mut a, b) = pair(Config::default());
+    let stranger = PeerId::random();
+    assert_eq!(a.manager.wanted_peers().count(), 0);
+    a.manager.add_peer(a.now, b.id, vec![addr(2)]).unwrap();
+    a.manager
+        .add_discovered(a.now, stranger, vec![addr(3)])
+        .unwrap();
+    let mut wanted: Vec<PeerId> = a.manager.wanted_peers().copied().collect();
+    wanted.sort();
+    let mut expected = vec![b.id, stranger];
+    expected.sort();
+    assert_eq!(wanted, expected);
+    assert_eq!(a.manager.stats().wanted_peers, 2);
+    a.manager.remove_peer(a.now, b.id);
+    assert_eq!(
+        a.manager.wanted_peers().copied().collect::<Vec<_>>(),
+        vec![stranger]
+    );
+}
