@@ -144,9 +144,15 @@ pub fn take(swarm: &Swarm<NodeBehaviour>, context: &Context<'_>) -> Snapshot {
             }
         })
         .collect();
-    let mut wanted: Vec<Wanted> = context
-        .state
-        .known_peers()
+    // Every peer the manager keeps (also one restored from the store that no event named yet),
+    // and any other with a redial scheduled.
+    let candidates: std::collections::BTreeSet<_> = manager
+        .wanted_peers()
+        .chain(context.state.known_peers())
+        .copied()
+        .collect();
+    let mut wanted: Vec<Wanted> = candidates
+        .iter()
         .filter_map(|peer| {
             let info = manager.peer_info(peer)?;
             (info.wanted || info.next_redial.is_some()).then(|| Wanted {
