@@ -257,7 +257,9 @@ impl World {
         let (a, b) = (dialer.node, listener.node);
         let (peer_a, peer_b) = (self.nodes[a].peer, self.nodes[b].peer);
         let out = NewConnection::new(Initiator::Local, Endpoint::Dialer, self.nodes[b].addr.clone());
-        let inc = NewConnection::new(Initiator::Remote, Endpoint::Listener, self.nodes[a].addr.clone());
+        // An inbound connection comes from an ephemeral port, not the dialer's listen address.
+        let ephemeral = ephemeral_port(&self.nodes[a].addr, dialer.conn);
+        let inc = NewConnection::new(Initiator::Remote, Endpoint::Listener, ephemeral);
         if !self.net.path(a, b) {
             self.nodes[b].manager.on_listen_failure(listener.conn);
             let at = now + self.net.params.connect_timeout;
@@ -285,6 +287,10 @@ impl World {
         self.metrics.established += 1;
         self.nodes[a].manager.on_established(now, dialer.conn, peer_b, out);
         self.nodes[b].manager.on_established(now, listener.conn, peer_a, inc);
+        // Identify: each side tells the other its listen address.
+        let (addr_a, addr_b) = (self.nodes[a].addr.clone(), self.nodes[b].addr.clone());
+        self.nodes[a].manager.on_peer_address(now, peer_b, addr_b);
+        self.nodes[b].manager.on_peer_address(now, peer_a, addr_a);
         // libp2p-ping pings at once, then every interval; both sides ping.
         let rtt = self.net.rtt(a, b);
         self.push(now + rtt, Ev::Ping { link, from: 0 });
@@ -292,4 +298,19 @@ impl World {
         self.run_node(a);
         self.run_node(b);
     }
+}
+
+/// `listen` with its TCP port replaced by an ephemeral one.
+fn ephemeral_port(listen: &libp2p_core::Multiaddr, conn: libp2p_swarm::ConnectionId) -> libp2p_core::Multiaddr {
+    use libp2p_core::multiaddr::Protocol;
+    // A connection id displays as its number.
+    let n: u64 = conn.to_string().parse().unwrap_or(0);
+    let port = 32768 + (n % 28000) as u16;
+    listen
+        .iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(port),
+            other => other,
+        })
+        .collect()
 }

@@ -48,7 +48,9 @@ fn config(world: &World, i: usize, flavour: Flavour) -> Config {
     match flavour {
         Flavour::Plain(attempts) => config.with_max_redial_attempts(attempts),
         Flavour::Exchange => {
-            config.with_peer_exchange(Some(PeerExchange::new().with_auto_connect(true)))
+            config.with_peer_exchange(Some(
+                PeerExchange::new().with_auto_connect(true).with_max_peers(EXCHANGE_DEGREE),
+            ))
         }
     }
 }
@@ -310,7 +312,7 @@ pub fn exchange(setup: &Setup) -> Report {
     let secs = 300;
     run_starting(&mut world, nodes, setup.join_window, Flavour::Exchange, secs, &mut report.share, converged);
     common_rows(&mut report, setup, &world);
-    report.row("settings", "PeerExchange::new().with_auto_connect(true), no wanted peers");
+    report.row("settings", "PeerExchange::new().with_auto_connect(true).with_max_peers(8), no wanted peers");
     for goal in [0.5, 0.9, 0.99, 1.0] {
         report.row(&format!("time until {}% of nodes have >= {EXCHANGE_DEGREE} peers", goal * 100.0), time_to(&report.share, 0, goal));
     }
