@@ -30,7 +30,9 @@ pub fn check(world: &World, quiet_since: web_time::Instant) -> Vec<String> {
             }
         }
         if a.open && b.open && settled {
-            *pairs.entry((a.node.min(b.node), a.node.max(b.node))).or_default() += 1;
+            *pairs
+                .entry((a.node.min(b.node), a.node.max(b.node)))
+                .or_default() += 1;
         }
         let half_open = a.open != b.open;
         let quiet = now.duration_since(quiet_since) > DETECT;
@@ -44,7 +46,9 @@ pub fn check(world: &World, quiet_since: web_time::Instant) -> Vec<String> {
     }
     for ((a, b), count) in pairs {
         if count > 1 {
-            problems.push(format!("nodes {a} and {b} keep {count} connections after settling"));
+            problems.push(format!(
+                "nodes {a} and {b} keep {count} connections after settling"
+            ));
         }
     }
     for (i, node) in world.nodes.iter().enumerate() {
@@ -61,7 +65,10 @@ pub fn check(world: &World, quiet_since: web_time::Instant) -> Vec<String> {
         }
         let stats = node.manager.stats();
         if stats.queued_actions > 0 {
-            problems.push(format!("node {i}: {} actions never carried out", stats.queued_actions));
+            problems.push(format!(
+                "node {i}: {} actions never carried out",
+                stats.queued_actions
+            ));
         }
     }
     problems

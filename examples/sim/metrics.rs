@@ -73,7 +73,9 @@ fn bump(series: &mut Vec<u32>, secs: f64) {
 
 /// The value of `series` at each second of `from..to` (zero where nothing happened).
 pub fn window(series: &[u32], from: usize, to: usize) -> Vec<u32> {
-    (from..to).map(|s| series.get(s).copied().unwrap_or(0)).collect()
+    (from..to)
+        .map(|s| series.get(s).copied().unwrap_or(0))
+        .collect()
 }
 
 /// The `q` quantile (0..=1) of `values`, which it sorts.

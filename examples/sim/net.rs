@@ -78,7 +78,8 @@ impl Net {
         let u1 = ((h1 >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let u2 = (h2 >> 11) as f64 / (1u64 << 53) as f64;
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        let ms = self.params.median_latency.as_secs_f64() * 1e3 * (self.params.latency_sigma * z).exp();
+        let ms =
+            self.params.median_latency.as_secs_f64() * 1e3 * (self.params.latency_sigma * z).exp();
         Duration::from_micros((ms.clamp(1.0, 1_000.0) * 1e3) as u64)
     }
 

@@ -52,11 +52,28 @@ impl Report {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
         );
         let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        let _ = write!(svg, r#"<text x="{left}" y="16" font-size="14">{}</text>"#, escape(&self.title));
+        let _ = write!(
+            svg,
+            r#"<text x="{left}" y="16" font-size="14">{}</text>"#,
+            escape(&self.title)
+        );
         let peak = self.dials.iter().copied().max().unwrap_or(0).max(1) as f64;
         let panels = [
-            (30.0, format!("dials/s (peak {peak})"), self.dials.iter().map(|d| *d as f64 / peak).collect::<Vec<_>>(), "#c0392b"),
-            (30.0 + panel + 40.0, self.share_label.clone(), self.share.clone(), "#2471a3"),
+            (
+                30.0,
+                format!("dials/s (peak {peak})"),
+                self.dials
+                    .iter()
+                    .map(|d| *d as f64 / peak)
+                    .collect::<Vec<_>>(),
+                "#c0392b",
+            ),
+            (
+                30.0 + panel + 40.0,
+                self.share_label.clone(),
+                self.share.clone(),
+                "#2471a3",
+            ),
         ];
         for (top, label, values, colour) in panels {
             let y = |v: f64| top + panel - v.clamp(0.0, 1.0) * panel;
@@ -65,7 +82,13 @@ impl Report {
                 r##"<rect x="{left}" y="{top}" width="{}" height="{panel}" fill="none" stroke="#999"/>"##,
                 w - left - 20.0
             );
-            let _ = write!(svg, r#"<text x="{}" y="{}">{}</text>"#, left + 6.0, top + 14.0, escape(&label));
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}">{}</text>"#,
+                left + 6.0,
+                top + 14.0,
+                escape(&label)
+            );
             let points: Vec<String> = values
                 .iter()
                 .enumerate()
@@ -91,13 +114,25 @@ impl Report {
         let axis_y = 30.0 + 2.0 * panel + 40.0 + 18.0;
         for tick in 0..=10 {
             let s = secs * tick as f64 / 10.0;
-            let _ = write!(svg, r#"<text x="{:.1}" y="{axis_y}" text-anchor="middle">{:.0}</text>"#, x(s), s);
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{axis_y}" text-anchor="middle">{:.0}</text>"#,
+                x(s),
+                s
+            );
         }
-        let _ = write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle">simulated seconds</text></svg>"#, w / 2.0, axis_y + 16.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">simulated seconds</text></svg>"#,
+            w / 2.0,
+            axis_y + 16.0
+        );
         std::fs::write(path, svg)
     }
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

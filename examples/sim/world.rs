@@ -59,7 +59,12 @@ pub enum Ev {
     /// A dial fails at the dialer.
     DialFail { link: u64, refused: bool },
     /// A goodbye reaches side `to` of a link.
-    Goodbye { link: u64, to: usize, reason: DisconnectReason, retry: Option<Duration> },
+    Goodbye {
+        link: u64,
+        to: usize,
+        reason: DisconnectReason,
+        retry: Option<Duration>,
+    },
     /// The goodbye sent on side `from` was acknowledged or timed out.
     GoodbyeDone { link: u64, from: usize },
     /// Side `to` learns that the other side closed.
@@ -67,9 +72,17 @@ pub enum Ev {
     /// Side `from` pings.
     Ping { link: u64, from: usize },
     /// A ping's answer (or its timeout) at side `from`.
-    PingResult { link: u64, from: usize, rtt: Option<Duration> },
+    PingResult {
+        link: u64,
+        from: usize,
+        rtt: Option<Duration>,
+    },
     /// A peer-exchange list reaches side `to`.
-    Peers { link: u64, to: usize, list: PeerList },
+    Peers {
+        link: u64,
+        to: usize,
+        list: PeerList,
+    },
 }
 
 /// A queued event, ordered by time, then by the order it was queued in (determinism).
@@ -190,14 +203,22 @@ impl World {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let Some(link) = self.links.get_mut(&id) else { continue };
+            let Some(link) = self.links.get_mut(&id) else {
+                continue;
+            };
             let mine = if link.sides[0].node == i { 0 } else { 1 };
             link.sides[mine].open = false;
             self.conns.remove(&link.sides[mine].conn);
             let other = link.sides[1 - mine];
             if other.open && reset {
                 let at = self.now + self.net.latency(i, other.node);
-                self.push(at, Ev::Closed { link: id, to: 1 - mine });
+                self.push(
+                    at,
+                    Ev::Closed {
+                        link: id,
+                        to: 1 - mine,
+                    },
+                );
             }
             if !other.open {
                 self.forget_link(id);
@@ -213,10 +234,23 @@ impl World {
                 };
                 let conn = self.new_conn();
                 let again = self.new_link(Link {
-                    sides: [dialer, Side { node: target, conn, open: false }],
+                    sides: [
+                        dialer,
+                        Side {
+                            node: target,
+                            conn,
+                            open: false,
+                        },
+                    ],
                     changed: self.now,
                 });
-                self.push(self.now + delay, Ev::DialFail { link: again, refused: reset });
+                self.push(
+                    self.now + delay,
+                    Ev::DialFail {
+                        link: again,
+                        refused: reset,
+                    },
+                );
             }
         }
     }
@@ -265,7 +299,9 @@ impl World {
 
     /// Queues a wake for node `i` if its manager's next deadline is earlier than the one queued.
     pub fn schedule_wake(&mut self, i: usize) {
-        let Some(due) = self.nodes[i].manager.poll_timeout() else { return };
+        let Some(due) = self.nodes[i].manager.poll_timeout() else {
+            return;
+        };
         let due = due.max(self.now);
         if self.nodes[i].wake.is_some_and(|w| w <= due) {
             return;
