@@ -13,18 +13,20 @@
 //! `--svg`, a plot of dials per second and the connected share over time.
 
 mod driver;
+mod events;
 mod invariants;
 mod metrics;
 mod net;
 mod report;
 mod scenarios;
+mod setup;
 mod world;
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::{Parser, ValueEnum};
 
-use crate::{net::NetParams, scenarios::Setup};
+use crate::{net::NetParams, setup::Setup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
