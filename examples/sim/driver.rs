@@ -125,6 +125,7 @@ impl World {
             }
             Action::KeepAlive { .. } => {}
             Action::Event(event) => self.on_event(i, event),
+            other => unreachable!("an action the simulator does not model: {other:?}"),
         }
     }
 
