@@ -24,10 +24,13 @@
 //! `cargo build --all-features --example node && cargo test --all-features --test store_durability`.
 #![cfg(all(feature = "redb", unix))]
 
+mod node_process;
+
+use node_process::example_binary;
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, ChildStdin, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -617,66 +620,4 @@ impl Feeder {
         }
         self.handle.join().expect("the feeder thread")
     }
-}
-
-/// The example binary next to this test binary, built from the sources as they are: a stale
-/// one would test other code.
-fn example_binary() -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_directory = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_directory
-        .join("examples")
-        .join(format!("node{}", std::env::consts::EXE_SUFFIX));
-    let hint = "build it with `cargo build --all-features --example node` (or run \
-                `cargo test --all-features`, which builds the examples)";
-    let built = std::fs::metadata(&binary)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "the node example is not built at {}: {hint}",
-                binary.display()
-            )
-        });
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if let Some(newer) = newest_source(&[root.join("src"), root.join("examples/node")])
-        .filter(|(modified, _)| *modified > built)
-    {
-        panic!(
-            "the node example at {} is older than {}: {hint}",
-            binary.display(),
-            newer.1.display()
-        );
-    }
-    binary
-}
-
-/// The most recently modified Rust source under `paths` that the example is built from.
-fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(path) = stack.pop() {
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.is_dir() {
-            // The crate's unit tests (`src/**/tests/`) are compiled only into the test build:
-            // changing them does not rebuild the example.
-            if path.file_name().is_some_and(|n| n == "tests") {
-                continue;
-            }
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            }
-        } else if path.extension().is_none_or(|e| e != "rs") {
-            // Only Rust sources make cargo rebuild the example.
-        } else if let Ok(modified) = metadata.modified() {
-            if newest.as_ref().is_none_or(|(m, _)| modified > *m) {
-                newest = Some((modified, path));
-            }
-        }
-    }
-    newest
 }

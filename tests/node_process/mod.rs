@@ -9,14 +9,15 @@ use std::{
     process::{Child, Command, ExitStatus, Stdio},
     sync::{mpsc, Arc, Mutex},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// How long a node may take to print its startup lines.
 pub const STARTUP: Duration = Duration::from_secs(10);
 
-/// The example binary next to this test binary: `target/<profile>/deps/<test>` →
-/// `target/<profile>/examples/node`.
+/// The example binary next to this test binary (`target/<profile>/deps/<test>` →
+/// `target/<profile>/examples/node`), built from the sources as they are: a stale one would test
+/// other code.
 pub fn example_binary() -> PathBuf {
     let test_binary = std::env::current_exe().expect("the test binary's path");
     let profile_directory = test_binary
@@ -26,13 +27,55 @@ pub fn example_binary() -> PathBuf {
     let binary = profile_directory
         .join("examples")
         .join(format!("node{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "the node example is not built at {}: run `cargo test --all-features` (it builds the \
-         examples) or `cargo build --example node --features metrics` first",
-        binary.display()
-    );
+    let hint = "build it with `cargo build --all-features --example node` (or run \
+                `cargo test --all-features`, which builds the examples)";
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "the node example is not built at {}: {hint}",
+                binary.display()
+            )
+        });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some(newer) = newest_source(&[root.join("src"), root.join("examples/node")])
+        .filter(|(modified, _)| *modified > built)
+    {
+        panic!(
+            "the node example at {} is older than {}: {hint}",
+            binary.display(),
+            newer.1.display()
+        );
+    }
     binary
+}
+
+/// The most recently modified Rust source under `paths` that the example is built from.
+fn newest_source(paths: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            // The crate's unit tests (`src/**/tests/`) are compiled only into the test build:
+            // changing them does not rebuild the example.
+            if path.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if path.extension().is_none_or(|e| e != "rs") {
+            // Only Rust sources make cargo rebuild the example.
+        } else if let Ok(modified) = metadata.modified() {
+            if newest.as_ref().is_none_or(|(m, _)| modified > *m) {
+                newest = Some((modified, path));
+            }
+        }
+    }
+    newest
 }
 
 /// Every line both nodes printed, for failure messages.
