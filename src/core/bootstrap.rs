@@ -13,6 +13,21 @@ impl Manager {
         self.schedule_bootstrap_at(at);
     }
 
+    /// The first round, at a random point of the jitter window: nodes started together spread
+    /// their first dials instead of reaching the bootstrap peers in one instant.
+    pub(super) fn schedule_first_bootstrap(&mut self, now: Instant) {
+        if self.config.bootstrap_peers.is_empty() {
+            return;
+        }
+        let window = self.config.bootstrap_jitter;
+        let delay = if window.is_zero() {
+            Duration::ZERO
+        } else {
+            window.mul_f64(self.rng.gen_range(0.0..1.0))
+        };
+        self.schedule_bootstrap_at(later(now, delay));
+    }
+
     pub(super) fn schedule_bootstrap_at(&mut self, at: Instant) {
         if self.timers.is_set(Timer::Bootstrap) || self.terminated {
             return;

@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) violation_backoff: Backoff,
     pub(crate) closed_backoff: Backoff,
     pub(crate) bootstrap_backoff: Backoff,
+    pub(crate) bootstrap_jitter: Duration,
     pub(crate) max_redial_attempts: Option<u32>,
     pub(crate) max_rescue_dials: u32,
     pub(crate) stable_after: Duration,
@@ -81,6 +82,7 @@ impl Config {
     /// | [`with_violation_backoff`](Self::with_violation_backoff) | 30 s, x2, up to 30 min, +-20% |
     /// | [`with_closed_backoff`](Self::with_closed_backoff) | 10 s, x2, up to 10 min, +-20% |
     /// | [`with_bootstrap_backoff`](Self::with_bootstrap_backoff) | 1 s, x2, up to 1 min, +-20% |
+    /// | [`with_bootstrap_jitter`](Self::with_bootstrap_jitter) | 1 s |
     /// | [`with_max_redial_attempts`](Self::with_max_redial_attempts) | `None` (no limit) |
     /// | [`with_max_rescue_dials`](Self::with_max_rescue_dials) | 2 |
     /// | [`with_stable_after`](Self::with_stable_after) | 10 s |
@@ -119,6 +121,7 @@ impl Config {
             ),
             closed_backoff: Backoff::new(Duration::from_secs(10), 2.0, Duration::from_secs(600)),
             bootstrap_backoff: Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)),
+            bootstrap_jitter: Duration::from_secs(1),
             max_redial_attempts: None,
             max_rescue_dials: 2,
             stable_after: Duration::from_secs(10),
@@ -251,6 +254,19 @@ impl Config {
     /// Backoff between bootstrap rounds while the node has no connection at all.
     pub fn with_bootstrap_backoff(mut self, backoff: Backoff) -> Self {
         self.bootstrap_backoff = backoff;
+        self
+    }
+
+    /// The first bootstrap round waits a random delay below this window (zero: it runs at once).
+    ///
+    /// Nodes restarted together (a deployment, a power cut) would otherwise all dial the
+    /// bootstrap peers in the same instant: with the window, a bootstrap peer sees at most about
+    /// `nodes / window` dials per second from the first round, and each node dials it again only
+    /// in its next round ([`with_bootstrap_backoff`](Self::with_bootstrap_backoff)), not sooner.
+    /// The peers the application asks for ([`Behaviour::add_peer`](crate::Behaviour::add_peer))
+    /// are dialed at once either way.
+    pub fn with_bootstrap_jitter(mut self, window: Duration) -> Self {
+        self.bootstrap_jitter = window;
         self
     }
 
@@ -514,6 +530,7 @@ impl Config {
             ("with_stable_after", Some(self.stable_after)),
             ("with_trim_grace", Some(self.trim_grace)),
             ("with_trim_silence", Some(self.trim_silence)),
+            ("with_bootstrap_jitter", Some(self.bootstrap_jitter)),
         ];
         for (setting, backoff) in [
             ("with_timeout_backoff", &self.timeout_backoff),

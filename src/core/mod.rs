@@ -347,9 +347,7 @@ impl Manager {
             journal: Journal::default(),
             rng: StdRng::seed_from_u64(seed),
         };
-        if !manager.config.bootstrap_peers.is_empty() {
-            manager.schedule_bootstrap_at(now);
-        }
+        manager.schedule_first_bootstrap(now);
         manager
     }
 

@@ -167,10 +167,8 @@ impl Manager {
         peer: PeerId,
         cause: &DialFailureCause,
     ) {
-        if self.bootstrap.round.remove(&peer)
-            && self.bootstrap.round.is_empty()
-            && self.connected_peers == 0
-        {
+        let bootstrap_round = self.bootstrap.round.remove(&peer);
+        if bootstrap_round && self.bootstrap.round.is_empty() && self.connected_peers == 0 {
             self.schedule_bootstrap(now);
         }
         let Some(record) = self.peers.get(&peer) else {
@@ -196,7 +194,12 @@ impl Manager {
             return;
         };
         let plan = if retry {
-            after_failed_dial(cause, record.intent.is_wanted(), record.redial.attempts)
+            after_failed_dial(
+                cause,
+                record.intent.is_wanted(),
+                record.redial.attempts,
+                bootstrap_round,
+            )
         } else {
             RedialPlan::Never
         };

@@ -730,7 +730,8 @@ fn phases_bootstrap_connect_lose_and_rebootstrap() {
         Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60)).with_jitter(0.0);
     let config = Config::default()
         .with_bootstrap_peer(large, addr(2))
-        .with_bootstrap_backoff(backoff);
+        .with_bootstrap_backoff(backoff)
+        .with_bootstrap_jitter(Duration::ZERO);
     let mut a = Node::new(small, config, start);
     assert_eq!(a.manager.phase(), Phase::Disconnected);
 
@@ -771,6 +772,86 @@ fn phases_bootstrap_connect_lose_and_rebootstrap() {
     let _ = a.actions();
     a.advance(Duration::from_secs(2));
     assert!(a.actions().iter().any(|x| matches!(x, Action::Dial { .. })));
+}
+
+#[test]
+fn a_refused_bootstrap_dial_waits_for_the_next_round_not_a_prompt_rescue() {
+    // Found by the network simulation: when every node restarted at once, a bootstrap peer that
+    // refused (its pending limit full) was dialed again after 200 ms by every refused node,
+    // tripling the burst on the bootstrap nodes.
+    let (small, large) = ordered_ids();
+    let start = Instant::now();
+    let backoff =
+        Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let config = Config::default()
+        .with_bootstrap_peer(large, addr(2))
+        .with_bootstrap_backoff(backoff)
+        .with_bootstrap_jitter(Duration::ZERO);
+    let mut a = Node::new(small, config, start);
+    a.advance(Duration::ZERO);
+    let dials = |actions: Vec<Action>| {
+        actions
+            .iter()
+            .filter(|x| matches!(x, Action::Dial { peer, .. } if *peer == large))
+            .count()
+    };
+    assert_eq!(dials(a.actions()), 1);
+    a.manager
+        .on_pending_outbound(a.now, cid(1), Some(large), &[])
+        .unwrap();
+    let refused = DialFailureCause::Transport {
+        errors: vec![(addr(2), "connection reset by peer".into())],
+    };
+    a.manager
+        .on_dial_failure(a.now, cid(1), Some(large), refused);
+    let mut early = 0;
+    for _ in 0..19 {
+        a.advance(Duration::from_millis(100));
+        early += dials(a.actions());
+    }
+    println!("dials of the refusing bootstrap peer within 1.9 s: {early}");
+    assert_eq!(early, 0, "only the next bootstrap round dials it again");
+    a.advance(Duration::from_millis(100));
+    assert_eq!(
+        dials(a.actions()),
+        1,
+        "the next round, after the 2 s backoff"
+    );
+}
+
+#[test]
+fn the_first_bootstrap_round_is_spread_over_the_jitter_window() {
+    // Nodes restarted together must not all dial the bootstrap peers in the same instant.
+    let start = Instant::now();
+    let window = Duration::from_secs(4);
+    let mut firsts = Vec::new();
+    for seed in 0..40 {
+        let bootstrap = PeerId::random();
+        let config = Config::default()
+            .with_bootstrap_peer(bootstrap, addr(2))
+            .with_bootstrap_jitter(window);
+        let mut manager = Manager::new(PeerId::random(), config, start, seed);
+        let first = manager
+            .poll_timeout()
+            .expect("the first round is scheduled");
+        assert!(first >= start && first < start + window, "{first:?}");
+        manager.handle_timeout(first - Duration::from_millis(1));
+        assert!(
+            std::iter::from_fn(|| manager.poll_action()).all(|x| !matches!(x, Action::Dial { .. })),
+            "no dial before its time"
+        );
+        firsts.push(first - start);
+    }
+    firsts.sort();
+    let (earliest, latest) = (firsts[0], firsts[firsts.len() - 1]);
+    println!("first rounds of 40 nodes: {earliest:?} .. {latest:?}");
+    assert!(latest - earliest > window / 2, "{firsts:?}");
+    // Zero turns the jitter off: the first round runs at once.
+    let config = Config::default()
+        .with_bootstrap_peer(PeerId::random(), addr(2))
+        .with_bootstrap_jitter(Duration::ZERO);
+    let manager = Manager::new(PeerId::random(), config, start, 1);
+    assert_eq!(manager.poll_timeout(), Some(start));
 }
 
 #[test]
