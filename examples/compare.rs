@@ -178,6 +178,9 @@ struct Args {
     /// Run only the mesh workload (1), on every `--transport`.
     #[arg(long)]
     mesh_only: bool,
+    /// Measure only the memory in the `Manager` (`--preload` items of each kind).
+    #[arg(long)]
+    memory_only: bool,
 }
 
 /// The transport a mesh runs on.
@@ -2034,6 +2037,13 @@ fn main() -> anyhow::Result<()> {
             "{}",
             render_store(&args, &load, &one_peer, &distinct, &journal)
         );
+        return Ok(());
+    }
+
+    if args.memory_only {
+        let mut out = String::new();
+        memory_table(&mut out, &memory(args.preload));
+        println!("{out}");
         return Ok(());
     }
 

@@ -185,6 +185,9 @@ impl Manager {
         let record = self.peers.entry(peer).or_default();
         let first = record.connections.is_empty();
         let learned = initiator == Initiator::Local && record.add_address(remote_addr.clone(), max);
+        // Exactly one more slot: a peer has one connection almost always, and `push` alone
+        // would reserve four (a connection record is the largest thing a peer holds).
+        record.connections.reserve_exact(1);
         record.connections.push(ConnectionRecord {
             id: connection,
             initiator,
@@ -251,6 +254,10 @@ impl Manager {
         };
         let closed = record.connections.swap_remove(index);
         let remaining = record.connections.len();
+        if remaining == 0 {
+            // A wanted peer's record outlives its connection; its slot is not kept for it.
+            record.connections = Vec::new();
+        }
         self.cancel_connection_timers(closed.id);
         let counter = match closed.direction {
             Endpoint::Dialer => &mut self.counters.established_outbound,
@@ -261,17 +268,18 @@ impl Manager {
             .counted
             .release(&mut self.per_ip, &mut self.per_relay);
 
-        let (reason, closed_by, retry_after) = match (closed.closing, closed.remote_goodbye) {
-            (Some(closing), _) => (closing.reason, ClosedBy::Local, None),
-            (None, Some((reason, retry_after))) => (reason, ClosedBy::Remote, retry_after),
-            (None, None) => match cause {
-                CloseCause::Local | CloseCause::Idle => {
-                    (DisconnectReason::Normal, ClosedBy::Local, None)
-                }
-                CloseCause::RemoteClosed => (DisconnectReason::Closed, ClosedBy::Remote, None),
-                CloseCause::Transport => (DisconnectReason::Timeout, ClosedBy::Remote, None),
-            },
-        };
+        let (reason, closed_by, retry_after) =
+            match (closed.closing, closed.remote_goodbye.as_deref().copied()) {
+                (Some(closing), _) => (closing.reason, ClosedBy::Local, None),
+                (None, Some((reason, retry_after))) => (reason, ClosedBy::Remote, retry_after),
+                (None, None) => match cause {
+                    CloseCause::Local | CloseCause::Idle => {
+                        (DisconnectReason::Normal, ClosedBy::Local, None)
+                    }
+                    CloseCause::RemoteClosed => (DisconnectReason::Closed, ClosedBy::Remote, None),
+                    CloseCause::Transport => (DisconnectReason::Timeout, ClosedBy::Remote, None),
+                },
+            };
         tracing::debug!(%peer, %connection, %reason, ?closed_by, remaining, "connection closed");
         self.push_event(Event::Disconnected {
             peer,
@@ -366,7 +374,7 @@ impl Manager {
             .get_mut(&peer)
             .and_then(|r| r.connection_mut(connection))
         {
-            record.remote_goodbye = Some((reason, retry_after));
+            record.remote_goodbye = Some(Box::new((reason, retry_after)));
         }
         if reason == DisconnectReason::Duplicate {
             self.mark_duplicate(now, peer);

@@ -24,8 +24,9 @@ pub(crate) struct ConnectionRecord {
     pub(crate) remote_addr: Multiaddr,
     /// Set once the manager decided to close it: the goodbye is on its way.
     pub(crate) closing: Option<Closing>,
-    /// What the remote said in its goodbye, if it said one.
-    pub(crate) remote_goodbye: Option<(DisconnectReason, Option<Duration>)>,
+    /// What the remote said in its goodbye, if it said one (boxed: rare, and every
+    /// connection carries the field).
+    pub(crate) remote_goodbye: Option<Box<(DisconnectReason, Option<Duration>)>>,
     pub(crate) rtt: Option<Duration>,
     pub(crate) pings: u64,
     pub(crate) health: HealthState,
@@ -36,6 +37,10 @@ pub(crate) struct ConnectionRecord {
     /// What its handler was last told about keeping it open while idle.
     pub(crate) kept_alive: bool,
 }
+
+// Every established connection carries one: a guard against growing it by accident (it was
+// 264 bytes, reserved four at a time, before the memory work of issue 24).
+const _: () = assert!(std::mem::size_of::<ConnectionRecord>() <= 184);
 
 /// A connection the manager is closing.
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,10 @@
 //! its name (the shape of quinn-proto's `TimerTable`). The table is the one owner of every
 //! deadline; nobody keeps a copy of an instant only to be able to cancel it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::Hash,
+};
 
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -39,55 +42,161 @@ pub(crate) enum Timer {
 }
 
 /// Deadlines by name, ordered by time.
+///
+/// Every established connection has a timer (its inactivity deadline), so connection timers
+/// are kept apart under a 16-byte key: a [`Timer`] is 88 bytes because some name a peer, and
+/// storing each connection's deadline under it twice (by time and by name) was the largest
+/// share of a connected peer's memory after its records.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    by_time: BTreeSet<(Instant, Timer)>,
-    by_timer: HashMap<Timer, Instant>,
+    connections: Table<ConnectionTimer>,
+    others: Table<Timer>,
+}
+
+/// A connection's timer under a compact key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct ConnectionTimer {
+    kind: ConnectionTimerKind,
+    id: ConnectionId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum ConnectionTimerKind {
+    DuplicateGrace,
+    GoodbyeDeadline,
+    DialDeadline,
+    Inactivity,
+    Critical,
+}
+
+impl ConnectionTimer {
+    fn of(timer: Timer) -> Option<Self> {
+        let (kind, id) = match timer {
+            Timer::DuplicateGrace(id) => (ConnectionTimerKind::DuplicateGrace, id),
+            Timer::GoodbyeDeadline(id) => (ConnectionTimerKind::GoodbyeDeadline, id),
+            Timer::DialDeadline(id) => (ConnectionTimerKind::DialDeadline, id),
+            Timer::Inactivity(id) => (ConnectionTimerKind::Inactivity, id),
+            Timer::Critical(id) => (ConnectionTimerKind::Critical, id),
+            Timer::Redial(_)
+            | Timer::Bootstrap
+            | Timer::BanExpiry(_)
+            | Timer::Trim
+            | Timer::Exchange => return None,
+        };
+        Some(Self { kind, id })
+    }
+
+    fn timer(self) -> Timer {
+        match self.kind {
+            ConnectionTimerKind::DuplicateGrace => Timer::DuplicateGrace(self.id),
+            ConnectionTimerKind::GoodbyeDeadline => Timer::GoodbyeDeadline(self.id),
+            ConnectionTimerKind::DialDeadline => Timer::DialDeadline(self.id),
+            ConnectionTimerKind::Inactivity => Timer::Inactivity(self.id),
+            ConnectionTimerKind::Critical => Timer::Critical(self.id),
+        }
+    }
 }
 
 impl Timers {
     /// Sets `timer` to fire at `at`, moving it if it was set already.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        if let Some(previous) = self.by_timer.insert(timer, at) {
-            self.by_time.remove(&(previous, timer));
+        match ConnectionTimer::of(timer) {
+            Some(key) => self.connections.set(key, at),
+            None => self.others.set(timer, at),
         }
-        self.by_time.insert((at, timer));
     }
 
     /// Cancels `timer`; returns when it would have fired.
     pub(crate) fn cancel(&mut self, timer: Timer) -> Option<Instant> {
-        let at = self.by_timer.remove(&timer)?;
-        self.by_time.remove(&(at, timer));
-        Some(at)
+        match ConnectionTimer::of(timer) {
+            Some(key) => self.connections.cancel(key),
+            None => self.others.cancel(timer),
+        }
     }
 
     /// When `timer` fires, if it is set.
     pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
-        self.by_timer.get(&timer).copied()
+        match ConnectionTimer::of(timer) {
+            Some(key) => self.connections.deadline(key),
+            None => self.others.deadline(timer),
+        }
     }
 
     /// Whether `timer` is set.
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
-        self.by_timer.contains_key(&timer)
+        self.deadline(timer).is_some()
     }
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.by_time.first().map(|(at, _)| *at)
+        self.first().map(|(at, _)| at)
+    }
+
+    /// The earliest timer of both tables, in the order one table of `(Instant, Timer)` had.
+    fn first(&self) -> Option<(Instant, Timer)> {
+        let connection = self.connections.first().map(|(at, key)| (at, key.timer()));
+        let other = self.others.first();
+        match (connection, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes and returns one timer whose deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        if self.next()? > now {
+        let (at, timer) = self.first()?;
+        if at > now {
             return None;
         }
-        let (_, timer) = self.by_time.pop_first()?;
-        self.by_timer.remove(&timer);
+        self.cancel(timer);
         Some(timer)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.by_timer.len()
+        self.connections.len() + self.others.len()
+    }
+}
+
+/// Deadlines under one kind of key, by time and by key.
+#[derive(Debug)]
+struct Table<K> {
+    by_time: BTreeSet<(Instant, K)>,
+    by_key: HashMap<K, Instant>,
+}
+
+impl<K> Default for Table<K> {
+    fn default() -> Self {
+        Self {
+            by_time: BTreeSet::new(),
+            by_key: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Ord + Hash> Table<K> {
+    fn set(&mut self, key: K, at: Instant) {
+        if let Some(previous) = self.by_key.insert(key, at) {
+            self.by_time.remove(&(previous, key));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    fn cancel(&mut self, key: K) -> Option<Instant> {
+        let at = self.by_key.remove(&key)?;
+        self.by_time.remove(&(at, key));
+        Some(at)
+    }
+
+    fn deadline(&self, key: K) -> Option<Instant> {
+        self.by_key.get(&key).copied()
+    }
+
+    fn first(&self) -> Option<(Instant, K)> {
+        self.by_time.first().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.by_key.len()
     }
 }
 
@@ -116,6 +225,32 @@ mod tests {
             Some(t0 + Duration::from_secs(2))
         );
         assert_eq!(timers.next(), None);
+        assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn connection_timers_and_the_others_pop_in_one_order() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let c = ConnectionId::new_unchecked(7);
+        let at = t0 + Duration::from_secs(1);
+        timers.set(Timer::Trim, at);
+        timers.set(Timer::Inactivity(c), at);
+        timers.set(Timer::Bootstrap, t0 + Duration::from_secs(2));
+        timers.set(Timer::Critical(c), t0 + Duration::from_millis(500));
+        assert_eq!(timers.len(), 4);
+        let later = t0 + Duration::from_secs(3);
+        let order: Vec<Timer> = std::iter::from_fn(|| timers.pop_due(later)).collect();
+        // Same instant: the order of `Timer` decides (`Inactivity` before `Trim`).
+        assert_eq!(
+            order,
+            vec![
+                Timer::Critical(c),
+                Timer::Inactivity(c),
+                Timer::Trim,
+                Timer::Bootstrap
+            ]
+        );
         assert_eq!(timers.len(), 0);
     }
 

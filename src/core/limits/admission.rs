@@ -33,16 +33,12 @@ impl Manager {
         )?;
         if let Some(relay) = relay {
             self.per_relay.admit(&self.limits, &relay)?;
-            return Ok(Counted {
-                ip: None,
-                relay: Some(relay),
-            });
+            return Ok(Counted::Relay(Box::new(relay)));
         }
         match ip {
-            Some(ip) if PerIp::applies_to(&self.limits, ip) => Ok(Counted {
-                ip: Some(self.per_ip.admit(&self.limits, ip, now)?),
-                relay: None,
-            }),
+            Some(ip) if PerIp::applies_to(&self.limits, ip) => {
+                Ok(Counted::Ip(self.per_ip.admit(&self.limits, ip, now)?))
+            }
             _ => Ok(Counted::default()),
         }
     }

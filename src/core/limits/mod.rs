@@ -422,32 +422,44 @@ pub(crate) fn relay_of(local_addr: &Multiaddr) -> Option<Multiaddr> {
 const IPV6_LEVELS: [u8; 3] = [64, 56, 48];
 
 /// The prefixes an inbound connection was counted under (at most three), for its release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Kept as the IP and the prefix lengths (20 bytes, not three `IpNet`s): every inbound
+/// connection carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IpKeys {
-    nets: [Option<IpNet>; 3],
+    ip: IpAddr,
+    /// Prefix lengths, narrowest first; 0 ends the list (a /0 is never a level).
+    lengths: [u8; 3],
 }
 
 impl IpKeys {
     fn iter(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.nets.iter().flatten().copied()
+        self.lengths
+            .iter()
+            .take_while(|len| **len > 0)
+            .filter_map(|len| IpNet::new(self.ip, *len).ok())
+            .map(|net| net.trunc())
     }
 }
 
 /// The prefixes of `ip` (canonical) that have a limit or a rate, narrowest first.
 fn levels(limits: &Limits, ip: IpAddr) -> IpKeys {
-    let mut keys = IpKeys::default();
+    let mut keys = IpKeys {
+        ip,
+        lengths: [0; 3],
+    };
     let lengths: &[u8] = match ip {
         IpAddr::V4(_) => &[32],
         IpAddr::V6(_) => &IPV6_LEVELS,
     };
-    let mut slots = keys.nets.iter_mut();
+    let mut slots = keys.lengths.iter_mut();
     for len in lengths {
         let tracked = limits
             .per_prefix(ip.is_ipv6(), *len)
             .is_some_and(|(max, rate)| max.is_some() || rate.is_some());
         if tracked {
-            if let (Some(slot), Ok(net)) = (slots.next(), IpNet::new(ip, *len)) {
-                *slot = Some(net.trunc());
+            if let Some(slot) = slots.next() {
+                *slot = *len;
             }
         }
     }
@@ -671,22 +683,25 @@ impl PerRelay {
     }
 }
 
-/// What an inbound connection was counted under, released when it ends.
+/// What an inbound connection was counted under, released when it ends: its IP prefixes (a
+/// direct connection) or its relay (an inbound circuit), never both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Counted {
-    /// The IP prefixes (direct connections).
-    pub(crate) ip: Option<IpKeys>,
-    /// The relay (inbound circuits).
-    pub(crate) relay: Option<Multiaddr>,
+pub(crate) enum Counted {
+    /// Nothing (outbound, or no limit applies).
+    #[default]
+    Nothing,
+    /// The IP prefixes.
+    Ip(IpKeys),
+    /// The relay (boxed: rare, and every connection carries a `Counted`).
+    Relay(Box<Multiaddr>),
 }
 
 impl Counted {
     pub(crate) fn release(&self, per_ip: &mut PerIp, per_relay: &mut PerRelay) {
-        if let Some(keys) = &self.ip {
-            per_ip.release(keys);
-        }
-        if let Some(relay) = &self.relay {
-            per_relay.release(relay);
+        match self {
+            Counted::Nothing => {}
+            Counted::Ip(keys) => per_ip.release(keys),
+            Counted::Relay(relay) => per_relay.release(relay),
         }
     }
 }

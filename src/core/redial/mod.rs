@@ -68,6 +68,7 @@ impl Manager {
                 && age < stable_after,
             hinted: closed
                 .remote_goodbye
+                .as_deref()
                 .is_some_and(|(_, hint)| hint.is_some()),
         };
         let plan = plan(reason, closed_by, context);
