@@ -127,6 +127,13 @@ impl Journal {
         self.enabled && !self.frozen
     }
 
+    /// A restored peer changed while the journal was off: written once tracking starts.
+    fn note_after_restore(&mut self, peer: PeerId) {
+        if !self.frozen {
+            self.peers.entry(peer).or_insert(None);
+        }
+    }
+
     /// The peer is back: it is not to be dropped from the store after all.
     fn forget_not(&mut self, peer: &PeerId) {
         if !self.forgotten.is_empty() {
@@ -222,8 +229,13 @@ impl Manager {
             if self.timers.is_set(Timer::Redial(peer)) {
                 summary.redials += 1;
             }
-            // The plan may have given up on it (max_redial_attempts).
+            // The plan may have given up on it (max_redial_attempts). The journal is off while
+            // restoring (nothing restored needs writing back), but a give-up does: the store
+            // would keep the peer wanted for ever.
             self.forget_if_idle(peer);
+            if !self.asked_by_application(&peer) {
+                self.journal.note_after_restore(peer);
+            }
         }
         tracing::debug!(?summary, "restored from the peer store");
         self.push_event(Event::Restored(summary));

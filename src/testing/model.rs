@@ -806,9 +806,6 @@ pub struct World {
     /// Bans the manager placed on its own after protocol violations: kept in memory only,
     /// never journaled.
     automatic: HashSet<BanTarget>,
-    /// Peers a restart restored as wanted and gave up on at once: the journal is off while
-    /// the manager restores, so the store keeps them wanted until their next journaled change.
-    stale_wants: HashSet<PeerId>,
     terminated: bool,
     /// Peers the application dialed itself and the manager still wants: never trimmed.
     dialed: HashSet<usize>,
@@ -861,7 +858,6 @@ impl World {
             gave_up: HashSet::new(),
             placed: None,
             automatic: HashSet::new(),
-            stale_wants: HashSet::new(),
             dialed: HashSet::new(),
             heard: HashSet::new(),
             terminated: false,
@@ -1399,11 +1395,6 @@ impl World {
     /// bans and on the application's wanted peers.
     fn sync_store(&mut self) {
         let changes = self.manager.take_changes();
-        for change in &changes {
-            if let Change::Peer { peer, .. } | Change::Forget(peer) = change {
-                self.stale_wants.remove(peer);
-            }
-        }
         self.store.apply(changes);
         if self.terminated {
             // Shutdown freezes the journal, so that its own ending of every want is not
@@ -1425,10 +1416,6 @@ impl World {
                 .peer_info(peer)
                 .is_some_and(|i| i.wanted && !i.discovered);
             let stored = self.store.peers.get(peer).is_some_and(|p| p.wanted);
-            if self.stale_wants.contains(peer) {
-                assert!(stored && !wanted, "{peer} given up at the restart");
-                continue;
-            }
             assert_eq!(wanted, stored, "stored want of {peer} drifted");
         }
     }
@@ -1481,11 +1468,6 @@ impl World {
         self.gave_up.clear();
         self.automatic.clear();
         self.drain();
-        self.stale_wants = wanted
-            .iter()
-            .filter(|p| self.gave_up.contains(*p))
-            .copied()
-            .collect();
         // The new manager reports its bans in the `Restored` summary, not one by one.
         self.reported_bans = self
             .manager

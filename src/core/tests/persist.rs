@@ -234,3 +234,29 @@ fn restore_honours_what_the_remote_said_last() {
         .peer_info(&b.id)
         .is_some_and(|i| i.wanted && i.next_redial.is_none()));
 }
+
+#[test]
+fn a_peer_restore_gives_up_on_is_dropped_from_the_store() {
+    // Found while merging the swarm models: with `max_redial_attempts` 0, restore gives the
+    // wanted peer up at once, but the journal was off while restoring (the driver turns it on
+    // after), so the store kept the peer wanted for ever.
+    let (mut a, b) = pair(Config::default().with_max_redial_attempts(Some(0)));
+    let wanted = DurablePeer {
+        wanted: true,
+        addresses: vec![addr(2)],
+        ..DurablePeer::default()
+    };
+    a.manager.restore(a.now, vec![], vec![(b.id, wanted)]);
+    assert!(
+        !a.manager
+            .peers
+            .get(&b.id)
+            .is_some_and(|r| r.intent.is_wanted()),
+        "given up at once"
+    );
+    // What the store driver does after restoring.
+    a.manager.track_changes(true);
+    let changes = a.manager.take_changes();
+    println!("changes after the restore: {changes:?}");
+    assert_eq!(changes, vec![Change::Forget(b.id)]);
+}
