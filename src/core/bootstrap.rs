@@ -35,6 +35,25 @@ impl Manager {
         self.timers.set(Timer::Bootstrap, at);
     }
 
+    /// The node lost its last connection. The next bootstrap round comes soon after a failure,
+    /// but one round of the backoff later each time the remote pushed the node away (trimmed,
+    /// refused for resources, banned, or hung up on it without a goodbye): a node nobody keeps
+    /// must not cycle through the bootstrap peers every second, and thousands of them would
+    /// keep the bootstrap peers busy for ever.
+    pub(super) fn on_last_connection_lost(&mut self, reason: DisconnectReason, by: ClosedBy) {
+        let pushed_away = by == ClosedBy::Remote
+            && matches!(
+                reason,
+                DisconnectReason::NetworkRestructure
+                    | DisconnectReason::ResourceConstraint
+                    | DisconnectReason::Banned
+                    | DisconnectReason::Closed
+            );
+        if !pushed_away {
+            self.bootstrap.attempt = 0;
+        }
+    }
+
     pub(super) fn on_bootstrap_due(&mut self, now: Instant) {
         if self.terminated || self.connected_peers > 0 {
             return;

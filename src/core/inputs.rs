@@ -219,8 +219,9 @@ impl Manager {
         if first {
             self.connected_peers += 1;
         }
+        // The backoff of the rounds is not reset here but when the last connection is lost,
+        // by how it was lost (see `on_last_connection_lost`).
         self.bootstrap.round.clear();
-        self.bootstrap.attempt = 0;
         self.timers.cancel(Timer::Bootstrap);
         self.arm_inactivity(now, peer, connection);
         self.settle_duplicates(now, peer, Some(connection));
@@ -290,6 +291,9 @@ impl Manager {
         });
         if remaining == 0 {
             self.connected_peers -= 1;
+            if self.connected_peers == 0 {
+                self.on_last_connection_lost(reason, closed_by);
+            }
             self.exchange_changed(now);
             self.note_disconnect(
                 peer,

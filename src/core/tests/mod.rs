@@ -820,6 +820,62 @@ fn a_refused_bootstrap_dial_waits_for_the_next_round_not_a_prompt_rescue() {
 }
 
 #[test]
+fn a_node_its_only_peer_keeps_trimming_backs_off_its_bootstrap_rounds() {
+    // Found by the network simulation: a node whose only connection was to a full bootstrap
+    // node, trimmed by it, bootstrapped again 1 s later (the backoff was reset when it
+    // connected), was accepted, trimmed again: 10,000 such nodes kept the bootstrap nodes at
+    // about 880 dials per second each.
+    let (small, large) = ordered_ids();
+    let start = Instant::now();
+    let backoff =
+        Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60)).with_jitter(0.0);
+    let config = Config::default()
+        .with_bootstrap_peer(large, addr(2))
+        .with_bootstrap_backoff(backoff)
+        .with_bootstrap_jitter(Duration::ZERO);
+    let mut a = Node::new(small, config, start);
+    let mut gaps = Vec::new();
+    let mut trimmed_at = None;
+    for round in 1..=4usize {
+        // Wait for the round's dial.
+        let mut waited = Duration::ZERO;
+        loop {
+            let dialed = a
+                .actions()
+                .iter()
+                .any(|x| matches!(x, Action::Dial { peer, .. } if *peer == large));
+            if dialed {
+                break;
+            }
+            assert!(waited < Duration::from_secs(300), "no bootstrap round");
+            a.advance(Duration::from_millis(100));
+            waited += Duration::from_millis(100);
+        }
+        if let Some(at) = trimmed_at {
+            gaps.push(a.now - at);
+        }
+        let c = cid(round);
+        a.manager
+            .on_pending_outbound(a.now, c, Some(large), &[])
+            .unwrap();
+        a.establish(c, large, Initiator::Local).unwrap();
+        // Held a while, then trimmed by the bootstrap node.
+        a.advance(Duration::from_secs(40));
+        let _ = a.actions();
+        a.manager
+            .on_goodbye_received(a.now, c, DisconnectReason::NetworkRestructure, None);
+        a.manager
+            .on_closed(a.now, c, large, CloseCause::RemoteClosed);
+        trimmed_at = Some(a.now);
+    }
+    println!("rounds after each trim came after {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|w| w[1] > w[0]),
+        "each trim must push the next round further out: {gaps:?}"
+    );
+}
+
+#[test]
 fn the_first_bootstrap_round_is_spread_over_the_jitter_window() {
     // Nodes restarted together must not all dial the bootstrap peers in the same instant.
     let start = Instant::now();
