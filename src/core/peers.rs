@@ -154,6 +154,9 @@ impl Addresses {
             }
         }
         let at = slot(&self.list);
+        // One slot at a time: most peers have one or two addresses, and growing by doubling
+        // reserved four (160 bytes) for the first.
+        self.list.reserve_exact(1);
         self.list.insert(at, (address, rank));
         self.list.truncate(max);
         true
