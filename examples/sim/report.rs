@@ -1,9 +1,16 @@
-//! A scenario's result: a table for the terminal and BENCHMARKS.md, and an SVG plot.
-//!
-//! The plot is a hand-written SVG (two polylines on a time axis): a plotting crate would add a
-//! dependency tree and build time for two lines and a few labels.
+//! A scenario's result: a table for the terminal and BENCHMARKS.md, and an SVG plot drawn
+//! with plotters (its SVG backend only: no font or bitmap dependencies).
 
-use std::{fmt::Write as _, path::Path};
+use std::path::Path;
+
+use plotters::{
+    coord::types::RangedCoordf64,
+    prelude::{
+        Cartesian2d, ChartBuilder, ChartContext, DashedLineSeries, DrawingBackend, IntoDrawingArea,
+        IntoFont, LineSeries, RGBColor, SVGBackend, Text, WHITE,
+    },
+    style::Color,
+};
 
 /// What a scenario reports.
 #[derive(Debug, Default)]
@@ -41,98 +48,86 @@ impl Report {
         }
     }
 
-    /// Writes dials/s and the share over time as an SVG of two stacked panels.
-    pub fn write_svg(&self, path: &Path) -> std::io::Result<()> {
-        let (w, h, left, panel) = (900.0, 420.0, 60.0, 160.0);
+    /// Writes dials/s and the share over time as an SVG of two stacked panels (plotters).
+    pub fn write_svg(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let secs = self.dials.len().max(self.share.len()).max(1) as f64;
-        let x = |s: f64| left + s / secs * (w - left - 20.0);
-        let mut svg = String::new();
-        let _ = write!(
-            svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        let _ = write!(
-            svg,
-            r#"<text x="{left}" y="16" font-size="14">{}</text>"#,
-            escape(&self.title)
-        );
-        let peak = self.dials.iter().copied().max().unwrap_or(0).max(1) as f64;
-        let panels = [
-            (
-                30.0,
-                format!("dials/s (peak {peak})"),
-                self.dials
-                    .iter()
-                    .map(|d| *d as f64 / peak)
-                    .collect::<Vec<_>>(),
-                "#c0392b",
-            ),
-            (
-                30.0 + panel + 40.0,
-                self.share_label.clone(),
-                self.share.clone(),
-                "#2471a3",
-            ),
-        ];
-        for (top, label, values, colour) in panels {
-            let y = |v: f64| top + panel - v.clamp(0.0, 1.0) * panel;
-            let _ = write!(
-                svg,
-                r##"<rect x="{left}" y="{top}" width="{}" height="{panel}" fill="none" stroke="#999"/>"##,
-                w - left - 20.0
-            );
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}">{}</text>"#,
-                left + 6.0,
-                top + 14.0,
-                escape(&label)
-            );
-            let points: Vec<String> = values
+        let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(&self.title, ("sans-serif", 16))?;
+        let (upper, lower) = root.split_vertically(230);
+
+        let peak = self.dials.iter().copied().max().unwrap_or(0).max(1);
+        let top = f64::from(peak) * 1.1;
+        let mut dials = ChartBuilder::on(&upper)
+            .margin(10)
+            .y_label_area_size(70)
+            .x_label_area_size(20)
+            .build_cartesian_2d(0f64..secs, 0f64..top)?;
+        dials
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_desc(format!("dials/s (peak {peak})"))
+            .draw()?;
+        dials.draw_series(LineSeries::new(
+            self.dials
                 .iter()
                 .enumerate()
-                .map(|(s, v)| format!("{:.1},{:.1}", x(s as f64 + 0.5), y(*v)))
-                .collect();
-            let _ = write!(
-                svg,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
-                points.join(" ")
-            );
-            for (s, mark) in &self.marks {
-                let _ = write!(
-                    svg,
-                    r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#777" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3}" fill="#555">{4}</text>"##,
-                    x(*s as f64),
-                    top + panel,
-                    x(*s as f64) + 3.0,
-                    top + panel - 4.0,
-                    escape(mark)
-                );
-            }
-        }
-        let axis_y = 30.0 + 2.0 * panel + 40.0 + 18.0;
-        for tick in 0..=10 {
-            let s = secs * tick as f64 / 10.0;
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{axis_y}" text-anchor="middle">{:.0}</text>"#,
-                x(s),
-                s
-            );
-        }
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">simulated seconds</text></svg>"#,
-            w / 2.0,
-            axis_y + 16.0
-        );
-        std::fs::write(path, svg)
-    }
-}
+                .map(|(s, d)| (s as f64 + 0.5, f64::from(*d))),
+            RGBColor(0xc0, 0x39, 0x2b).stroke_width(2),
+        ))?;
+        self.draw_marks(&mut dials, top)?;
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+        let mut share = ChartBuilder::on(&lower)
+            .margin(10)
+            .y_label_area_size(70)
+            .x_label_area_size(40)
+            .build_cartesian_2d(0f64..secs, 0f64..1.05)?;
+        share
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .x_desc("simulated seconds")
+            .y_desc(self.share_label.as_str())
+            .draw()?;
+        share.draw_series(LineSeries::new(
+            self.share
+                .iter()
+                .enumerate()
+                .map(|(s, v)| (s as f64 + 0.5, *v)),
+            RGBColor(0x24, 0x71, 0xa3).stroke_width(2),
+        ))?;
+        self.draw_marks(&mut share, 1.05)?;
+        root.present()?;
+        Ok(())
+    }
+
+    /// A dashed line and a label at every moment the scenario changed the network.
+    fn draw_marks<DB: DrawingBackend>(
+        &self,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        top: f64,
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let grey = RGBColor(0x77, 0x77, 0x77);
+        for (s, mark) in &self.marks {
+            let x = *s as f64;
+            chart.draw_series(DashedLineSeries::new(
+                [(x, 0.0), (x, top)],
+                4,
+                3,
+                grey.into(),
+            ))?;
+            chart.draw_series(std::iter::once(Text::new(
+                mark.clone(),
+                (x, top * 0.95),
+                ("sans-serif", 12).into_font().color(&grey),
+            )))?;
+        }
+        Ok(())
+    }
 }
