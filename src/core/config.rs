@@ -308,9 +308,12 @@ impl Config {
         self
     }
 
-    /// Adds a bootstrap peer: dialed when the node starts, and again (with
-    /// [`with_bootstrap_backoff`](Self::with_bootstrap_backoff)) whenever the node has lost
-    /// every connection.
+    /// Adds a bootstrap peer: dialed soon after the node starts (within
+    /// [`with_bootstrap_jitter`](Self::with_bootstrap_jitter)) unless another connection came
+    /// first, and again (with [`with_bootstrap_backoff`](Self::with_bootstrap_backoff))
+    /// whenever the node has lost every connection. After a failure the next round comes soon;
+    /// after the last remote pushed the node away (trimmed it, refused it for resources,
+    /// banned it, hung up on it) each round waits one step of the backoff longer.
     pub fn with_bootstrap_peer(mut self, peer: PeerId, address: Multiaddr) -> Self {
         self.bootstrap_peers.push((peer, address));
         self
