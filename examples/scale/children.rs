@@ -114,7 +114,9 @@ impl Children {
             "dialers",
             args,
             self.sender.clone(),
-            |line| Message::Dialers(serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))),
+            |line| {
+                Message::Dialers(serde_json::from_str(&line).map_err(|e| format!("{e}: {line}")))
+            },
         )?);
         Ok(())
     }
@@ -128,8 +130,14 @@ impl Children {
     }
 
     /// The listener's next report, within `limit`.
-    pub fn listener_report(&mut self, what: &str, limit: Duration) -> anyhow::Result<ListenerReport> {
-        self.wait(what, limit, |children| children.listener_reports.pop_front())
+    pub fn listener_report(
+        &mut self,
+        what: &str,
+        limit: Duration,
+    ) -> anyhow::Result<ListenerReport> {
+        self.wait(what, limit, |children| {
+            children.listener_reports.pop_front()
+        })
     }
 
     /// The dialers' next "all connected", within `limit`.

@@ -29,9 +29,9 @@ use crate::{
 /// What the two configurations offer the harness beyond being a behaviour.
 pub trait Node: NetworkBehaviour {
     fn build(key: &libp2p::identity::Keypair, connections: usize) -> Self;
-    /// `force_trim`, where there is one.
+    /// `force_trim`, where there is one (else the listener disconnects peers itself).
     fn trim(&mut self) -> Option<Vec<PeerId>>;
-    /// `ban_network`, where there is one.
+    /// `ban_network`, where there is one (else the listener disconnects peers itself).
     fn ban(&mut self, network: IpNet) -> bool;
     /// Whether the behaviour reports pings to the harness.
     const REPORTS_PINGS: bool;
@@ -158,6 +158,7 @@ enum Phase {
         trimmed: HashSet<PeerId>,
         order: Vec<PeerId>,
         call: Duration,
+        call_cpu: Option<Duration>,
         started: Instant,
         target: usize,
         open_trimmed: usize,
@@ -169,6 +170,7 @@ enum Phase {
         open: HashSet<ConnectionId>,
         in_network: usize,
         call: Duration,
+        call_cpu: Option<Duration>,
         started: Instant,
         closed_in_network: usize,
         closed_outside: usize,
@@ -241,7 +243,7 @@ async fn serve<B: Node>(connections: usize) -> anyhow::Result<()> {
             _ => Instant::now() + Duration::from_secs(3600),
         };
         tokio::select! {
-            event = timed_next(&mut swarm, &mut stalls, !resting) => {
+            event = timed_next(&mut swarm, &mut stalls) => {
                 let event = event.context("the swarm ended")?;
                 on_event::<B>(event, &mut open, &mut phase, &mut listening, rss_empty);
             }
@@ -251,7 +253,7 @@ async fn serve<B: Node>(connections: usize) -> anyhow::Result<()> {
                     Ok(Command::Exit) => return Ok(()),
                     Ok(command) => {
                         stalls = Stalls::default();
-                        phase = start(command, &mut swarm, &open, &mut stalls);
+                        phase = start(command, &mut swarm, &open, connections, &mut stalls);
                     }
                     Err(error) => emit(&ListenerReport::Error { message: error.to_string() }),
                 }
@@ -282,6 +284,7 @@ fn start<B: Node>(
     command: Command,
     swarm: &mut Swarm<B>,
     open: &Connections,
+    connections: usize,
     stalls: &mut Stalls,
 ) -> Phase {
     match command {
@@ -298,19 +301,26 @@ fn start<B: Node>(
         },
         Command::Trim => {
             let started = Instant::now();
-            let (trimmed, call) = stalls.call(|| swarm.behaviour_mut().trim());
-            let Some(order) = trimmed else {
-                emit(&ListenerReport::Error {
-                    message: "this configuration does not trim".into(),
-                });
-                return Phase::Idle;
-            };
+            let target = connections / 2;
+            let (order, call, cpu) = stalls.call(|| match swarm.behaviour_mut().trim() {
+                Some(order) => order,
+                None => {
+                    // Without the manager: disconnect as many peers as it would trim.
+                    let excess = open.per_peer.len().saturating_sub(target);
+                    let chosen: Vec<PeerId> = open.per_peer.keys().take(excess).copied().collect();
+                    for peer in &chosen {
+                        let _ = swarm.disconnect_peer_id(*peer);
+                    }
+                    chosen
+                }
+            });
             let trimmed: HashSet<PeerId> = order.iter().copied().collect();
             let open_trimmed: usize = trimmed.iter().map(|p| open.of_peer(p)).sum();
             Phase::Trim {
                 trimmed,
                 order,
                 call,
+                call_cpu: cpu,
                 started,
                 target: open.count().saturating_sub(open_trimmed),
                 open_trimmed,
@@ -326,18 +336,25 @@ fn start<B: Node>(
                 .filter(|(_, (_, ip))| ip.is_some_and(|ip| network.contains(&ip)))
                 .map(|(id, _)| *id)
                 .collect();
-            let (banned, call) = stalls.call(|| swarm.behaviour_mut().ban(network));
-            if !banned {
-                emit(&ListenerReport::Error {
-                    message: "this configuration does not ban".into(),
-                });
-                return Phase::Idle;
-            }
+            let ((), call, cpu) = stalls.call(|| {
+                if !swarm.behaviour_mut().ban(network) {
+                    // Without the manager: disconnect every peer connected from the network.
+                    let peers: HashSet<PeerId> = in_network
+                        .iter()
+                        .filter_map(|id| open.by_id.get(id))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for peer in peers {
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
+                }
+            });
             Phase::Ban {
                 network,
                 in_network: in_network.len(),
                 open: in_network,
                 call,
+                call_cpu: cpu,
                 started,
                 closed_in_network: 0,
                 closed_outside: 0,
@@ -440,6 +457,7 @@ fn report_finished(phase: &Phase, open: &Connections, stalls: Stalls) {
         Phase::Trim {
             order,
             call,
+            call_cpu,
             started,
             target,
             closed_trimmed,
@@ -448,6 +466,7 @@ fn report_finished(phase: &Phase, open: &Connections, stalls: Stalls) {
         } => ListenerReport::Trim {
             trimmed: order.iter().map(PeerId::to_string).collect(),
             call_us: call.as_micros() as u64,
+            call_cpu_us: call_cpu.map(|c| c.as_micros() as u64),
             secs: started.elapsed().as_secs_f64(),
             target: *target,
             remaining: open.count(),
@@ -460,6 +479,7 @@ fn report_finished(phase: &Phase, open: &Connections, stalls: Stalls) {
             network,
             in_network,
             call,
+            call_cpu,
             started,
             closed_in_network,
             closed_outside,
@@ -470,6 +490,7 @@ fn report_finished(phase: &Phase, open: &Connections, stalls: Stalls) {
             closed_in_network: *closed_in_network,
             closed_outside: *closed_outside,
             call_us: call.as_micros() as u64,
+            call_cpu_us: call_cpu.map(|c| c.as_micros() as u64),
             secs: started.elapsed().as_secs_f64(),
             remaining: open.count(),
             max_per_peer: open.max_per_peer(),

@@ -40,7 +40,12 @@ impl Plan {
     /// 127.(1 + group).b.c, distinct for every `i` below 4 * 256 * 254.
     pub fn source_ip(i: usize) -> Ipv4Addr {
         let j = i / GROUPS;
-        Ipv4Addr::new(127, 1 + Self::group(i) as u8, (j / 254) as u8, (j % 254) as u8 + 1)
+        Ipv4Addr::new(
+            127,
+            1 + Self::group(i) as u8,
+            (j / 254) as u8,
+            (j % 254) as u8 + 1,
+        )
     }
 
     /// The network of group `group`, as `ban_network` takes it.

@@ -2,10 +2,7 @@
 //! poll of the swarm ran (the stall measure).
 
 use std::{
-    cell::RefCell,
-    fs::File,
     future::Future,
-    os::unix::fs::FileExt as _,
     pin::Pin,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -20,7 +17,13 @@ pub fn rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
@@ -39,34 +42,41 @@ pub fn process_cpu() -> Duration {
     }
 }
 
-thread_local! {
-    /// This thread's /proc/thread-self/schedstat, kept open: `pread` at 0 regenerates it.
-    static SCHEDSTAT: RefCell<Option<File>> = const { RefCell::new(None) };
+/// CPU time the current thread has run, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`, which,
+/// unlike /proc/thread-self/schedstat, includes the time since the last scheduler tick), or
+/// `None` where it cannot be read.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> Option<u64> {
+    use std::ffi::{c_int, c_long};
+
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: c_long,
+        tv_nsec: c_long,
+    }
+    const CLOCK_THREAD_CPUTIME_ID: c_int = 3;
+    extern "C" {
+        fn clock_gettime(clock: c_int, time: *mut Timespec) -> c_int;
+    }
+    let mut time = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, writable `struct timespec` (two `long`s on Linux) for the
+    // duration of the call, and this clock id is defined by Linux.
+    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    (status == 0).then(|| time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64)
 }
 
-/// CPU time the current thread has run, in nanoseconds (first field of
-/// /proc/thread-self/schedstat), or `None` where it cannot be read.
+#[cfg(not(target_os = "linux"))]
 fn thread_cpu_ns() -> Option<u64> {
-    SCHEDSTAT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = File::open("/proc/thread-self/schedstat").ok();
-        }
-        let file = slot.as_ref()?;
-        let mut buffer = [0u8; 96];
-        let read = file.read_at(&mut buffer, 0).ok()?;
-        std::str::from_utf8(&buffer[..read])
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
+    None
 }
 
 /// The polls of the swarm in one phase: how many, their total and the longest (wall clock,
-/// and the CPU time the thread spent in that longest poll when measured: a long wall time
-/// with little CPU is the thread being preempted, not the swarm working).
+/// and the CPU time the thread spent in that longest poll: a long wall time with little CPU is
+/// the thread being descheduled, not the swarm working). Reading the thread's CPU clock costs
+/// two system calls per poll, well under a microsecond.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stalls {
     pub polls: u64,
@@ -82,6 +92,8 @@ pub struct Stalls {
     /// The longest synchronous call made on the swarm's task outside its poll (a command to
     /// the behaviour such as `force_trim` or `ban_network`), which stalls the swarm as much.
     pub max_call_us: u64,
+    /// The CPU time of that call, when measured.
+    pub max_call_cpu_us: Option<u64>,
 }
 
 impl Stalls {
@@ -102,18 +114,37 @@ impl Stalls {
         self.over_50ms += u64::from(us > 50_000);
     }
 
-    /// Times `call`, a synchronous call on the swarm's task.
-    pub fn call<T>(&mut self, call: impl FnOnce() -> T) -> (T, Duration) {
+    /// Times `call`, a synchronous call on the swarm's task: its wall time and its CPU time.
+    pub fn call<T>(&mut self, call: impl FnOnce() -> T) -> (T, Duration, Option<Duration>) {
+        let cpu_before = thread_cpu_ns();
         let started = Instant::now();
         let out = call();
         let took = started.elapsed();
-        self.max_call_us = self.max_call_us.max(took.as_micros() as u64);
-        (out, took)
+        let cpu = match (cpu_before, thread_cpu_ns()) {
+            (Some(before), Some(after)) => Some(Duration::from_nanos(after.saturating_sub(before))),
+            _ => None,
+        };
+        let us = took.as_micros() as u64;
+        if us >= self.max_call_us {
+            self.max_call_us = us;
+            self.max_call_cpu_us = cpu.map(|c| c.as_micros() as u64);
+        }
+        (out, took, cpu)
     }
 
-    /// The longest stretch the swarm's task spent in one synchronous piece: a poll or a call.
+    /// The longest stretch the swarm's task spent in one synchronous piece, wall clock: a poll
+    /// or a call.
     pub fn worst_us(&self) -> u64 {
         self.max_us.max(self.max_call_us)
+    }
+
+    /// The most CPU time the swarm's task spent in one synchronous piece, when measured: its
+    /// own work, without the time it was descheduled.
+    pub fn worst_cpu_us(&self) -> Option<u64> {
+        match (self.max_of_cpu_us, self.max_call_cpu_us) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -121,21 +152,13 @@ impl Stalls {
 pub fn timed_next<'a, S: Stream + Unpin>(
     stream: &'a mut S,
     stalls: &'a mut Stalls,
-    thread_cpu: bool,
 ) -> TimedNext<'a, S> {
-    TimedNext {
-        stream,
-        stalls,
-        thread_cpu,
-    }
+    TimedNext { stream, stalls }
 }
 
 pub struct TimedNext<'a, S> {
     stream: &'a mut S,
     stalls: &'a mut Stalls,
-    /// Whether to read the thread's CPU time around each poll (two `pread`s, a few
-    /// microseconds: off while the CPU at rest is measured).
-    thread_cpu: bool,
 }
 
 impl<S: Stream + Unpin> Future for TimedNext<'_, S> {
@@ -143,15 +166,11 @@ impl<S: Stream + Unpin> Future for TimedNext<'_, S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let cpu_before = if this.thread_cpu {
-            thread_cpu_ns()
-        } else {
-            None
-        };
+        let cpu_before = thread_cpu_ns();
         let started = Instant::now();
         let result = this.stream.poll_next_unpin(cx);
         let wall = started.elapsed();
-        let cpu = match (cpu_before, this.thread_cpu.then(thread_cpu_ns).flatten()) {
+        let cpu = match (cpu_before, thread_cpu_ns()) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
             _ => None,
         };

@@ -40,10 +40,12 @@ pub enum ListenerReport {
         pings: Option<u64>,
         stalls: Stalls,
     },
+    /// `force_trim` (bare: `disconnect_peer_id` of as many peers), and its closes.
     Trim {
-        /// The peers `force_trim` returned.
+        /// The peers `force_trim` returned (bare: the peers disconnected).
         trimmed: Vec<String>,
         call_us: u64,
+        call_cpu_us: Option<u64>,
         /// From the command until the count reached the target.
         secs: f64,
         target: usize,
@@ -54,6 +56,8 @@ pub enum ListenerReport {
         max_per_peer: usize,
         stalls: Stalls,
     },
+    /// `ban_network` (bare: `disconnect_peer_id` of every peer from the network), and its
+    /// closes.
     Ban {
         network: String,
         /// Connections from the network when the ban was given.
@@ -61,6 +65,7 @@ pub enum ListenerReport {
         closed_in_network: usize,
         closed_outside: usize,
         call_us: u64,
+        call_cpu_us: Option<u64>,
         /// From the command until the last connection from the network closed.
         secs: f64,
         remaining: usize,
