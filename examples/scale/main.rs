@@ -138,6 +138,7 @@ fn main() -> ExitCode {
 }
 
 fn parent(args: &Args) -> ExitCode {
+    let load_before = report::load();
     let mut outcomes = Vec::new();
     for configuration in &args.configurations {
         match run::run(args, *configuration) {
@@ -148,7 +149,7 @@ fn parent(args: &Args) -> ExitCode {
             }
         }
     }
-    println!("{}", report::render(args, &outcomes));
+    println!("{}", report::render(args, &outcomes, &load_before));
     let failed = outcomes
         .iter()
         .flat_map(|o| &o.checks)

@@ -79,7 +79,16 @@ pub fn machine() -> String {
     )
 }
 
-pub fn render(args: &Args, outcomes: &[Outcome]) -> String {
+/// The 1-minute load average, from /proc/loadavg: the machine is shared.
+pub fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The tables; `load_before` is the load average when the run started.
+pub fn render(args: &Args, outcomes: &[Outcome], load_before: &str) -> String {
     let mut out = String::new();
     let n = args.connections;
     let bare = outcomes.iter().find(|o| o.configuration.name() == "bare");
@@ -89,12 +98,14 @@ pub fn render(args: &Args, outcomes: &[Outcome]) -> String {
     let _ = writeln!(
         out,
         "{n} connections to one listener, {} /16s of loopback sources, {} in flight at most; \
-         ping every {} s; rest window {} s. Machine: {}.\n",
+         ping every {} s; rest window {} s. Machine: {}; load average {load_before} at the \
+         start, {} at the end.\n",
         crate::plan::GROUPS,
         args.concurrency,
         crate::PING_INTERVAL.as_secs(),
         args.rest_secs,
-        machine()
+        machine(),
+        load()
     );
 
     let _ = writeln!(out, "| measure | bare | manager | manager / bare |");
