@@ -121,11 +121,11 @@ impl Children {
         Ok(())
     }
 
-    pub fn to_listener(&mut self, line: &str) -> anyhow::Result<()> {
+    pub fn tell_listener(&mut self, line: &str) -> anyhow::Result<()> {
         self.listener.send(line)
     }
 
-    pub fn to_dialers(&mut self, line: &str) -> anyhow::Result<()> {
+    pub fn tell_dialers(&mut self, line: &str) -> anyhow::Result<()> {
         self.dialers.as_mut().context("no dialers")?.send(line)
     }
 

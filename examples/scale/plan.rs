@@ -55,6 +55,6 @@ impl Plan {
 
     /// Spread over the groups alike: every `managed_every`-th dialer within each group.
     pub fn is_managed(&self, i: usize) -> bool {
-        self.managed_every != 0 && (i / GROUPS) % self.managed_every == 0
+        self.managed_every != 0 && (i / GROUPS).is_multiple_of(self.managed_every)
     }
 }

@@ -125,7 +125,7 @@ pub fn run(args: &Args, configuration: Configuration) -> anyhow::Result<Outcome>
             "{}: listening on {address}; {n} dialers",
             configuration.name()
         );
-        children.to_listener(&format!("await {n}"))?;
+        children.tell_listener(&format!("await {n}"))?;
         children.spawn_dialers(&[
             "--role".into(),
             "dialers".into(),
@@ -162,7 +162,7 @@ pub fn run(args: &Args, configuration: Configuration) -> anyhow::Result<Outcome>
             format!("max {}", established.max_per_peer),
         );
 
-        children.to_listener(&format!("rest {}", args.rest_secs))?;
+        children.tell_listener(&format!("rest {}", args.rest_secs))?;
         let rest = match children.listener_report(
             "the rest window",
             Duration::from_secs_f64(args.rest_secs + 30.0),
@@ -200,8 +200,8 @@ pub fn run(args: &Args, configuration: Configuration) -> anyhow::Result<Outcome>
         let trim = trim_phase(&mut children, configuration, &plan, &peers, n, &mut check)?;
         eprintln!("  trimmed {} in {:.3} s", trim.trimmed, trim.secs);
 
-        children.to_listener(&format!("await {n}"))?;
-        children.to_dialers("refill")?;
+        children.tell_listener(&format!("await {n}"))?;
+        children.tell_dialers("refill")?;
         let refill = reached(children.listener_report("refilling", establish_limit)?)?;
         children.dialers_connected(establish_limit)?;
         check(
@@ -272,7 +272,7 @@ fn trim_phase(
     check: &mut Check<'_>,
 ) -> anyhow::Result<Trim> {
     let closed_before = children.dialer_state.closed.len();
-    children.to_listener("trim")?;
+    children.tell_listener("trim")?;
     let ListenerReport::Trim {
         trimmed,
         call_us,
@@ -359,7 +359,7 @@ fn ban_phase(
     let network = Plan::network(BANNED_GROUP);
     let members: Vec<usize> = (0..n).filter(|i| Plan::group(*i) == BANNED_GROUP).collect();
     let closed_before = children.dialer_state.closed.len();
-    children.to_listener(&format!("ban {network}"))?;
+    children.tell_listener(&format!("ban {network}"))?;
     let ListenerReport::Ban {
         network: _,
         in_network,
