@@ -221,7 +221,6 @@ impl Connections {
 }
 
 async fn serve<B: Node>(connections: usize) -> anyhow::Result<()> {
-    let rss_empty = probe::rss_bytes();
     let mut swarm = listener_swarm::<B>(connections)?;
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
 
@@ -245,7 +244,7 @@ async fn serve<B: Node>(connections: usize) -> anyhow::Result<()> {
         tokio::select! {
             event = timed_next(&mut swarm, &mut stalls) => {
                 let event = event.context("the swarm ended")?;
-                on_event::<B>(event, &mut open, &mut phase, &mut listening, rss_empty);
+                on_event::<B>(event, &mut open, &mut phase, &mut listening);
             }
             line = commands.recv() => {
                 let line = line.unwrap_or_else(|| "exit".into());
@@ -369,14 +368,13 @@ fn on_event<B: Node>(
     open: &mut Connections,
     phase: &mut Phase,
     listening: &mut bool,
-    rss_empty: u64,
 ) {
     match event {
         SwarmEvent::NewListenAddr { address, .. } if !*listening => {
             *listening = true;
             emit(&ListenerReport::Listening {
                 address: address.to_string(),
-                rss: rss_empty.max(probe::rss_bytes()),
+                rss: probe::rss_bytes(),
             });
         }
         SwarmEvent::IncomingConnection { .. } => {

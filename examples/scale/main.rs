@@ -22,10 +22,13 @@
 //!
 //! The phases, each waited for on the reports of both children with a deadline: establish N
 //! (at most `--concurrency` dials in flight); hold them at rest for `--rest-secs` and measure
-//! the listener's CPU time; for the manager, `force_trim()` from N to N/2, the trimmed dialers
-//! dial again, and `ban_network(127.2.0.0/16)` with all N connected. The listener times every
-//! poll of its swarm (and every call it makes on the swarm's task): the longest is the stall
-//! measure. Progress goes to stderr, the Markdown tables to stdout.
+//! the listener's CPU time; trim from N to N/2 (the manager: `force_trim()`, with goodbyes;
+//! bare: `Swarm::disconnect_peer_id` of as many peers); the trimmed dialers dial again; ban
+//! 127.2.0.0/16 with all N connected (the manager: `ban_network`; bare: `disconnect_peer_id` of
+//! its peers). The listener times every poll of its swarm, wall clock and thread CPU time (and
+//! every call it makes on the swarm's task): the longest is the stall measure. Progress goes
+//! to stderr, the Markdown tables to stdout. Figures and their reading: BENCHMARKS.md, "One
+//! node, 10,000 connections".
 
 mod children;
 mod dialers;
