@@ -42,6 +42,7 @@ impl Manager {
                 timed_out: false,
                 counted,
                 cancelled: false,
+                handler_keep_alive: None,
             },
         );
         Ok(())
@@ -98,6 +99,7 @@ impl Manager {
                 timed_out: false,
                 counted: Counted::default(),
                 cancelled: false,
+                handler_keep_alive: None,
             },
         );
         let Some(peer) = peer else {
@@ -145,6 +147,12 @@ impl Manager {
         // A duplicate that loses the tie-break is not refused here: it is established and
         // drains before it is closed (see `settle_duplicates`), so that what the remote started
         // on it does not fail.
+        // The driver makes the connection's handler right after this check, with
+        // `keeps_alive`'s answer: remembered, so that `on_established` does not repeat it.
+        let keep = self.keeps_alive(&peer);
+        if let Some(pending) = self.pending.get_mut(&connection) {
+            pending.handler_keep_alive = Some(keep);
+        }
         Ok(())
     }
 
@@ -171,11 +179,10 @@ impl Manager {
             }
             return;
         }
-        let counted = pending
-            .as_ref()
-            .map(|p| p.counted.clone())
-            .unwrap_or_default();
-        let cancelled = pending.is_some_and(|p| p.cancelled);
+        let (counted, cancelled, handler_keep_alive) = match pending {
+            Some(p) => (p.counted, p.cancelled, p.handler_keep_alive),
+            None => (Counted::default(), false, None),
+        };
         match direction {
             Endpoint::Dialer => self.counters.established_outbound += 1,
             Endpoint::Listener => self.counters.established_inbound += 1,
@@ -205,12 +212,15 @@ impl Manager {
             kept_alive,
         });
         record.waiting = None;
-        // The handler was made with the answer of the moment; say it again in case it changed.
-        self.actions.push_back(Action::KeepAlive {
-            peer,
-            connection,
-            keep: kept_alive,
-        });
+        // Told only if the handler was made with another answer (or the check was skipped): a
+        // notification costs libp2p-swarm a scan of every peer to find the connection.
+        if handler_keep_alive != Some(kept_alive) {
+            self.actions.push_back(Action::KeepAlive {
+                peer,
+                connection,
+                keep: kept_alive,
+            });
+        }
         if learned {
             self.note_peer(peer);
         }

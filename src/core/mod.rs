@@ -147,8 +147,10 @@ pub enum Action {
         peers: PeerList,
     },
     /// Tell the handler of a connection whether to keep it open while idle (see
-    /// [`Manager::keeps_alive`]). Every established connection gets one when it is
-    /// established, and another whenever the answer changes.
+    /// [`Manager::keeps_alive`]). A new connection gets one when it is established only if
+    /// its handler was made with another answer (the driver makes it right after
+    /// [`Manager::check_established`] with [`Manager::keeps_alive`]), and another whenever the
+    /// answer changes.
     KeepAlive {
         /// The remote peer.
         peer: PeerId,
@@ -259,6 +261,8 @@ struct Pending {
     /// The application disconnected the peer while this dial was in flight: close it if it
     /// succeeds.
     cancelled: bool,
+    /// What `check_established` found for keeping it alive, which its handler is made with.
+    handler_keep_alive: Option<bool>,
 }
 
 #[derive(Debug, Default)]
