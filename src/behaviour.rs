@@ -37,6 +37,7 @@ use crate::{
         handler::{self, GoodbyeOutcome, Handler},
         protocol::Goodbye,
     },
+    pacing::Pacer,
     store::{PeerStore, StoreConfig, StoreDriver, StoreError},
     Config, ConfigError,
 };
@@ -60,6 +61,9 @@ pub struct Behaviour {
     ping: libp2p_ping::Behaviour,
     /// The manager's next deadline and the timer armed for it.
     timer: Option<(Instant, Delay)>,
+    /// A costly command waiting for the pacer's next window (see `pacing`).
+    held: Option<ToSwarm<Event, THandlerInEvent<Self>>>,
+    pacer: Pacer,
     /// Rates from the opt-in byte counter, for the health score.
     bandwidth: Option<BandwidthSampler>,
     /// Where bans and peers are kept across restarts, if anywhere.
@@ -84,6 +88,8 @@ impl Behaviour {
             manager: Manager::new(local_peer_id, config, Instant::now(), rand::random()),
             ping,
             timer: None,
+            held: None,
+            pacer: Pacer::default(),
             bandwidth: None,
             store: None,
             #[cfg(feature = "metrics")]
@@ -479,6 +485,25 @@ impl Behaviour {
         }
     }
 
+    /// The manager's next action as a swarm command, unless it is a costly one and the pacer's
+    /// budget is spent (it is then held, in order, until the next window).
+    fn next_command(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Option<ToSwarm<Event, THandlerInEvent<Self>>> {
+        if self.held.is_none() {
+            let action = self.manager.poll_action()?;
+            if !costs_the_swarm_a_scan(&action) {
+                return Some(self.to_swarm(action));
+            }
+            self.held = Some(self.to_swarm(action));
+        }
+        if self.pacer.poll_spend(cx, Instant::now()) {
+            return self.held.take();
+        }
+        None
+    }
+
     /// If the manager's next deadline is due, the time to run it at; otherwise arms the one
     /// timer for it (re-armed only when the deadline changes).
     fn poll_deadline(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<Instant> {
@@ -489,8 +514,15 @@ impl Behaviour {
         if deadline <= now {
             return Some(now);
         }
-        if !matches!(&self.timer, Some((armed, _)) if *armed == deadline) {
-            self.timer = Some((deadline, Delay::new(deadline - now)));
+        match &mut self.timer {
+            Some((armed, _)) if *armed == deadline => {}
+            // Moved (each answered ping moves a connection's inactivity deadline): reset the
+            // timer rather than register a new one with the timer thread.
+            Some((armed, delay)) => {
+                *armed = deadline;
+                delay.reset(deadline - now);
+            }
+            None => self.timer = Some((deadline, Delay::new(deadline - now))),
         }
         let (_, delay) = self.timer.as_mut()?;
         if delay.poll_unpin(cx).is_ready() {
@@ -500,6 +532,17 @@ impl Behaviour {
         }
         None
     }
+}
+
+/// Whether libp2p-swarm finds the command's connection by scanning every peer (see `pacing`).
+fn costs_the_swarm_a_scan(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::SendGoodbye { .. }
+            | Action::SendPeers { .. }
+            | Action::KeepAlive { .. }
+            | Action::Close { .. }
+    )
 }
 
 /// Who dialed, by effective role: a dial with the role overridden to listener (hole punching)
@@ -750,8 +793,8 @@ impl NetworkBehaviour for Behaviour {
             store.poll(cx, &mut self.manager);
         }
         loop {
-            if let Some(action) = self.manager.poll_action() {
-                return Poll::Ready(self.to_swarm(action));
+            if let Some(command) = self.next_command(cx) {
+                return Poll::Ready(command);
             }
             if let Poll::Ready(event) = self.ping.poll(cx) {
                 match event {

@@ -234,6 +234,7 @@ pub mod bandwidth;
 mod behaviour;
 #[cfg(feature = "testing")]
 pub mod core;
+mod pacing;
 // Without `testing` the core is private, and the parts of its sans-IO API that only tests,
 // benches and the fuzzer call look unused; with it (as in CI's all-features lints) they are
 // public and checked.
