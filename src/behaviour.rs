@@ -290,6 +290,18 @@ impl Behaviour {
         self.wake();
     }
 
+    /// Replaces the watermarks (`None`: trimming off), at once: connections above the new
+    /// high watermark are trimmed down to the low one (the trim silence still applies).
+    /// Refused, with nothing changed, when low is above high.
+    pub fn set_watermarks(
+        &mut self,
+        watermarks: Option<(usize, usize)>,
+    ) -> Result<(), ConfigError> {
+        self.manager.set_watermarks(Instant::now(), watermarks)?;
+        self.wake();
+        Ok(())
+    }
+
     /// Discovery (mDNS, Kademlia, identify, ...) sees `peer` at `addresses`: it is kept
     /// connected like with [`add_peer`](Self::add_peer), up to
     /// [`Config::with_max_discovered_peers`](crate::Config::with_max_discovered_peers), but

@@ -3,6 +3,25 @@
 use super::*;
 
 impl Manager {
+    /// Sets the watermarks of a running node (`None`: trimming off), as
+    /// [`Config::with_watermarks`] does at start. Refused with the error
+    /// [`Config::validate`] gives when low is above high. Connections above the new high
+    /// watermark are trimmed at once (the silence after the last trim still applies).
+    pub fn set_watermarks(
+        &mut self,
+        now: Instant,
+        watermarks: Option<(usize, usize)>,
+    ) -> Result<(), ConfigError> {
+        if let Some((low, high)) = watermarks {
+            if low > high {
+                return Err(ConfigError::WatermarksInverted { low, high });
+            }
+        }
+        self.config.watermarks = watermarks.map(|(low, high)| Watermarks { low, high });
+        self.maybe_trim(now);
+        Ok(())
+    }
+
     /// Marks `peer` as wanted (kept connected and redialed when lost, never trimmed),
     /// remembers `addresses`, and dials it unless a connection exists or is being made. A peer
     /// that discovery (or a peer-exchange list) had added becomes the application's own:

@@ -513,3 +513,32 @@ fn ties_are_broken_the_same_way_whatever_order_the_peers_came_in() {
         }
     }
 }
+
+#[test]
+fn watermarks_set_at_run_time_are_checked_and_trim_at_once() {
+    // An operator lowering the watermarks of a running node (there was no way but a restart).
+    let (mut a, _) = pair(trimming(0, 0).without_watermarks());
+    let peers: Vec<PeerId> = (0..6)
+        .map(|n| connect(&mut a, n, Initiator::Remote))
+        .collect();
+    a.advance(Duration::from_secs(60));
+    let _ = a.actions();
+    assert_eq!(
+        a.manager.set_watermarks(a.now, Some((5, 2))),
+        Err(ConfigError::WatermarksInverted { low: 5, high: 2 })
+    );
+    assert!(trimmed(&a.events()).is_empty(), "refused: nothing changed");
+    a.manager.set_watermarks(a.now, Some((2, 4))).unwrap();
+    let trims = trimmed(&a.events());
+    assert_eq!(trims.len(), 1);
+    assert_eq!(trims[0].len(), 4, "six connected, low 2");
+    assert!(trims[0].iter().all(|p| peers.contains(p)));
+    // Off again: nothing more is trimmed, whatever connects.
+    a.manager.set_watermarks(a.now, None).unwrap();
+    a.advance(Duration::from_secs(60));
+    for n in 10..20 {
+        connect(&mut a, n, Initiator::Remote);
+    }
+    a.advance(Duration::from_secs(60));
+    assert!(trimmed(&a.events()).is_empty());
+}
