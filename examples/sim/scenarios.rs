@@ -319,5 +319,6 @@ pub fn exchange(setup: &Setup) -> Report {
         .push((setup.join_window as usize, "last join".into()));
     report.dials = world.metrics.dials.clone();
     report.violations = invariants::check(&world, world.start);
+    world.diag_print();
     report
 }

@@ -16,6 +16,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use web_time::Instant;
 
 use crate::{
+    diag::Diag,
     metrics::Metrics,
     net::{Host, Net, NetParams},
 };
@@ -126,6 +127,8 @@ pub struct World {
     pub bootstrap: Vec<usize>,
     pub rng: StdRng,
     pub metrics: Metrics,
+    /// Diagnostics of the peer-exchange scenario (`--diagnose`).
+    pub diag: Diag,
     /// Replace a wanted peer the manager gave up on with another random one.
     pub replace_on_give_up: bool,
     queue: BinaryHeap<Reverse<Queued>>,
@@ -164,6 +167,7 @@ impl World {
             bootstrap: Vec::new(),
             rng,
             metrics: Metrics::new(n),
+            diag: Diag::new(n),
             replace_on_give_up: false,
             queue: BinaryHeap::new(),
             seq: 0,
