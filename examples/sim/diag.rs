@@ -31,8 +31,9 @@ pub struct Diag {
     /// Connection ends at the side with no connection left to the peer:
     /// "side <- remote, closed by, reason" -> count.
     ends: BTreeMap<String, u64>,
-    /// Lists received per node.
+    /// Lists received per node, and when the last one came.
     lists_by_node: Vec<u32>,
+    last_list: Vec<f64>,
     /// Times each node was named in a delivered list.
     named: Vec<u32>,
     /// Trims per trimming node (trim events, peers trimmed).
@@ -80,6 +81,7 @@ impl Diag {
         Self {
             every: 30,
             lists_by_node: vec![0; nodes],
+            last_list: vec![0.0; nodes],
             named: vec![0; nodes],
             rounds_by_node: vec![0; nodes],
             lost_at: vec![None; nodes],
@@ -165,6 +167,7 @@ impl World {
             return;
         }
         self.diag.lists_by_node[to] += 1;
+        self.diag.last_list[to] = self.secs();
         self.diag.window.lists += 1;
         for n in named {
             self.diag.named[n] += 1;
@@ -178,7 +181,7 @@ impl World {
             return;
         }
         let secs = self.secs().round() as usize;
-        if self.diag.every == 0 || secs % self.diag.every != 0 {
+        if self.diag.every == 0 || !secs.is_multiple_of(self.diag.every) {
             return;
         }
         let started: Vec<usize> = (0..self.nodes.len())
@@ -282,6 +285,36 @@ impl World {
             quantile(&mut rounds, 1.0),
             d.rounds_by_node.iter().map(|r| *r as u64).sum::<u64>()
         );
+        let (components, largest) = self.components();
+        println!(
+            "| connected components at the end (open connections), the largest | {components}, {largest} nodes |"
+        );
+        let mut boot: Vec<usize> = self
+            .bootstrap
+            .iter()
+            .map(|b| self.nodes[*b].manager.stats().connected_peers)
+            .collect();
+        boot.sort_unstable();
+        println!("| bootstrap nodes' peers at the end | {boot:?} |");
+        let short: Vec<usize> = (0..n)
+            .filter(|i| self.nodes[*i].manager.stats().connected_peers < 8)
+            .collect();
+        for &i in short.iter().take(10) {
+            let m = &self.nodes[i].manager;
+            let s = m.stats();
+            let h = m.hearsay_stats();
+            println!(
+                "| node {i} at the end (unreachable: {}) | {} peers, {} wanted, {} hearsay peers, {} quiet, {} pending, {} lists received, last at {:.0} s |",
+                self.net.unreachable[i],
+                s.connected_peers,
+                s.wanted_peers,
+                h.peers,
+                h.quiet,
+                s.pending_connections,
+                d.lists_by_node[i],
+                d.last_list[i],
+            );
+        }
         let mut gaps = d.gaps.clone();
         println!(
             "| from losing the last peer to the next bootstrap round: count; median, p90, max | {}; {:.1} s, {:.1} s, {:.1} s |",
@@ -290,5 +323,33 @@ impl World {
             quantile(&mut gaps, 0.9),
             quantile(&mut gaps, 1.0)
         );
+    }
+
+    /// Connected components of the graph of open connections: how many, and the largest.
+    fn components(&self) -> (usize, usize) {
+        let n = self.nodes.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn root(parent: &mut [usize], mut x: usize) -> usize {
+            while parent[x] != x {
+                parent[x] = parent[parent[x]];
+                x = parent[x];
+            }
+            x
+        }
+        for link in self.links.values() {
+            if link.sides.iter().all(|s| s.open) {
+                let (a, b) = (
+                    root(&mut parent, link.sides[0].node),
+                    root(&mut parent, link.sides[1].node),
+                );
+                parent[a] = b;
+            }
+        }
+        let mut sizes = HashMap::new();
+        for i in 0..n {
+            *sizes.entry(root(&mut parent, i)).or_insert(0usize) += 1;
+        }
+        let largest = sizes.values().copied().max().unwrap_or(0);
+        (sizes.len(), largest)
     }
 }

@@ -29,7 +29,8 @@ impl World {
                 if let Err(denial) = manager.on_pending_outbound(now, conn, Some(peer), &addresses)
                 {
                     if let Some(&target) = self.index.get(&peer) {
-                        let outcome = format!("denied by the dialer: {}", diag::denial_name(&denial));
+                        let outcome =
+                            format!("denied by the dialer: {}", diag::denial_name(&denial));
                         self.diag_dial(target, &outcome);
                     }
                     let manager = &mut self.nodes[i].manager;
@@ -43,6 +44,10 @@ impl World {
                 self.metrics
                     .dial(self.secs(), i, self.bootstrap.contains(&target));
                 self.diag_dial(target, "started");
+                if self.nodes[i].manager.stats().connected_peers > 0 {
+                    // Not a bootstrap round (those run with no connection): hearsay or a redial.
+                    self.diag_dial(target, "started by a node with peers");
+                }
                 if self.net.hosts[target] == crate::net::Host::Dead {
                     self.metrics.dials_to_dead += 1;
                 }

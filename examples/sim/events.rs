@@ -202,9 +202,10 @@ impl World {
             );
             return self.run_node(b);
         }
-        if let Err(denial) = self.nodes[b]
-            .manager
-            .check_established(now, listener.conn, peer_a, &inc)
+        if let Err(denial) =
+            self.nodes[b]
+                .manager
+                .check_established(now, listener.conn, peer_a, &inc)
         {
             let outcome = format!("refused at the handshake: {}", denial_name(&denial));
             self.diag_dial(b, &outcome);
@@ -222,7 +223,10 @@ impl World {
             .manager
             .check_established(now, dialer.conn, peer_b, &out)
         {
-            let outcome = format!("denied by the dialer at the handshake: {}", denial_name(&denial));
+            let outcome = format!(
+                "denied by the dialer at the handshake: {}",
+                denial_name(&denial)
+            );
             self.diag_dial(b, &outcome);
             let cause = DialFailureCause::DeniedByManager(denial);
             self.nodes[a]

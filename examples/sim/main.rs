@@ -81,6 +81,10 @@ struct Args {
     /// With `--diagnose`, a row of the time series every this many seconds.
     #[arg(long, default_value_t = 30)]
     diag_every: usize,
+    /// Peer exchange between nodes on private addresses (10.0.0.0/8, as the other scenarios)
+    /// instead of public ones.
+    #[arg(long)]
+    private: bool,
     /// A short run for CI: every scenario at 200 nodes; exits 1 if an invariant fails.
     #[arg(long)]
     check: bool,
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         join_window: args.join_window,
         restart_window: args.restart_window,
         diagnose: args.diagnose.then_some(args.diag_every),
+        private: args.private,
         params: NetParams {
             loss: args.loss,
             unreachable_share: args.unreachable,

@@ -26,6 +26,8 @@ pub struct Setup {
     pub restart_window: f64,
     /// Collect and print diagnostics, a time-series row every this many seconds.
     pub diagnose: Option<usize>,
+    /// Peer exchange on private addresses (10.0.0.0/8) instead of public ones.
+    pub private: bool,
     pub params: NetParams,
 }
 
