@@ -4,7 +4,10 @@
 use libp2p_connection_manager::core::{Action, CloseCause, DialFailureCause, Event};
 use rand::Rng;
 
-use crate::world::{Ev, Link, Side, World};
+use crate::{
+    diag,
+    world::{Ev, Link, Side, World},
+};
 
 impl World {
     /// Carries out node `i`'s actions until it has none, then queues its next deadline.
@@ -25,6 +28,12 @@ impl World {
                 let manager = &mut self.nodes[i].manager;
                 if let Err(denial) = manager.on_pending_outbound(now, conn, Some(peer), &addresses)
                 {
+                    if let Some(&target) = self.index.get(&peer) {
+                        let outcome =
+                            format!("denied by the dialer: {}", diag::denial_name(&denial));
+                        self.diag_dial(target, &outcome);
+                    }
+                    let manager = &mut self.nodes[i].manager;
                     let cause = DialFailureCause::DeniedByManager(denial);
                     manager.on_dial_failure(now, conn, Some(peer), cause);
                     return;
@@ -34,6 +43,11 @@ impl World {
                 };
                 self.metrics
                     .dial(self.secs(), i, self.bootstrap.contains(&target));
+                self.diag_dial(target, "started");
+                if self.nodes[i].manager.stats().connected_peers > 0 {
+                    // Not a bootstrap round (those run with no connection): hearsay or a redial.
+                    self.diag_dial(target, "started by a node with peers");
+                }
                 if self.net.hosts[target] == crate::net::Host::Dead {
                     self.metrics.dials_to_dead += 1;
                 }
@@ -57,6 +71,12 @@ impl World {
                 if reachable && self.net.delivers(i, target, &mut self.rng) {
                     self.push(now + self.net.latency(i, target), Ev::DialArrive(link));
                 } else {
+                    let outcome = if reachable {
+                        "timed out (lost)"
+                    } else {
+                        "timed out (accepts no inbound)"
+                    };
+                    self.diag_dial(target, outcome);
                     let at = now + self.net.params.connect_timeout;
                     self.push(
                         at,
@@ -101,6 +121,13 @@ impl World {
                 let (a, b) = (self.node_of(link, mine), self.node_of(link, other));
                 if self.net.delivers(a, b, &mut self.rng) {
                     self.metrics.lists += 1;
+                    if self.diag.on {
+                        let named: Vec<usize> = peers
+                            .iter()
+                            .filter_map(|(p, _)| self.index.get(p).copied())
+                            .collect();
+                        self.diag_list(b, named.into_iter());
+                    }
                     let at = now + self.net.latency(a, b);
                     self.push(
                         at,
@@ -131,10 +158,21 @@ impl World {
 
     fn on_event(&mut self, i: usize, event: Event) {
         match event {
-            Event::Disconnected { peer, reason, .. } => {
+            Event::Disconnected {
+                peer,
+                reason,
+                closed_by,
+                remaining,
+                ..
+            } => {
                 let remote = self.index.get(&peer).copied();
                 self.metrics.disconnected(self.secs(), i, remote, reason);
+                if remaining == 0 {
+                    self.diag_disconnected(i, remote, reason, closed_by);
+                }
             }
+            Event::Trimmed { peers, .. } => self.diag_trimmed(i, peers.len()),
+            Event::PhaseChanged { new, .. } => self.diag_phase(i, new),
             Event::RedialGaveUp { peer, .. } if self.replace_on_give_up => {
                 let Some(&gone) = self.index.get(&peer) else {
                     return;

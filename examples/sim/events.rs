@@ -6,7 +6,10 @@ use std::time::Duration;
 use libp2p_connection_manager::core::{CloseCause, DialFailureCause, Initiator, NewConnection};
 use libp2p_core::Endpoint;
 
-use crate::world::{Ev, World};
+use crate::{
+    diag::denial_name,
+    world::{Ev, World},
+};
 
 /// How long a ping may go unanswered before libp2p-ping reports a failure (the crate's default).
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,6 +36,7 @@ impl World {
                 };
                 let [dialer, listener] = l.sides;
                 if !self.net.path(dialer.node, listener.node) {
+                    self.diag_dial(listener.node, "timed out (target down)");
                     let at = now + self.net.params.connect_timeout;
                     return self.push(
                         at,
@@ -49,13 +53,17 @@ impl World {
                 let latency = self.net.latency(dialer.node, listener.node);
                 match manager.on_pending_inbound(now, listener.conn, &from) {
                     Ok(()) => self.push(now + latency, Ev::Handshake(link)),
-                    Err(_) => self.push(
-                        now + latency,
-                        Ev::DialFail {
-                            link,
-                            refused: true,
-                        },
-                    ),
+                    Err(denial) => {
+                        let outcome = format!("refused on arrival: {}", denial_name(&denial));
+                        self.diag_dial(listener.node, &outcome);
+                        self.push(
+                            now + latency,
+                            Ev::DialFail {
+                                link,
+                                refused: true,
+                            },
+                        )
+                    }
                 }
                 self.run_node(listener.node);
             }
@@ -182,6 +190,7 @@ impl World {
         let ephemeral = ephemeral_port(&self.nodes[a].addr, dialer.conn);
         let inc = NewConnection::new(Initiator::Remote, Endpoint::Listener, ephemeral);
         if !self.net.path(a, b) {
+            self.diag_dial(b, "timed out (target down)");
             self.nodes[b].manager.on_listen_failure(listener.conn);
             let at = now + self.net.params.connect_timeout;
             self.push(
@@ -193,11 +202,13 @@ impl World {
             );
             return self.run_node(b);
         }
-        if self.nodes[b]
-            .manager
-            .check_established(now, listener.conn, peer_a, &inc)
-            .is_err()
+        if let Err(denial) =
+            self.nodes[b]
+                .manager
+                .check_established(now, listener.conn, peer_a, &inc)
         {
+            let outcome = format!("refused at the handshake: {}", denial_name(&denial));
+            self.diag_dial(b, &outcome);
             self.nodes[b].manager.on_listen_failure(listener.conn);
             self.run_node(b);
             return self.push(
@@ -212,6 +223,11 @@ impl World {
             .manager
             .check_established(now, dialer.conn, peer_b, &out)
         {
+            let outcome = format!(
+                "denied by the dialer at the handshake: {}",
+                denial_name(&denial)
+            );
+            self.diag_dial(b, &outcome);
             let cause = DialFailureCause::DeniedByManager(denial);
             self.nodes[a]
                 .manager
@@ -233,6 +249,15 @@ impl World {
         self.nodes[b]
             .manager
             .on_established(now, listener.conn, peer_a, inc);
+        if self.diag.on {
+            // A listener past a limit lets the connection up only to say goodbye.
+            let outcome = if self.nodes[b].manager.is_connected(&peer_a) {
+                "established"
+            } else {
+                "refused with a goodbye (limit)"
+            };
+            self.diag_dial(b, outcome);
+        }
         // Identify: each side tells the other its listen address.
         let (addr_a, addr_b) = (self.nodes[a].addr.clone(), self.nodes[b].addr.clone());
         self.nodes[a].manager.on_peer_address(now, peer_b, addr_b);

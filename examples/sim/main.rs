@@ -12,6 +12,7 @@
 //! Each scenario prints a Markdown table (BENCHMARKS.md, "Network simulation") and, with
 //! `--svg`, a plot of dials per second and the connected share over time.
 
+mod diag;
 mod driver;
 mod events;
 mod invariants;
@@ -73,6 +74,17 @@ struct Args {
     /// Writes a plot per scenario to this directory.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Peer exchange: print what became of the dials, who closed what, the lists and the
+    /// bootstrap rounds, with a time series.
+    #[arg(long)]
+    diagnose: bool,
+    /// With `--diagnose`, a row of the time series every this many seconds.
+    #[arg(long, default_value_t = 30)]
+    diag_every: usize,
+    /// Peer exchange between nodes on private addresses (10.0.0.0/8, as the other scenarios)
+    /// instead of public ones.
+    #[arg(long)]
+    private: bool,
     /// A short run for CI: every scenario at 200 nodes; exits 1 if an invariant fails.
     #[arg(long)]
     check: bool,
@@ -90,6 +102,8 @@ fn main() -> ExitCode {
         bootstraps: args.bootstraps,
         join_window: args.join_window,
         restart_window: args.restart_window,
+        diagnose: args.diagnose.then_some(args.diag_every),
+        private: args.private,
         params: NetParams {
             loss: args.loss,
             unreachable_share: args.unreachable,

@@ -274,6 +274,11 @@ pub fn exchange(setup: &Setup) -> Report {
         ..Report::default()
     };
     let mut world = build(setup);
+    if !setup.private {
+        for (i, node) in world.nodes.iter_mut().enumerate() {
+            node.addr = crate::world::public_address_of(i);
+        }
+    }
     let nodes = (0..setup.nodes).map(|i| (i, Vec::new())).collect();
     let secs = 300;
     run_starting(
@@ -288,7 +293,10 @@ pub fn exchange(setup: &Setup) -> Report {
     common_rows(&mut report, setup, &world);
     report.row(
         "settings",
-        "PeerExchange::new().with_auto_connect(true).with_max_peers(8), no wanted peers",
+        format!(
+            "PeerExchange::new().with_auto_connect(true).with_max_peers(8), no wanted peers, {} addresses",
+            if setup.private { "private" } else { "public" }
+        ),
     );
     for goal in [0.5, 0.9, 0.99, 1.0] {
         report.row(
@@ -319,5 +327,6 @@ pub fn exchange(setup: &Setup) -> Report {
         .push((setup.join_window as usize, "last join".into()));
     report.dials = world.metrics.dials.clone();
     report.violations = invariants::check(&world, world.start);
+    world.diag_print();
     report
 }

@@ -24,6 +24,10 @@ pub struct Setup {
     pub join_window: f64,
     /// All nodes restart within this many seconds (restart scenario).
     pub restart_window: f64,
+    /// Collect and print diagnostics, a time-series row every this many seconds.
+    pub diagnose: Option<usize>,
+    /// Peer exchange on private addresses (10.0.0.0/8) instead of public ones.
+    pub private: bool,
     pub params: NetParams,
 }
 
@@ -55,6 +59,10 @@ pub(crate) fn config(world: &World, i: usize, flavour: Flavour) -> Config {
 
 pub(crate) fn build(setup: &Setup) -> World {
     let mut world = World::new(setup.nodes, setup.seed, setup.params.clone());
+    if let Some(every) = setup.diagnose {
+        world.diag.on = true;
+        world.diag.every = every;
+    }
     world.bootstrap = (0..setup.bootstraps.min(setup.nodes)).collect();
     for &b in &world.bootstrap {
         world.net.unreachable[b] = false;
@@ -121,6 +129,7 @@ pub(crate) fn run_starting(
         }
         world.run_until(end);
         share.push(measure(world));
+        world.diag_second();
     }
 }
 

@@ -16,6 +16,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use web_time::Instant;
 
 use crate::{
+    diag::Diag,
     metrics::Metrics,
     net::{Host, Net, NetParams},
 };
@@ -126,6 +127,8 @@ pub struct World {
     pub bootstrap: Vec<usize>,
     pub rng: StdRng,
     pub metrics: Metrics,
+    /// Diagnostics of the peer-exchange scenario (`--diagnose`).
+    pub diag: Diag,
     /// Replace a wanted peer the manager gave up on with another random one.
     pub replace_on_give_up: bool,
     queue: BinaryHeap<Reverse<Queued>>,
@@ -164,6 +167,7 @@ impl World {
             bootstrap: Vec::new(),
             rng,
             metrics: Metrics::new(n),
+            diag: Diag::new(n),
             replace_on_give_up: false,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -358,8 +362,19 @@ fn seeded_peer(rng: &mut StdRng) -> PeerId {
 }
 
 /// Node `i`'s address: one host per node in 10.0.0.0/8, so the per-IP limits apply per node.
+/// The peer-exchange scenario uses [`public_address_of`] instead.
 pub fn address_of(i: usize) -> Multiaddr {
     let ip = Ipv4Addr::from(0x0a00_0001u32 + i as u32);
+    Multiaddr::empty()
+        .with(Protocol::Ip4(ip))
+        .with(Protocol::Tcp(4001))
+}
+
+/// Node `i`'s public address, one per /24 in 11.0.0.0/8 and up (the peer-exchange scenario: a
+/// node passes on public addresses to anyone, private ones only to peers on a private network,
+/// and the per-/24 bounds of hearsay count one node per /24).
+pub fn public_address_of(i: usize) -> Multiaddr {
+    let ip = Ipv4Addr::from(0x0b00_0001u32 + ((i as u32) << 8));
     Multiaddr::empty()
         .with(Protocol::Ip4(ip))
         .with(Protocol::Tcp(4001))

@@ -44,6 +44,13 @@ pub const MAX_LIST_ADDRESSES: usize = 4;
 ///   being dialed, waiting for a redial (so never before a remote's retry-after), wanted by
 ///   the application or discovery, or one the application disconnected (until it asks for it
 ///   again); not for 10 minutes one that trimming closed or whose redials were given up.
+/// - a hearsay peer that pushes the node away (trims it, refuses it for a limit, bans it or
+///   hangs up on it) is let go at once, not redialed, and left alone for 10 minutes: its slot
+///   among [`with_max_peers`](Self::with_max_peers) goes to another peer a list names.
+/// - a node refused for an established limit hears why (goodbye `ResourceConstraint`) and,
+///   with peer exchange on at the refusing node, whom else to try: the list a connected peer
+///   would get, public addresses only (the refused connection has no record to tell its
+///   scope).
 /// - at most one hearsay dial per address per interval, and on public addresses at most
 ///   [`with_max_per_prefix`](Self::with_max_per_prefix) dials per interval and as many hearsay
 ///   peers at once per IPv4 /24 or IPv6 /48 (loopback and private networks, which only a
@@ -245,6 +252,26 @@ impl Manager {
             let at = later(now, exchange.interval);
             self.timers.set(Timer::Exchange, at);
         }
+    }
+
+    /// `peer` was refused for a limit and hears why on `connection` (see `refusals.rs`): with
+    /// peer exchange on, it is also told whom else to try, the list a connected peer would get.
+    /// Such a connection has no record, so the recipient counts as public: only public
+    /// addresses are named. A full node thus passes newcomers on to its peers instead of
+    /// leaving them to retry it.
+    pub(super) fn refer(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
+        if self.config.peer_exchange.is_none() {
+            return;
+        }
+        let peers = self.peer_list_for(now, peer);
+        if peers.is_empty() {
+            return;
+        }
+        self.actions.push_back(Action::SendPeers {
+            peer,
+            connection,
+            peers,
+        });
     }
 
     /// Sends `peer` the list for it on `connection`, if there is anything to tell.

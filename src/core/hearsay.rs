@@ -171,6 +171,39 @@ impl Manager {
         }
     }
 
+    /// The last connection to `peer` closed. If only hearsay wanted it and it pushed the node
+    /// away (trimmed it, refused it for a limit, banned it, or hung up on it), hearsay lets it
+    /// go and leaves it alone for [`QUIET_AFTER_TRIM`]: redialing it would only be trimmed
+    /// again, and while it waits for a redial it holds one of the hearsay peers
+    /// ([`PeerExchange::with_max_peers`]) that another peer a list names could take. Returns
+    /// whether it was let go (then it is not redialed).
+    pub(super) fn hearsay_pushed_away(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        reason: DisconnectReason,
+        closed_by: ClosedBy,
+    ) -> bool {
+        let pushed_away = closed_by == ClosedBy::Remote
+            && matches!(
+                reason,
+                DisconnectReason::NetworkRestructure
+                    | DisconnectReason::ResourceConstraint
+                    | DisconnectReason::Banned
+                    | DisconnectReason::Closed
+            );
+        if !pushed_away || self.intent(&peer) != Intent::Wanted(Asker::Hearsay) {
+            return false;
+        }
+        tracing::debug!(%peer, %reason, "hearsay peer pushed us away; let go");
+        self.set_intent(peer, Intent::Unasked);
+        self.exchange.heard.remove(&peer);
+        self.exchange
+            .quiet(peer, Some(later(now, QUIET_AFTER_TRIM)));
+        self.cancel_redial(peer);
+        true
+    }
+
     /// The addresses of `peer` in a list from a sender of scope `sender` that survive vetting
     /// (see [`PeerExchange`]), without duplicates or a `/p2p/<peer>` suffix.
     fn vet(

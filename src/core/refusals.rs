@@ -38,6 +38,7 @@ impl Manager {
         let Some(peer) = self.refusing.get(&connection).copied() else {
             return false;
         };
+        self.refer(now, peer, connection);
         let timeout = self.config.goodbye_timeout;
         let at = later(now, timeout.saturating_add(GOODBYE_BACKSTOP_SLACK));
         self.timers.set(Timer::GoodbyeDeadline(connection), at);

@@ -56,6 +56,12 @@ impl Manager {
             self.plan_redial(now, peer, RedialPlan::Prompt, None, Duration::ZERO);
             return;
         }
+        if self.hearsay_pushed_away(now, peer, reason, closed_by) {
+            return;
+        }
+        let Some(record) = self.peers.get(&peer) else {
+            return;
+        };
         let context = PeerContext {
             wanted: record.intent.is_wanted(),
             attempt: record.redial.attempts,

@@ -609,3 +609,123 @@ fn nonsense_peer_exchange_settings_are_refused() {
         .validate()
         .is_ok());
 }
+
+#[test]
+fn a_node_full_for_newcomers_tells_those_it_refuses_whom_else_to_try() {
+    // Found by the network simulation (issue 24): 10,000 nodes that knew only 3 bootstrap
+    // nodes, full at 256 inbound connections, were refused 312,000 times in 300 s; a refused
+    // node heard nothing but the refusal, so three quarters of them never got a single list.
+    let limits = Limits::unlimited().with_max_established_incoming(Some(2));
+    let mut full = node(exchanging().with_limits(limits));
+    let residents = [PeerId::random(), PeerId::random()];
+    for (i, peer) in residents.iter().enumerate() {
+        let at = ma(&format!("/ip4/198.51.{}.7/tcp/4001", 100 + i));
+        inbound(&mut full, i + 1, *peer, &at);
+        full.manager.on_peer_address(full.now, *peer, at);
+    }
+    let _ = full.actions();
+    // A newcomer: let through only to hear why it is refused.
+    let newcomer = PeerId::random();
+    let from = ma("/ip4/203.0.113.9/tcp/50000");
+    full.manager
+        .on_pending_inbound(full.now, cid(10), &from)
+        .unwrap();
+    let new = NewConnection::new(Initiator::Remote, Endpoint::Listener, from);
+    full.manager
+        .check_established(full.now, cid(10), newcomer, &new)
+        .unwrap();
+    full.manager
+        .on_established(full.now, cid(10), newcomer, new);
+    let actions = full.actions();
+    let refused = actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::SendGoodbye {
+                reason: DisconnectReason::ResourceConstraint,
+                ..
+            }
+        )
+    });
+    let told: Vec<PeerList> = lists(&actions)
+        .into_iter()
+        .filter(|(to, _)| *to == newcomer)
+        .map(|(_, list)| list)
+        .collect();
+    // The newcomer's side: its dial to the full node is up, the list arrives before the close.
+    let mut new_node = Node::new(newcomer, exchanging(), full.now);
+    let full_id = full.id;
+    outbound(&mut new_node, 1, full_id, &ma("/ip4/198.51.99.1/tcp/4001"));
+    let _ = new_node.actions();
+    for list in &told {
+        new_node
+            .manager
+            .on_peers_received(new_node.now, full_id, list.clone());
+    }
+    let dialed = dials(&new_node.actions());
+    println!(
+        "a node full for newcomers refuses one: goodbye ResourceConstraint {refused}; lists it \
+         told the newcomer: {}, naming {} peers; the newcomer dials {} of its {} residents",
+        told.len(),
+        told.iter().map(Vec::len).sum::<usize>(),
+        dialed.iter().filter(|p| residents.contains(p)).count(),
+        residents.len()
+    );
+    assert!(refused, "refused for the limit, with its goodbye");
+    assert_eq!(told.len(), 1, "the refused newcomer hears whom else to try");
+    assert_eq!(dialed.len(), 2, "{dialed:?}");
+}
+
+#[test]
+fn a_hearsay_peer_that_trims_us_is_let_go_and_its_slot_goes_to_another() {
+    // Found by the network simulation (issue 24): a node whose hearsay peer trimmed it kept
+    // that peer as wanted, to be redialed after the violation backoff (and trimmed again), and
+    // the peer kept its slot among `with_max_peers`: the node stayed one peer short.
+    let interval = Duration::from_secs(10);
+    let config =
+        exchanging().with_peer_exchange(Some(exchange().with_max_peers(2).with_interval(interval)));
+    let mut a = node(config);
+    let sender = PeerId::random();
+    inbound(&mut a, 1, sender, &ma("/ip4/192.0.2.1/tcp/4001"));
+    let _ = a.actions();
+    let (hub, other, fresh) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let hub_at = ma("/ip4/198.51.100.1/tcp/4001");
+    let other_at = ma("/ip4/198.51.101.1/tcp/4001");
+    let fresh_at = ma("/ip4/198.51.102.1/tcp/4001");
+    a.manager.on_peers_received(
+        a.now,
+        sender,
+        vec![(hub, vec![hub_at.clone()]), (other, vec![other_at.clone()])],
+    );
+    assert_eq!(dials(&a.actions()).len(), 2);
+    outbound(&mut a, 2, hub, &hub_at);
+    outbound(&mut a, 3, other, &other_at);
+    let _ = a.actions();
+    // The hub, over its watermark, trims us.
+    a.advance(Duration::from_secs(40));
+    a.manager
+        .on_goodbye_received(a.now, cid(2), DisconnectReason::NetworkRestructure, None);
+    a.manager
+        .on_closed(a.now, cid(2), hub, CloseCause::RemoteClosed);
+    let _ = a.actions();
+    // The sender's next list names the hub again and a fresh peer.
+    a.advance(interval);
+    a.manager.on_peers_received(
+        a.now,
+        sender,
+        vec![(hub, vec![hub_at]), (fresh, vec![fresh_at])],
+    );
+    let dialed_now = dials(&a.actions());
+    let mut redialed_hub = false;
+    for _ in 0..120 {
+        a.advance(Duration::from_secs(1));
+        redialed_hub |= dials(&a.actions()).contains(&hub);
+    }
+    println!(
+        "a hearsay peer trimmed us: hearsay peers held {} of 2; the next list's fresh peer \
+         dialed: {}; the hub dialed again within 2 min: {redialed_hub}",
+        a.manager.hearsay_stats().peers,
+        dialed_now.contains(&fresh),
+    );
+    assert_eq!(dialed_now, vec![fresh], "the slot goes to the fresh peer");
+    assert!(!redialed_hub, "the peer that trimmed us is left alone");
+}
