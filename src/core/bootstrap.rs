@@ -13,6 +13,10 @@ impl Manager {
         self.schedule_bootstrap_at(at);
     }
 
+    pub(super) fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
+        self.config.bootstrap_peers.iter().any(|(p, _)| p == peer)
+    }
+
     /// The first round, at a random point of the jitter window: nodes started together spread
     /// their first dials instead of reaching the bootstrap peers in one instant.
     pub(super) fn schedule_first_bootstrap(&mut self, now: Instant) {

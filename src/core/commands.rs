@@ -102,7 +102,7 @@ impl Manager {
     /// or rescue follows until the application asks for the peer again, and peer exchange does
     /// not bring it back. Returns whether it had connections.
     pub fn remove_peer(&mut self, now: Instant, peer: PeerId) -> bool {
-        self.exchange.quiet(peer, None);
+        self.quiet_hearsay(peer, None);
         self.actions
             .retain(|action| !matches!(action, Action::Dial { peer: p, .. } if *p == peer));
         for pending in self.pending.values_mut() {

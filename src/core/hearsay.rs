@@ -100,6 +100,14 @@ fn prefix(ip: IpAddr) -> Option<IpNet> {
 }
 
 impl Manager {
+    /// Hearsay leaves `peer` alone until `until` (`None`: until the application asks for it).
+    /// Nothing to remember with peer exchange off: no list can bring the peer back.
+    pub(super) fn quiet_hearsay(&mut self, peer: PeerId, until: Option<Instant>) {
+        if self.config.peer_exchange.is_some() {
+            self.exchange.quiet(peer, until);
+        }
+    }
+
     /// How much state hearsay holds (see [`HearsayStats`]).
     pub fn hearsay_stats(&self) -> HearsayStats {
         HearsayStats {
@@ -198,8 +206,7 @@ impl Manager {
         tracing::debug!(%peer, %reason, "hearsay peer pushed us away; let go");
         self.set_intent(peer, Intent::Unasked);
         self.exchange.heard.remove(&peer);
-        self.exchange
-            .quiet(peer, Some(later(now, QUIET_AFTER_TRIM)));
+        self.quiet_hearsay(peer, Some(later(now, QUIET_AFTER_TRIM)));
         self.cancel_redial(peer);
         true
     }

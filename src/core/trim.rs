@@ -257,8 +257,7 @@ impl Manager {
         };
         let open: Vec<ConnectionId> = record.open().map(|c| c.id).collect();
         self.note_peer(peer);
-        self.exchange
-            .quiet(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
+        self.quiet_hearsay(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
         for connection in open {
             self.start_close(
                 now,

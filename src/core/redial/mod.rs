@@ -112,8 +112,7 @@ impl Manager {
                 let attempts = record.redial.attempts;
                 self.set_intent(peer, Intent::Unasked);
                 self.note_peer(peer);
-                self.exchange
-                    .quiet(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
+                self.quiet_hearsay(peer, Some(later(now, hearsay::QUIET_AFTER_TRIM)));
                 self.push_event(Event::RedialGaveUp { peer, attempts });
                 return;
             }
@@ -174,8 +173,8 @@ impl Manager {
         peer: PeerId,
         cause: &DialFailureCause,
     ) {
-        let bootstrap_round = self.bootstrap.round.remove(&peer);
-        if bootstrap_round && self.bootstrap.round.is_empty() && self.connected_peers == 0 {
+        let in_round = self.bootstrap.round.remove(&peer);
+        if in_round && self.bootstrap.round.is_empty() && self.connected_peers == 0 {
             self.schedule_bootstrap(now);
         }
         let Some(record) = self.peers.get(&peer) else {
@@ -205,7 +204,9 @@ impl Manager {
                 cause,
                 record.intent.is_wanted(),
                 record.redial.attempts,
-                bootstrap_round,
+                // Also once the round is over (another bootstrap peer answered first): the
+                // rounds, not rescues, dial bootstrap peers.
+                self.is_bootstrap_peer(&peer),
             )
         } else {
             RedialPlan::Never

@@ -109,18 +109,18 @@ pub fn plan(reason: DisconnectReason, closed_by: ClosedBy, peer: PeerContext) ->
 /// A wanted peer is retried at once the first time, then on the timeout backoff; a local
 /// refusal that does not free up by itself (the per-peer cap) also backs off, any other local
 /// refusal (a ban, a self-dial) ends the retries. A peer nobody asked for is only rescued
-/// after a transient failure (see [`DialFailureCause::is_transient`]), and not when a bootstrap
-/// round dialed it (`bootstrap_round`): the next round, on the bootstrap backoff, dials it again.
+/// after a transient failure (see [`DialFailureCause::is_transient`]), and never when it is a
+/// bootstrap peer (`bootstrap`): the next round, on the bootstrap backoff, dials it again.
 /// A prompt rescue there would multiply the burst a bootstrap peer sees when many nodes start
 /// together and it refuses.
 pub fn after_failed_dial(
     cause: &DialFailureCause,
     wanted: bool,
     attempt: u32,
-    bootstrap_round: bool,
+    bootstrap: bool,
 ) -> RedialPlan {
     if !wanted {
-        return if cause.is_transient() && !bootstrap_round {
+        return if cause.is_transient() && !bootstrap {
             RedialPlan::Prompt
         } else {
             RedialPlan::Never

@@ -542,3 +542,20 @@ fn watermarks_set_at_run_time_are_checked_and_trim_at_once() {
     a.advance(Duration::from_secs(60));
     assert!(trimmed(&a.events()).is_empty());
 }
+
+#[test]
+fn with_peer_exchange_off_a_trim_keeps_no_hearsay_state() {
+    // Found by the 10,000-connection harness: half of a 5,000-peer trim's time went into
+    // remembering, for hearsay that was off, to leave each trimmed peer alone (a 1,024-entry
+    // table, scanned for its soonest entry once full).
+    let (mut a, _) = pair(trimming(0, 100));
+    for n in 0..50 {
+        connect(&mut a, n, Initiator::Remote);
+    }
+    a.advance(Duration::from_secs(60));
+    let trimmed_now = a.manager.force_trim(a.now);
+    assert_eq!(trimmed_now.len(), 50);
+    let quiet = a.manager.hearsay_stats().quiet;
+    println!("hearsay entries after trimming 50 peers with peer exchange off: {quiet}");
+    assert_eq!(quiet, 0);
+}
