@@ -200,12 +200,14 @@ impl World {
 
     /// Forgets node `i`'s side of every link; with `reset`, the remotes hear of it.
     fn drop_links_of(&mut self, i: usize, reset: bool) {
-        let ids: Vec<u64> = self
+        let mut ids: Vec<u64> = self
             .links
             .iter()
             .filter(|(_, l)| l.sides.iter().any(|s| s.node == i))
             .map(|(id, _)| *id)
             .collect();
+        // In link order, not the map's: a run of a seed must repeat itself.
+        ids.sort_unstable();
         for id in ids {
             let Some(link) = self.links.get_mut(&id) else {
                 continue;

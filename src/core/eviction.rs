@@ -9,11 +9,8 @@
 //! group wins at most one place of the group quota. What remains is trimmed from the biggest
 //! network group first, so a burst from one /16 or /32 pays before anyone else.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-    time::Duration,
-};
+use crate::core::hashing::{Map, Set};
+use std::{net::IpAddr, time::Duration};
 
 use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
@@ -81,7 +78,7 @@ pub(crate) fn choose(mut candidates: Vec<Candidate>, excess: usize, room: usize)
     let kept = diversity_share(&candidates, room);
     candidates.retain(|c| !kept.contains(&c.peer));
 
-    let mut group_sizes: HashMap<NetGroup, usize> = HashMap::new();
+    let mut group_sizes: Map<NetGroup, usize> = Map::default();
     for candidate in &candidates {
         *group_sizes.entry(candidate.group).or_default() += 1;
     }
@@ -116,8 +113,8 @@ pub(crate) fn choose(mut candidates: Vec<Candidate>, excess: usize, room: usize)
 /// least one) for the longest-lived outbound peers, one peer per network group (its
 /// longest-lived, oldest groups first), the lowest measured RTT, and the longest uptime for
 /// what is left.
-fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
-    let mut kept = HashSet::new();
+fn diversity_share(candidates: &[Candidate], room: usize) -> Set<PeerId> {
+    let mut kept = Set::default();
     if room == 0 {
         return kept;
     }
@@ -127,7 +124,7 @@ fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
     // Every pick below goes through this order, so ties are decided the same way each time.
     pool.sort_by_key(|c| (c.since, c.peer));
 
-    let take = |kept: &mut HashSet<PeerId>, chosen: &mut dyn Iterator<Item = PeerId>, n| {
+    let take = |kept: &mut Set<PeerId>, chosen: &mut dyn Iterator<Item = PeerId>, n| {
         let mut taken = 0;
         for peer in chosen {
             if kept.len() >= room || taken >= n {
@@ -144,7 +141,7 @@ fn diversity_share(candidates: &[Candidate], room: usize) -> HashSet<PeerId> {
         &mut pool.iter().filter(|c| !c.inbound).map(|c| c.peer),
         quota,
     );
-    let mut seen_groups: HashSet<NetGroup> = pool
+    let mut seen_groups: Set<NetGroup> = pool
         .iter()
         .filter(|c| kept.contains(&c.peer))
         .map(|c| c.group)
@@ -224,8 +221,9 @@ mod tests {
         // outbound's): `oldest`, of 10.1/16; the fastest; for uptime, the longest-lived of the
         // rest: `lone_group` (10.9/16 gets its place by age, not as a group).
         let share = diversity_share(&all, 4);
-        let expected: HashSet<PeerId> =
-            [outbound.peer, oldest.peer, fast.peer, lone_group.peer].into();
+        let expected: Set<PeerId> = [outbound.peer, oldest.peer, fast.peer, lone_group.peer]
+            .into_iter()
+            .collect();
         assert_eq!(share, expected);
         // The rest, all inbound, alike but for their age, go newest first.
         let trimmed = choose(all.clone(), 6, 4);

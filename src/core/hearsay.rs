@@ -2,6 +2,7 @@
 //! against the sender, budgeted, and never outranks what the node saw itself or what the
 //! application asked for (see [`PeerExchange`] for the rules).
 
+use crate::core::hashing::{Map, Set};
 use libp2p_core::multiaddr::Protocol;
 
 use super::{
@@ -46,11 +47,11 @@ pub(crate) struct ExchangeState {
     /// When the set of connected peers last changed (lists older than this are stale).
     pub(super) changed_at: Option<Instant>,
     /// Peers wanted only because a list named them.
-    heard: HashMap<PeerId, Heard>,
+    heard: Map<PeerId, Heard>,
     /// Hearsay dials within the last interval: when, at which address, under which prefix.
     recent: VecDeque<(Instant, Multiaddr, Option<IpNet>)>,
     /// Peers hearsay leaves alone, until when (`None`: until the application asks for them).
-    quiet: HashMap<PeerId, Option<Instant>>,
+    quiet: Map<PeerId, Option<Instant>>,
 }
 
 impl ExchangeState {
@@ -151,7 +152,7 @@ impl Manager {
             queued,
         };
         let max = self.config.max_addresses_per_peer;
-        let mut seen = HashSet::new();
+        let mut seen = Set::default();
         for (peer, addresses) in peers.into_iter().take(MAX_LIST_PEERS) {
             if peer == self.local
                 || peer == from
@@ -253,7 +254,7 @@ impl Manager {
     /// connected (dials in flight, queued, or a redial after a lost connection), and how many
     /// of those have no dial in the swarm (queued, or waiting for a redial).
     fn prune_heard(&mut self, now: Instant, interval: Duration) -> (usize, usize) {
-        let pending: HashSet<PeerId> = self
+        let pending: Set<PeerId> = self
             .pending
             .values()
             .filter(|p| p.direction == Direction::Outbound)

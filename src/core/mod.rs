@@ -18,6 +18,7 @@ mod duplicates;
 mod event;
 mod eviction;
 mod exchange;
+mod hashing;
 mod health;
 mod hearsay;
 mod inputs;
@@ -37,7 +38,7 @@ mod trim;
 mod violations;
 
 use std::{
-    collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
+    collections::{hash_map::Entry, VecDeque},
     net::IpAddr,
     time::Duration,
 };
@@ -49,6 +50,9 @@ pub use denial::Denial;
 pub use duplicates::Initiator;
 pub use event::{DialFailureCause, Event};
 pub use exchange::{PeerExchange, PeerList, MAX_LIST_ADDRESSES, MAX_LIST_PEERS};
+#[cfg(feature = "testing")]
+pub use hashing::fix_hash_keys_for_this_thread;
+use hashing::{Map, Set};
 pub use health::{Health, HealthCategory, HealthScoring};
 pub use hearsay::HearsayStats;
 use intent::{Asker, Intent};
@@ -268,7 +272,7 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Bootstrap {
     /// Bootstrap peers dialed in the current round whose dial has not failed yet.
-    round: HashSet<PeerId>,
+    round: Set<PeerId>,
     /// Rounds since the node was last connected.
     attempt: u32,
 }
@@ -278,10 +282,10 @@ struct Bootstrap {
 pub struct Manager {
     local: PeerId,
     config: Config,
-    peers: HashMap<PeerId, PeerRecord>,
+    peers: Map<PeerId, PeerRecord>,
     /// The peer of every established connection.
-    owners: HashMap<ConnectionId, PeerId>,
-    pending: HashMap<ConnectionId, Pending>,
+    owners: Map<ConnectionId, PeerId>,
+    pending: Map<ConnectionId, Pending>,
     /// Peers with at least one established connection.
     connected_peers: usize,
     timers: Timers,
@@ -295,7 +299,7 @@ pub struct Manager {
     per_relay: PerRelay,
     bans: Bans,
     /// Peers that bypass the limits (never the bans).
-    allowed: HashSet<PeerId>,
+    allowed: Set<PeerId>,
     /// Recent protocol violations per peer and per network, kept apart from the peer records
     /// so that a peer cannot wipe its slate by reconnecting; bounded.
     violations: Violations,
@@ -312,7 +316,7 @@ pub struct Manager {
     exchange: hearsay::ExchangeState,
     /// Inbound connections refused by a limit that are let through only to say goodbye (see
     /// `refusals`).
-    refusing: HashMap<ConnectionId, PeerId>,
+    refusing: Map<ConnectionId, PeerId>,
     /// Changes a peer store must write (off unless a store is attached).
     journal: Journal,
     rng: StdRng,
@@ -325,9 +329,9 @@ impl Manager {
         let mut manager = Self {
             local,
             config: config.clone(),
-            peers: HashMap::new(),
-            owners: HashMap::new(),
-            pending: HashMap::new(),
+            peers: Map::default(),
+            owners: Map::default(),
+            pending: Map::default(),
             connected_peers: 0,
             timers: Timers::default(),
             actions: VecDeque::new(),
@@ -345,7 +349,7 @@ impl Manager {
             discovered: 0,
             tags: Tags::default(),
             last_trim: None,
-            refusing: HashMap::new(),
+            refusing: Map::default(),
             last_exchange: None,
             exchange: Default::default(),
             journal: Journal::default(),

@@ -111,13 +111,13 @@ pub(crate) struct Journal {
     /// Set by `shutdown`: what shutting down does (un-wanting every peer) is not written, so
     /// a restart picks up where the node was.
     frozen: bool,
-    peers: HashMap<PeerId, Option<LastDisconnect>>,
-    forgotten: HashSet<PeerId>,
+    peers: Map<PeerId, Option<LastDisconnect>>,
+    forgotten: Set<PeerId>,
     /// Peers the store holds something of that a restart reads (as last written or restored):
     /// when that is gone, the peer is dropped from the store. Bounded by what the application
     /// asked for (dials, tags).
-    durable: HashSet<PeerId>,
-    bans: HashSet<BanTarget>,
+    durable: Set<PeerId>,
+    bans: Set<BanTarget>,
     /// Changes built when the journal was frozen, waiting to be taken.
     ready: Vec<Change>,
 }

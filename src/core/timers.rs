@@ -4,10 +4,8 @@
 //! its name (the shape of quinn-proto's `TimerTable`). The table is the one owner of every
 //! deadline; nobody keeps a copy of an instant only to be able to cancel it.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    hash::Hash,
-};
+use crate::core::hashing::Map;
+use std::{collections::BTreeSet, hash::Hash};
 
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -161,14 +159,14 @@ impl Timers {
 #[derive(Debug)]
 struct Table<K> {
     by_time: BTreeSet<(Instant, K)>,
-    by_key: HashMap<K, Instant>,
+    by_key: Map<K, Instant>,
 }
 
 impl<K> Default for Table<K> {
     fn default() -> Self {
         Self {
             by_time: BTreeSet::new(),
-            by_key: HashMap::new(),
+            by_key: Map::default(),
         }
     }
 }

@@ -1,12 +1,11 @@
 //! Trimming: above the high watermark, close connections down to the low watermark, keeping the
 //! peers that matter.
 
-use std::collections::HashMap;
-
 use super::{
     eviction::{self, Asked, Candidate, NetGroup},
     *,
 };
+use crate::core::hashing::{Map, Set};
 
 /// Watermarks and pacing of trimming (off unless [`Config::with_watermarks`] is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +17,8 @@ pub(crate) struct Watermarks {
 /// What the application says about peers, for trimming: protection tags, and valued tags.
 #[derive(Debug, Default)]
 pub(crate) struct Tags {
-    protected: HashMap<PeerId, HashSet<String>>,
-    values: HashMap<PeerId, HashMap<String, i64>>,
+    protected: Map<PeerId, Set<String>>,
+    values: Map<PeerId, Map<String, i64>>,
 }
 
 impl Tags {
@@ -163,7 +162,7 @@ impl Manager {
         };
         self.last_trim = Some(now);
         let grace = self.config.trim_grace;
-        let bootstrap: HashSet<PeerId> = self
+        let bootstrap: Set<PeerId> = self
             .config
             .bootstrap_peers
             .iter()

@@ -106,10 +106,10 @@ impl Default for AutomaticBans {
 #[derive(Debug, Default)]
 pub(crate) struct Violations {
     /// When each peer committed its recent violations, oldest first.
-    peers: HashMap<PeerId, VecDeque<Instant>>,
+    peers: Map<PeerId, VecDeque<Instant>>,
     /// The different peers that committed a violation from each network, with when they last
     /// did, oldest first.
-    networks: HashMap<IpNet, Vec<(PeerId, Instant)>>,
+    networks: Map<IpNet, Vec<(PeerId, Instant)>>,
 }
 
 impl Violations {
@@ -179,7 +179,7 @@ impl Violations {
 /// latest violation fell out of `window`, then, if none did, the entry whose latest violation
 /// is the oldest, so a flood of one-time violators cannot stop new violations from counting.
 fn make_room<K: Copy + Eq + std::hash::Hash, V>(
-    table: &mut HashMap<K, V>,
+    table: &mut Map<K, V>,
     max: usize,
     now: Instant,
     window: Duration,

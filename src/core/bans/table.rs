@@ -1,7 +1,8 @@
 //! Expiring bans of peers and of IP networks, in one store.
 
+use crate::core::hashing::Map;
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::IpAddr,
 };
@@ -107,8 +108,8 @@ pub(crate) enum AutomaticBan {
 /// are never evicted and do not count.
 #[derive(Debug, Default)]
 pub(crate) struct Bans {
-    peers: HashMap<PeerId, Entry>,
-    networks: HashMap<IpNet, Entry>,
+    peers: Map<PeerId, Entry>,
+    networks: Map<IpNet, Entry>,
     /// How many banned networks use each (is IPv6, prefix length): an address is looked up
     /// once per length in use, not once per ban.
     prefix_lengths: BTreeMap<(bool, u8), usize>,

@@ -1,11 +1,7 @@
 //! Connection limits: the configuration, the counters, and the per-IP table.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    fmt,
-    net::IpAddr,
-    time::Duration,
-};
+use crate::core::hashing::Map;
+use std::{collections::VecDeque, fmt, net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 use libp2p_core::{multiaddr::Protocol, Multiaddr};
@@ -478,7 +474,7 @@ struct IpEntry {
 /// token bucket, for a bounded number of prefixes.
 #[derive(Debug, Default)]
 pub(crate) struct PerIp {
-    entries: HashMap<IpNet, IpEntry>,
+    entries: Map<IpNet, IpEntry>,
     /// Prefixes in the order they were first seen, for evicting the oldest idle one.
     order: VecDeque<IpNet>,
 }
@@ -652,7 +648,7 @@ fn refill(entry: &mut IpEntry, rate: RateLimit, now: Instant) {
 /// relays with connections are kept: at most one entry per counted connection.
 #[derive(Debug, Default)]
 pub(crate) struct PerRelay {
-    counts: HashMap<Multiaddr, u32>,
+    counts: Map<Multiaddr, u32>,
 }
 
 impl PerRelay {

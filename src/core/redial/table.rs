@@ -146,6 +146,7 @@ pub fn honour_retry_after(planned: Duration, retry_after: Option<Duration>) -> D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::hashing::Set;
     use DisconnectReason::*;
 
     /// The README's redial table is a claim: each row's reason (and who closed) must plan what
@@ -166,7 +167,7 @@ mod tests {
                 Some((cells.next()?.trim(), cells.next()?.trim()))
             })
             .collect();
-        let mut named = std::collections::HashSet::new();
+        let mut named = Set::default();
         let context = PeerContext {
             wanted: true,
             attempt: 0,

@@ -8,6 +8,7 @@ use quick_protobuf::MessageWrite;
 use super::*;
 use crate::exchange::protocol::{decode_peers_frame, encode_peers, PeerList, MAX_PEERS_FRAME};
 use crate::PeerExchange;
+use std::collections::HashSet;
 
 fn exchange() -> PeerExchange {
     PeerExchange::new().with_auto_connect(true)
