@@ -11,7 +11,7 @@ mod node_process;
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
-use node_process::{example_binary, NodeProcess, TempDir, Transcript, STARTUP};
+use node_process::{example_binary, wait_until, NodeProcess, TempDir, Transcript, STARTUP};
 
 /// How long B may take to connect to A.
 const CONNECT: Duration = Duration::from_secs(30);
@@ -63,7 +63,23 @@ fn bootstrap_metrics_and_goodbye_on_sigint() {
         line.trim_start().starts_with("inbound") && line.ends_with(&b_peer)
     });
 
-    let response = scrape(metrics_address);
+    // The gauges are published at most 250 ms after a change (`Behaviour::with_metrics`), and
+    // the status line can come sooner: scrape until they show the connection.
+    let response = wait_until(
+        "the gauges show B's connection",
+        Duration::from_secs(5),
+        || {
+            let response = scrape(metrics_address);
+            let connected = response.1.lines().any(|line| {
+                line == r#"connection_manager_established_connections{direction="inbound"} 1"#
+            });
+            if connected {
+                Ok(response)
+            } else {
+                Err(response.1)
+            }
+        },
+    );
     assert_scrape(&response, &transcript);
 
     a.interrupt();
