@@ -729,10 +729,16 @@ scenario_ban() {
     wait_for 10 has_after "$r" "$since" '"event":"close".*"'"${NODE_ID[$node]}"'"' ||
       fail "the $kind peer's connection was not closed within 10 s of the ban"
     for attempt in 1 2; do
-      t=$(now_us)
-      send "$r" "dial ${NODE_ADDR[$node]}"
-      if ! wait_for 10 has_after "$node" "$t" "manager: refused connection [0-9]+ with ${REMOTE_ID[$r]}"; then
-        fail "dial $attempt of the banned $kind peer was not refused within 10 s: node: $(lines_after "$node" "$t" 'manager: ' | tr '\n' ';')"
+      # py-libp2p's host.connect can resolve at once, without a new connection, while it still
+      # holds the one the ban closed (seen once in about six runs): that dial never reaches the
+      # node, so it is sent again, up to three times. Each attempt still needs its own refusal.
+      for try in 1 2 3; do
+        t=$(now_us)
+        send "$r" "dial ${NODE_ADDR[$node]}"
+        wait_for 10 has_after "$node" "$t" "manager: refused connection [0-9]+ with ${REMOTE_ID[$r]}" && break
+      done
+      if ! has_after "$node" "$t" "manager: refused connection [0-9]+ with ${REMOTE_ID[$r]}"; then
+        fail "dial $attempt of the banned $kind peer was not refused within 3 tries of 10 s: node: $(lines_after "$node" "$t" 'manager: ' | tr '\n' ';')"
         continue
       fi
       wait_for 10 has_after "$r" "$t" '"event":"dial".*'"${NODE_ID[$node]}"
