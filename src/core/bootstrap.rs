@@ -45,15 +45,7 @@ impl Manager {
     /// must not cycle through the bootstrap peers every second, and thousands of them would
     /// keep the bootstrap peers busy for ever.
     pub(super) fn on_last_connection_lost(&mut self, reason: DisconnectReason, by: ClosedBy) {
-        let pushed_away = by == ClosedBy::Remote
-            && matches!(
-                reason,
-                DisconnectReason::NetworkRestructure
-                    | DisconnectReason::ResourceConstraint
-                    | DisconnectReason::Banned
-                    | DisconnectReason::Closed
-            );
-        if !pushed_away {
+        if !reason.pushed_away(by) {
             self.bootstrap.attempt = 0;
         }
     }

@@ -193,15 +193,7 @@ impl Manager {
         reason: DisconnectReason,
         closed_by: ClosedBy,
     ) -> bool {
-        let pushed_away = closed_by == ClosedBy::Remote
-            && matches!(
-                reason,
-                DisconnectReason::NetworkRestructure
-                    | DisconnectReason::ResourceConstraint
-                    | DisconnectReason::Banned
-                    | DisconnectReason::Closed
-            );
-        if !pushed_away || self.intent(&peer) != Intent::Wanted(Asker::Hearsay) {
+        if !reason.pushed_away(closed_by) || self.intent(&peer) != Intent::Wanted(Asker::Hearsay) {
             return false;
         }
         tracing::debug!(%peer, %reason, "hearsay peer pushed us away; let go");

@@ -46,6 +46,16 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Whether a connection ended this way means the remote pushed this node away: it
+    /// trimmed it, refused it for resources, banned it, or hung up on it without a goodbye.
+    pub(crate) fn pushed_away(self, by: super::redial::ClosedBy) -> bool {
+        by == super::redial::ClosedBy::Remote
+            && matches!(
+                self,
+                Self::NetworkRestructure | Self::ResourceConstraint | Self::Banned | Self::Closed
+            )
+    }
+
     /// The code of this reason on the wire.
     pub fn code(self) -> u32 {
         match self {
