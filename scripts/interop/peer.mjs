@@ -172,7 +172,14 @@ async function main () {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { ping: ping(), identify: identify() }
+    services: { ping: ping(), identify: identify() },
+    // js-libp2p's connection monitor pings every connection every 10 s. rust-libp2p's ping
+    // handler serves one inbound ping stream per connection and resets the previous one when
+    // another arrives, so a monitor tick in the milliseconds the --stream-on-connect ping runs
+    // resets one of the two whatever the node does (scenario b failed 2 runs in 10 on a slow
+    // machine, the failures exactly 10 s apart; with the monitor every 7 ms, every run fails).
+    // The peer.py equivalent is PING_LOCKS. The scenarios ping where they mean to.
+    connectionMonitor: { enabled: false }
   })
 
   node.addEventListener('connection:open', (evt) => {
