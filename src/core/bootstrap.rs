@@ -63,7 +63,7 @@ impl Manager {
             if peer == self.local || self.bans.peer(&peer, now).is_some() {
                 continue;
             }
-            let record = self.peers.entry(peer).or_default();
+            let record = self.peers.or_default(peer);
             let changed = record.add_address(address, max);
             let idle = record.pending_outbound == 0;
             if changed {

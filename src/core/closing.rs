@@ -48,7 +48,7 @@ impl Manager {
         if self.close_refused(connection) {
             return;
         }
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some(peer) = self.owner(connection) else {
             return;
         };
         tracing::debug!(%peer, %connection, "goodbye overdue, closing");

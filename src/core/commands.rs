@@ -87,12 +87,7 @@ impl Manager {
             return;
         }
         let max = self.config.max_addresses_per_peer;
-        if self
-            .peers
-            .entry(peer)
-            .or_default()
-            .add_address(address, max)
-        {
+        if self.peers.or_default(peer).add_address(address, max) {
             self.note_peer(peer);
         }
     }

@@ -197,7 +197,7 @@ impl Manager {
         };
         self.exchange_changed(now);
         let due = self.peers.get(&peer).is_some_and(|r| {
-            r.list_sent_at
+            r.list_sent_at()
                 .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval)
         });
         if due {
@@ -235,11 +235,11 @@ impl Manager {
         let recipients: Vec<(PeerId, ConnectionId)> = self
             .peers
             .iter()
-            .filter(|(_, record)| record.list_sent_at.is_none_or(|at| Some(at) < changed))
+            .filter(|(_, record)| record.list_sent_at().is_none_or(|at| Some(at) < changed))
             .filter_map(|(peer, record)| {
                 let kept = record.open().min_by_key(|c| c.established_at)?;
                 let due = record
-                    .list_sent_at
+                    .list_sent_at()
                     .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval);
                 deferred |= !due;
                 due.then_some((*peer, kept.id))
@@ -281,7 +281,7 @@ impl Manager {
             return;
         }
         if let Some(record) = self.peers.get_mut(&peer) {
-            record.list_sent_at = Some(now);
+            record.set_list_sent_at(now);
         }
         self.actions.push_back(Action::SendPeers {
             peer,

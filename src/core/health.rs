@@ -3,6 +3,8 @@
 
 use std::{fmt, time::Duration};
 
+use super::peers::Micros;
+
 /// How healthy a connection is, from its score (the mean of the scores that are measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HealthCategory {
@@ -137,12 +139,14 @@ impl Default for HealthScoring {
 /// What the manager measures on one connection.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HealthState {
-    rtt: Option<Duration>,
+    /// The average round trip.
+    rtt: Option<Micros>,
     /// The most recent ping outcomes, newest in bit 0 (1: success).
     outcomes: u64,
     /// How many outcomes `outcomes` holds (up to the window).
     samples: u8,
-    bandwidth: Option<f64>,
+    /// Bytes per second (an `f32`: a score needs no more digits, and every connection carries it).
+    bandwidth: Option<f32>,
     /// The category last reported.
     pub(crate) category: Option<HealthCategory>,
 }
@@ -150,15 +154,15 @@ pub(crate) struct HealthState {
 impl HealthState {
     pub(crate) fn record_ping(&mut self, scoring: &HealthScoring, rtt: Option<Duration>) {
         if let Some(sample) = rtt {
-            self.rtt = Some(match self.rtt {
+            self.rtt = Some(Micros::new(match self.rtt {
                 None => sample,
                 Some(avg) => {
                     let w = scoring.rtt_smoothing;
                     Duration::from_secs_f64(
-                        avg.as_secs_f64() * (1.0 - w) + sample.as_secs_f64() * w,
+                        avg.duration().as_secs_f64() * (1.0 - w) + sample.as_secs_f64() * w,
                     )
                 }
-            });
+            }));
         }
         self.outcomes = (self.outcomes << 1) | u64::from(rtt.is_some());
         self.samples = self.samples.saturating_add(1).min(scoring.window);
@@ -166,13 +170,16 @@ impl HealthState {
 
     pub(crate) fn record_bandwidth(&mut self, bytes_per_second: f64) {
         if bytes_per_second.is_finite() && bytes_per_second >= 0.0 {
-            self.bandwidth = Some(bytes_per_second);
+            // A finite rate beyond f32's range becomes infinity, which scores 1 like any rate
+            // above the good one.
+            self.bandwidth = Some(bytes_per_second as f32);
         }
     }
 
     /// The current health, if anything was measured yet.
     pub(crate) fn assess(&self, scoring: &HealthScoring) -> Option<Health> {
-        let latency = self.rtt.map(|rtt| scoring.latency_score(rtt));
+        let rtt = self.rtt.map(Micros::duration);
+        let latency = rtt.map(|rtt| scoring.latency_score(rtt));
         let reliability = (self.samples > 0).then(|| {
             let mask = if self.samples >= 64 {
                 u64::MAX
@@ -183,7 +190,7 @@ impl HealthState {
         });
         let bandwidth = self
             .bandwidth
-            .map(|b| (b / scoring.good_bandwidth).min(1.0));
+            .map(|b| (f64::from(b) / scoring.good_bandwidth).min(1.0));
         let measured: Vec<f64> = [latency, reliability, bandwidth]
             .into_iter()
             .flatten()
@@ -201,7 +208,7 @@ impl HealthState {
         Some(Health {
             category: HealthCategory::from_score(score),
             score,
-            rtt: self.rtt,
+            rtt,
             latency,
             reliability,
             bandwidth,

@@ -138,13 +138,13 @@ impl Manager {
         };
         let sender = ip_of(&kept.remote_addr).map_or(Scope::Public, scope);
         if record
-            .list_received_at
+            .list_received_at()
             .is_some_and(|at| now.saturating_duration_since(at) < exchange.interval / 2)
         {
             tracing::debug!(%from, "peer list within the interval; dropped");
             return;
         }
-        record.list_received_at = Some(now);
+        record.set_list_received_at(now);
         let (dialing, queued) = self.prune_heard(now, exchange.interval);
         let mut budget = HearsayBudget {
             list: exchange.max_dials.div_ceil(2),
@@ -355,7 +355,7 @@ impl Manager {
         let max = self.config.max_addresses_per_peer;
         // Only hearsay keeps it: forgotten once unreachable.
         self.set_intent(peer, Intent::Wanted(Asker::Hearsay));
-        let record = self.peers.entry(peer).or_default();
+        let record = self.peers.or_default(peer);
         for address in &dialed_on {
             record.add_ranked_address(address.clone(), Rank::Hearsay, max);
         }

@@ -106,7 +106,7 @@ impl Manager {
             return Ok(Vec::new());
         };
         let max = self.config.max_addresses_per_peer;
-        let record = self.peers.entry(peer).or_default();
+        let record = self.peers.or_default(peer);
         record.pending_outbound += 1;
         let known = record
             .addresses
@@ -189,12 +189,9 @@ impl Manager {
         }
         let max = self.config.max_addresses_per_peer;
         let kept_alive = self.keeps_alive(&peer);
-        let record = self.peers.entry(peer).or_default();
+        let record = self.peers.or_default(peer);
         let first = record.connections.is_empty();
         let learned = initiator == Initiator::Local && record.add_address(remote_addr.clone(), max);
-        // Exactly one more slot: a peer has one connection almost always, and `push` alone
-        // would reserve four (a connection record is the largest thing a peer holds).
-        record.connections.reserve_exact(1);
         record.connections.push(ConnectionRecord {
             id: connection,
             initiator,
@@ -224,7 +221,9 @@ impl Manager {
         if learned {
             self.note_peer(peer);
         }
-        self.owners.insert(connection, peer);
+        if let Some(slot) = self.peers.slot_of(&peer) {
+            self.owners.insert(connection, slot);
+        }
         self.cancel_redial(peer);
         if first {
             self.connected_peers += 1;
@@ -260,15 +259,10 @@ impl Manager {
         let Some(record) = self.peers.get_mut(&peer) else {
             return;
         };
-        let Some(index) = record.connections.iter().position(|c| c.id == connection) else {
+        let Some(closed) = record.connections.remove(connection) else {
             return;
         };
-        let closed = record.connections.swap_remove(index);
         let remaining = record.connections.len();
-        if remaining == 0 {
-            // A wanted peer's record outlives its connection; its slot is not kept for it.
-            record.connections = Vec::new();
-        }
         self.cancel_connection_timers(closed.id);
         let counter = match closed.direction {
             Endpoint::Dialer => &mut self.counters.established_outbound,
@@ -380,7 +374,7 @@ impl Manager {
         reason: DisconnectReason,
         retry_after: Option<Duration>,
     ) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some(peer) = self.owner(connection) else {
             return;
         };
         if let Some(record) = self
@@ -407,7 +401,7 @@ impl Manager {
         if self.close_refused(connection) {
             return;
         }
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some(peer) = self.owner(connection) else {
             return;
         };
         let Some(record) = self

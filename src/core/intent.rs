@@ -69,7 +69,7 @@ impl Manager {
     /// Sets what the manager means to do with `peer` (a record is made if needed). A peer no
     /// longer wanted stops waiting for a slot.
     pub(super) fn set_intent(&mut self, peer: PeerId, intent: Intent) {
-        let record = self.peers.entry(peer).or_default();
+        let record = self.peers.or_default(peer);
         let old = std::mem::replace(&mut record.intent, intent);
         if !intent.is_wanted() {
             record.waiting = None;

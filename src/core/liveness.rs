@@ -10,8 +10,8 @@ impl Manager {
         let Some((peer, record)) = self.connection_mut(connection) else {
             return;
         };
-        record.rtt = Some(rtt);
-        record.pings += 1;
+        record.rtt = Some(Micros::new(rtt));
+        record.pings = record.pings.saturating_add(1);
         record.health.record_ping(&scoring, Some(rtt));
         self.arm_inactivity(now, peer, connection);
         self.reassess(now, peer, connection);
@@ -113,7 +113,7 @@ impl Manager {
         if self.config.keep_alive {
             return;
         }
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some(peer) = self.owner(connection) else {
             return;
         };
         if self

@@ -26,6 +26,7 @@ mod intent;
 mod keep_alive;
 mod limits;
 mod liveness;
+mod peer_table;
 mod peers;
 mod persist;
 mod phase;
@@ -37,11 +38,7 @@ mod timers;
 mod trim;
 mod violations;
 
-use std::{
-    collections::{hash_map::Entry, VecDeque},
-    net::IpAddr,
-    time::Duration,
-};
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 pub use backoff::Backoff;
 use bans::Bans;
@@ -63,7 +60,8 @@ use libp2p_swarm::ConnectionId;
 pub(crate) use limits::ip_of;
 use limits::{Counted, Counters, PerIp, PerRelay};
 pub use limits::{LimitKind, Limits, RateLimit};
-use peers::{Closing, ConnectionRecord, PeerRecord, Slot};
+use peer_table::{PeerSlot, PeerTable};
+use peers::{Closing, ConnectionRecord, Micros, PeerRecord, Slot};
 pub use peers::{ConnectionInfo, PeerInfo};
 use persist::Journal;
 pub use persist::{Change, DurablePeer, LastDisconnect, PeerUpdate, RestoreSummary};
@@ -282,9 +280,10 @@ struct Bootstrap {
 pub struct Manager {
     local: PeerId,
     config: Config,
-    peers: Map<PeerId, PeerRecord>,
-    /// The peer of every established connection.
-    owners: Map<ConnectionId, PeerId>,
+    peers: PeerTable,
+    /// The peer of every established connection, by the slot of its record (a record with
+    /// connections is never removed).
+    owners: Map<ConnectionId, PeerSlot>,
     pending: Map<ConnectionId, Pending>,
     /// Peers with at least one established connection.
     connected_peers: usize,
@@ -329,11 +328,11 @@ impl Manager {
         let mut manager = Self {
             local,
             config: config.clone(),
-            peers: Map::default(),
+            peers: PeerTable::default(),
             owners: Map::default(),
             pending: Map::default(),
             connected_peers: 0,
-            timers: Timers::default(),
+            timers: Timers::new(now),
             actions: VecDeque::new(),
             phase: Phase::Disconnected,
             terminated: false,
@@ -533,21 +532,23 @@ impl Manager {
         &mut self,
         connection: ConnectionId,
     ) -> Option<(PeerId, &mut ConnectionRecord)> {
-        let peer = *self.owners.get(&connection)?;
+        let peer = self.owner(connection)?;
         let record = self.peers.get_mut(&peer)?.connection_mut(connection)?;
         Some((peer, record))
+    }
+
+    /// The peer of an established connection.
+    fn owner(&self, connection: ConnectionId) -> Option<PeerId> {
+        let slot = self.owners.get(&connection)?;
+        self.peers.peer_at(*slot).copied()
     }
 
     fn forget_if_idle(&mut self, peer: PeerId) {
         if self.timers.is_set(Timer::Redial(peer)) {
             return;
         }
-        if let Entry::Occupied(entry) = self.peers.entry(peer) {
-            // Not wanted, so not counted as discovered either.
-            if entry.get().is_forgettable() {
-                entry.remove();
-            }
-        }
+        // Not wanted, so not counted as discovered either.
+        self.peers.remove_if(&peer, PeerRecord::is_forgettable);
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the manager knows of each peer and each of its connections.
 
-use std::{collections::VecDeque, time::Duration};
+use std::time::Duration;
 
 use libp2p_core::{multiaddr::Protocol, Endpoint, Multiaddr};
 use libp2p_swarm::ConnectionId;
@@ -27,8 +27,10 @@ pub(crate) struct ConnectionRecord {
     /// What the remote said in its goodbye, if it said one (boxed: rare, and every
     /// connection carries the field).
     pub(crate) remote_goodbye: Option<Box<(DisconnectReason, Option<Duration>)>>,
-    pub(crate) rtt: Option<Duration>,
-    pub(crate) pings: u64,
+    /// The last ping's round trip (see [`Micros`]).
+    pub(crate) rtt: Option<Micros>,
+    /// Successful pings (a `u32`: at one ping a second, 136 years).
+    pub(crate) pings: u32,
     pub(crate) health: HealthState,
     /// What it is counted under: IP prefixes or a relay (inbound only).
     pub(crate) counted: super::limits::Counted,
@@ -40,7 +42,23 @@ pub(crate) struct ConnectionRecord {
 
 // Every established connection carries one: a guard against growing it by accident (it was
 // 264 bytes, reserved four at a time, before the memory work of issue 24).
-const _: () = assert!(std::mem::size_of::<ConnectionRecord>() <= 184);
+const _: () = assert!(std::mem::size_of::<ConnectionRecord>() <= 152);
+
+/// A round-trip time in whole microseconds, up to 71 minutes: half the bytes of a `Duration`,
+/// which every connection carries twice (the last and the average), and a round trip is
+/// neither finer than a microsecond nor longer than a ping's timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Micros(u32);
+
+impl Micros {
+    pub(crate) fn new(rtt: Duration) -> Self {
+        Self(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) fn duration(self) -> Duration {
+        Duration::from_micros(u64::from(self.0))
+    }
+}
 
 /// A connection the manager is closing.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +89,8 @@ impl ConnectionRecord {
             direction: self.direction,
             since: self.established_at,
             remote_addr: self.remote_addr.clone(),
-            rtt: self.rtt,
-            pings: self.pings,
+            rtt: self.rtt.map(Micros::duration),
+            pings: u64::from(self.pings),
             health: self.health.assess(scoring),
             closing: self.closing.map(|c| c.reason),
         }
@@ -97,7 +115,8 @@ pub(crate) enum Rank {
 /// within a rank. Hearsay never pushes out a learned or trusted address, nor reorders any.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Addresses {
-    list: VecDeque<(Multiaddr, Rank)>,
+    /// A `Vec`, not a `VecDeque` (8 bytes more per peer): the list is a few entries long.
+    list: Vec<(Multiaddr, Rank)>,
 }
 
 impl Addresses {
@@ -131,7 +150,7 @@ impl Addresses {
             return false;
         }
         // Where the newest of `rank` goes: after every address of a higher rank.
-        let slot = |list: &VecDeque<(Multiaddr, Rank)>| {
+        let slot = |list: &Vec<(Multiaddr, Rank)>| {
             list.iter()
                 .position(|(_, r)| *r <= rank)
                 .unwrap_or(list.len())
@@ -146,9 +165,9 @@ impl Addresses {
             }
             self.list.remove(position);
         } else if self.list.len() >= max {
-            match self.list.back() {
+            match self.list.last() {
                 Some((_, lowest)) if *lowest <= rank => {
-                    self.list.pop_back();
+                    self.list.pop();
                 }
                 _ => return false,
             }
@@ -166,7 +185,7 @@ impl Addresses {
 /// Everything about one peer.
 #[derive(Debug, Default)]
 pub(crate) struct PeerRecord {
-    pub(crate) connections: Vec<ConnectionRecord>,
+    pub(crate) connections: Connections,
     /// Addresses to dial, bounded by the config (see [`Addresses`]).
     pub(crate) addresses: Addresses,
     /// What the manager means to do with it (see `intent`).
@@ -175,13 +194,63 @@ pub(crate) struct PeerRecord {
     pub(crate) redial: super::redial::RedialState,
     /// Outbound connection attempts in flight.
     pub(crate) pending_outbound: u32,
-    /// When a duplicate of this peer was last closed or refused.
-    pub(crate) last_duplicate_at: Option<Instant>,
     /// Waiting in the queue for a local limit to free a slot.
     pub(crate) waiting: Option<Slot>,
-    /// When it was last sent a peer list, and when it last sent one (peer exchange).
-    pub(crate) list_sent_at: Option<Instant>,
-    pub(crate) list_received_at: Option<Instant>,
+    /// When rare things last happened (boxed: most peers never have one, and every record
+    /// carries the field).
+    stamps: Option<Box<Stamps>>,
+}
+
+// Every peer the manager knows carries one: a guard against growing it by accident (it was
+// 120 bytes before the memory work of issue 24).
+const _: () = assert!(std::mem::size_of::<PeerRecord>() <= 64);
+
+/// A peer's established connections: almost always one, so held in a boxed slice of exactly
+/// their number (8 bytes fewer than a `Vec` in every peer record, and no spare slot).
+/// Connections come and go rarely; each change reallocates.
+#[derive(Debug, Default)]
+pub(crate) struct Connections(Box<[ConnectionRecord]>);
+
+impl Connections {
+    pub(crate) fn push(&mut self, connection: ConnectionRecord) {
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.reserve_exact(1);
+        all.push(connection);
+        self.0 = all.into_boxed_slice();
+    }
+
+    /// Removes the connection `id`, if it is here.
+    pub(crate) fn remove(&mut self, id: ConnectionId) -> Option<ConnectionRecord> {
+        let index = self.0.iter().position(|c| c.id == id)?;
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        let removed = all.swap_remove(index);
+        self.0 = all.into_boxed_slice();
+        Some(removed)
+    }
+}
+
+impl std::ops::Deref for Connections {
+    type Target = [ConnectionRecord];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Connections {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// When rare things last happened to a peer.
+#[derive(Debug, Default)]
+struct Stamps {
+    /// A duplicate of this peer was closed or refused.
+    last_duplicate: Option<Instant>,
+    /// It was sent a peer list, and it sent one (peer exchange).
+    list_sent: Option<Instant>,
+    list_received: Option<Instant>,
 }
 
 /// The kind of slot a peer refused by a local limit waits for.
@@ -194,6 +263,37 @@ pub(crate) enum Slot {
 }
 
 impl PeerRecord {
+    fn stamps(&mut self) -> &mut Stamps {
+        self.stamps.get_or_insert_with(Box::default)
+    }
+
+    /// When a duplicate of this peer was last closed or refused.
+    pub(crate) fn last_duplicate_at(&self) -> Option<Instant> {
+        self.stamps.as_ref()?.last_duplicate
+    }
+
+    pub(crate) fn set_last_duplicate_at(&mut self, at: Instant) {
+        self.stamps().last_duplicate = Some(at);
+    }
+
+    /// When it was last sent a peer list (peer exchange).
+    pub(crate) fn list_sent_at(&self) -> Option<Instant> {
+        self.stamps.as_ref()?.list_sent
+    }
+
+    pub(crate) fn set_list_sent_at(&mut self, at: Instant) {
+        self.stamps().list_sent = Some(at);
+    }
+
+    /// When it last sent a peer list (peer exchange).
+    pub(crate) fn list_received_at(&self) -> Option<Instant> {
+        self.stamps.as_ref()?.list_received
+    }
+
+    pub(crate) fn set_list_received_at(&mut self, at: Instant) {
+        self.stamps().list_received = Some(at);
+    }
+
     pub(crate) fn open(&self) -> impl Iterator<Item = &ConnectionRecord> {
         self.connections.iter().filter(|c| c.is_open())
     }

@@ -211,7 +211,7 @@ impl Manager {
             }
             self.journal.durable.insert(peer);
             self.set_intent(peer, Intent::Wanted(Asker::Application));
-            let record = self.peers.entry(peer).or_default();
+            let record = self.peers.or_default(peer);
             // Oldest first, so the newest ends up in front.
             for address in durable.addresses.into_iter().rev() {
                 record.add_address(address, max);

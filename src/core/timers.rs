@@ -5,7 +5,7 @@
 //! deadline; nobody keeps a copy of an instant only to be able to cancel it.
 
 use crate::core::hashing::Map;
-use std::{collections::BTreeSet, hash::Hash};
+use std::{collections::BTreeSet, hash::Hash, time::Duration};
 
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -44,12 +44,19 @@ pub(crate) enum Timer {
 /// Every established connection has a timer (its inactivity deadline), so connection timers
 /// are kept apart under a 16-byte key: a [`Timer`] is 88 bytes because some name a peer, and
 /// storing each connection's deadline under it twice (by time and by name) was the largest
-/// share of a connected peer's memory after its records.
-#[derive(Debug, Default)]
+/// share of a connected peer's memory after its records. For the same reason a deadline is
+/// kept as 8 bytes of nanoseconds since the table was made ([`Tick`]), not as a 16-byte
+/// `Instant`.
+#[derive(Debug)]
 pub(crate) struct Timers {
+    epoch: Instant,
     connections: Table<ConnectionTimer>,
     others: Table<Timer>,
 }
+
+/// A deadline: nanoseconds since the table's epoch (584 years of range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Tick(u64);
 
 /// A connection's timer under a compact key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,8 +103,28 @@ impl ConnectionTimer {
 }
 
 impl Timers {
+    /// An empty table. `epoch` is the earliest instant it is asked about (the manager's
+    /// creation): a deadline before it fires as if set at the epoch, which has passed anyway.
+    pub(crate) fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            connections: Table::default(),
+            others: Table::default(),
+        }
+    }
+
+    fn tick(&self, at: Instant) -> Tick {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        Tick(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, tick: Tick) -> Instant {
+        self.epoch + Duration::from_nanos(tick.0)
+    }
+
     /// Sets `timer` to fire at `at`, moving it if it was set already.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        let at = self.tick(at);
         match ConnectionTimer::of(timer) {
             Some(key) => self.connections.set(key, at),
             None => self.others.set(timer, at),
@@ -106,18 +133,20 @@ impl Timers {
 
     /// Cancels `timer`; returns when it would have fired.
     pub(crate) fn cancel(&mut self, timer: Timer) -> Option<Instant> {
-        match ConnectionTimer::of(timer) {
+        let at = match ConnectionTimer::of(timer) {
             Some(key) => self.connections.cancel(key),
             None => self.others.cancel(timer),
-        }
+        };
+        at.map(|at| self.instant(at))
     }
 
     /// When `timer` fires, if it is set.
     pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
-        match ConnectionTimer::of(timer) {
+        let at = match ConnectionTimer::of(timer) {
             Some(key) => self.connections.deadline(key),
             None => self.others.deadline(timer),
-        }
+        };
+        at.map(|at| self.instant(at))
     }
 
     /// Whether `timer` is set.
@@ -134,10 +163,11 @@ impl Timers {
     fn first(&self) -> Option<(Instant, Timer)> {
         let connection = self.connections.first().map(|(at, key)| (at, key.timer()));
         let other = self.others.first();
-        match (connection, other) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let (at, timer) = match (connection, other) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some((self.instant(at), timer))
     }
 
     /// Removes and returns one timer whose deadline is at or before `now`.
@@ -158,8 +188,8 @@ impl Timers {
 /// Deadlines under one kind of key, by time and by key.
 #[derive(Debug)]
 struct Table<K> {
-    by_time: BTreeSet<(Instant, K)>,
-    by_key: Map<K, Instant>,
+    by_time: BTreeSet<(Tick, K)>,
+    by_key: Map<K, Tick>,
 }
 
 impl<K> Default for Table<K> {
@@ -172,24 +202,24 @@ impl<K> Default for Table<K> {
 }
 
 impl<K: Copy + Ord + Hash> Table<K> {
-    fn set(&mut self, key: K, at: Instant) {
+    fn set(&mut self, key: K, at: Tick) {
         if let Some(previous) = self.by_key.insert(key, at) {
             self.by_time.remove(&(previous, key));
         }
         self.by_time.insert((at, key));
     }
 
-    fn cancel(&mut self, key: K) -> Option<Instant> {
+    fn cancel(&mut self, key: K) -> Option<Tick> {
         let at = self.by_key.remove(&key)?;
         self.by_time.remove(&(at, key));
         Some(at)
     }
 
-    fn deadline(&self, key: K) -> Option<Instant> {
+    fn deadline(&self, key: K) -> Option<Tick> {
         self.by_key.get(&key).copied()
     }
 
-    fn first(&self) -> Option<(Instant, K)> {
+    fn first(&self) -> Option<(Tick, K)> {
         self.by_time.first().copied()
     }
 
@@ -207,7 +237,7 @@ mod tests {
     #[test]
     fn pops_in_order_and_only_when_due() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         timers.set(Timer::Bootstrap, t0 + Duration::from_secs(2));
         let c = ConnectionId::new_unchecked(1);
         timers.set(Timer::DialDeadline(c), t0 + Duration::from_secs(1));
@@ -229,7 +259,7 @@ mod tests {
     #[test]
     fn connection_timers_and_the_others_pop_in_one_order() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         let c = ConnectionId::new_unchecked(7);
         let at = t0 + Duration::from_secs(1);
         timers.set(Timer::Trim, at);
@@ -253,9 +283,26 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_come_back_exactly_and_one_before_the_epoch_fires_at_it() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(t0);
+        let at = t0 + Duration::new(86_400 * 365, 123_456_789);
+        timers.set(Timer::Trim, at);
+        assert_eq!(timers.deadline(Timer::Trim), Some(at));
+        let c = ConnectionId::new_unchecked(3);
+        timers.set(Timer::Inactivity(c), t0 + Duration::from_nanos(1));
+        assert_eq!(timers.next(), Some(t0 + Duration::from_nanos(1)));
+        if let Some(before) = t0.checked_sub(Duration::from_secs(1)) {
+            timers.set(Timer::Bootstrap, before);
+            assert_eq!(timers.next(), Some(t0));
+            assert_eq!(timers.pop_due(t0), Some(Timer::Bootstrap));
+        }
+    }
+
+    #[test]
     fn setting_again_moves_the_timer() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         timers.set(Timer::Trim, t0 + Duration::from_secs(5));
         timers.set(Timer::Trim, t0 + Duration::from_secs(9));
         assert_eq!(timers.len(), 1);

@@ -173,7 +173,7 @@ impl Manager {
         let mut first_settles: Option<Instant> = None;
         let mut kept_anyway = 0usize;
         let mut candidates = Vec::new();
-        for (peer, record) in &self.peers {
+        for (peer, record) in self.peers.iter() {
             let Some(kept) = record.open().min_by_key(|c| c.established_at) else {
                 continue;
             };
@@ -206,7 +206,7 @@ impl Manager {
                     .health
                     .assess(&self.config.health_scoring)
                     .map_or(0.5, |h| h.score),
-                rtt: kept.rtt,
+                rtt: kept.rtt.map(Micros::duration),
                 inbound: kept.initiator == Initiator::Remote,
                 since: kept.established_at,
                 group: NetGroup::of(&kept.remote_addr),

@@ -140,7 +140,7 @@ impl Manager {
     }
 
     pub(super) fn on_grace_over(&mut self, now: Instant, connection: ConnectionId) {
-        let Some(peer) = self.owners.get(&connection).copied() else {
+        let Some(peer) = self.owner(connection) else {
             return;
         };
         let Some(record) = self.peers.get(&peer) else {
@@ -166,7 +166,7 @@ impl Manager {
     /// two sides settle, its initiator redials (see [`redial::PeerContext`]).
     pub(super) fn mark_duplicate(&mut self, now: Instant, peer: PeerId) {
         if let Some(record) = self.peers.get_mut(&peer) {
-            record.last_duplicate_at = Some(now);
+            record.set_last_duplicate_at(now);
         }
     }
 }

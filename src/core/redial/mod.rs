@@ -66,7 +66,7 @@ impl Manager {
             wanted: record.intent.is_wanted(),
             attempt: record.redial.attempts,
             settling_duplicates: record
-                .last_duplicate_at
+                .last_duplicate_at()
                 .is_some_and(|at| now.saturating_duration_since(at) <= duplicate_grace),
             died_young: closed.pings == 0
                 && closed.remote_goodbye.is_none()

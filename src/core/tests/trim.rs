@@ -251,7 +251,7 @@ fn burst_after_wanted(attacker_addr: impl Fn(usize) -> String) -> (usize, usize,
     // Let every close the manager decides land, through the grace of the burst and beyond.
     for _ in 0..8 {
         for (connection, _) in a.closes() {
-            let peer = *a.manager.owners.get(&connection).unwrap();
+            let peer = a.manager.owner(connection).unwrap();
             a.manager
                 .on_closed(a.now, connection, peer, CloseCause::Local);
         }
@@ -319,7 +319,7 @@ fn a_diverse_share_of_peers_nobody_asked_for_survives_a_burst_of_better_connecte
     }
     for _ in 0..8 {
         for (connection, _) in a.closes() {
-            let peer = *a.manager.owners.get(&connection).unwrap();
+            let peer = a.manager.owner(connection).unwrap();
             a.manager
                 .on_closed(a.now, connection, peer, CloseCause::Local);
         }
