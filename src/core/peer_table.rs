@@ -62,6 +62,10 @@ impl PeerTable {
 
     /// The slot of `peer`'s record, if it has one.
     pub(crate) fn slot_of(&self, peer: &PeerId) -> Option<PeerSlot> {
+        // Not even a hash for an empty table (as std's `HashMap::get` does).
+        if self.index.is_empty() {
+            return None;
+        }
         let chunks = &self.chunks;
         self.index
             .find(self.keys.hash_one(peer), |slot| {
