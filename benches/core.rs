@@ -1,6 +1,7 @@
 //! Benchmarks of the sans-IO core: the cost of one connection event as the number of tracked
 //! peers grows (also with the peer store's journal on, and with its changes written to a
-//! `MemoryStore`), a ban check, and a trim of 10,000 peers.
+//! `MemoryStore`, and with peer exchange on), a ban check, a trim of 10,000 peers, and a round
+//! of peer lists to every connected peer.
 //!
 //! `cargo bench --features testing --bench core` (add `-- --quick` for a fast pass). The
 //! feature exposes the store driver's own conversion of changes to store operations
@@ -13,7 +14,7 @@ use libp2p_connection_manager::{
     core::{CloseCause, Manager, NewConnection},
     store::{MemoryStore, PeerStore},
     testing::store_ops,
-    Config, Initiator, Limits,
+    Config, Initiator, Limits, PeerExchange,
 };
 use libp2p_core::{Endpoint, Multiaddr};
 use libp2p_identity::PeerId;
@@ -208,6 +209,86 @@ fn trim(c: &mut Criterion) {
     });
 }
 
+/// A manager with peer exchange on and `peers` connected peers, each with a public address
+/// it reported (identify), every one of them given a list when it connected at `now`.
+fn exchanging_manager(peers: usize, now: Instant) -> Manager {
+    let config = quiet_config().with_peer_exchange(Some(PeerExchange::new()));
+    let mut manager = Manager::new(PeerId::random(), config, now, 7);
+    for n in 0..peers {
+        let peer = PeerId::random();
+        let [_, b, c, d] = (n as u32).to_be_bytes();
+        let addr: Multiaddr = format!("/ip4/203.{b}.{c}.{d}/tcp/4001")
+            .parse()
+            .expect("address");
+        establish_inbound(
+            &mut manager,
+            now,
+            ConnectionId::new_unchecked(n),
+            peer,
+            &addr,
+        );
+        // Its listen address, as identify reports it once connected.
+        manager.on_peer_address(now, peer, addr);
+    }
+    while manager.poll_action().is_some() {}
+    manager
+}
+
+/// One peer-list round: a peer connects one interval after the others, and one interval later
+/// every connected peer is sent a list naming up to 64 others.
+fn exchange_round(c: &mut Criterion) {
+    let now = Instant::now();
+    let interval = Duration::from_secs(10);
+    let addr: Multiaddr = "/ip4/198.51.100.1/tcp/4001".parse().expect("address");
+    let mut group = c.benchmark_group("exchange_round");
+    group.sample_size(10);
+    for peers in [1_000, 4_000] {
+        group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, &peers| {
+            b.iter_batched(
+                || {
+                    let mut manager = exchanging_manager(peers, now);
+                    let late = PeerId::random();
+                    let cid = ConnectionId::new_unchecked(peers);
+                    establish_inbound(&mut manager, now + interval, cid, late, &addr);
+                    while manager.poll_action().is_some() {}
+                    manager
+                },
+                |mut manager| {
+                    manager.handle_timeout(now + 2 * interval);
+                    let mut lists = 0;
+                    while let Some(action) = manager.poll_action() {
+                        lists += 1;
+                        black_box(action);
+                    }
+                    assert!(lists >= peers, "a list to every peer, {lists} actions");
+                    manager
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// One inbound connection from a new peer with peer exchange on, with N peers connected: it
+/// is sent a list when it connects.
+fn exchanging_connection_event(c: &mut Criterion) {
+    let now = Instant::now();
+    let mut group = c.benchmark_group("establish_and_close_exchanging");
+    for peers in [1_000, 4_000] {
+        let mut manager = exchanging_manager(peers, now);
+        let addr: Multiaddr = "/ip4/198.51.100.2/tcp/4001".parse().expect("address");
+        let mut next = peers;
+        group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, _| {
+            b.iter(|| {
+                next += 1;
+                one_event(&mut manager, now, next, &addr);
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     connection_event,
@@ -215,6 +296,8 @@ criterion_group!(
     journaled_event_to_ops,
     journaled_event_to_memory_store,
     ban_check,
-    trim
+    trim,
+    exchange_round,
+    exchanging_connection_event
 );
 criterion_main!(benches);

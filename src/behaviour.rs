@@ -196,7 +196,9 @@ impl Behaviour {
 
     /// Says goodbye `Normal` to every peer, closes every connection, refuses new ones and
     /// enters [`Phase::Terminated`]. The goodbyes go out as the swarm is polled: keep polling
-    /// it until the connections are closed (at most the goodbye timeout).
+    /// it until the connections are closed (at most the goodbye timeout). With a store,
+    /// nothing more is written from here: it keeps the state from before the shutdown (a ban
+    /// made after it is enforced until the process ends, but not stored).
     pub fn shutdown(&mut self) {
         self.manager.shutdown(Instant::now());
         if let Some(store) = self.store.as_mut() {

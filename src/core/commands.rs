@@ -124,7 +124,8 @@ impl Manager {
     }
 
     /// Says goodbye `Normal` on every connection, stops redialing, refuses every new
-    /// connection, and enters [`Phase::Terminated`].
+    /// connection, and enters [`Phase::Terminated`]. The journal stops here: what a store
+    /// holds stays as it was before the shutdown (a ban made after it is not journaled).
     pub fn shutdown(&mut self, now: Instant) {
         if self.terminated {
             return;

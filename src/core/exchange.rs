@@ -201,7 +201,8 @@ impl Manager {
                 .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval)
         });
         if due {
-            self.send_list(now, peer, connection);
+            let candidates = self.list_candidates();
+            self.send_list(now, peer, connection, &candidates);
         }
     }
 
@@ -232,6 +233,9 @@ impl Manager {
         };
         let changed = self.exchange.changed_at;
         let mut deferred = false;
+        // Gathered once for the whole round: gathering visits every peer, and a round may
+        // send a list to every one of them.
+        let candidates = self.list_candidates();
         let recipients: Vec<(PeerId, ConnectionId)> = self
             .peers
             .iter()
@@ -246,7 +250,7 @@ impl Manager {
             })
             .collect();
         for (peer, connection) in recipients {
-            self.send_list(now, peer, connection);
+            self.send_list(now, peer, connection, &candidates);
         }
         if deferred && !self.terminated {
             let at = later(now, exchange.interval);
@@ -263,7 +267,8 @@ impl Manager {
         if self.config.peer_exchange.is_none() {
             return;
         }
-        let peers = self.peer_list_for(now, peer);
+        let candidates = self.list_candidates();
+        let peers = self.peer_list_for(now, peer, &candidates);
         if peers.is_empty() {
             return;
         }
@@ -274,9 +279,16 @@ impl Manager {
         });
     }
 
-    /// Sends `peer` the list for it on `connection`, if there is anything to tell.
-    fn send_list(&mut self, now: Instant, peer: PeerId, connection: ConnectionId) {
-        let peers = self.peer_list_for(now, peer);
+    /// Sends `peer` the list for it on `connection` (drawn from `candidates`, see
+    /// [`list_candidates`](Self::list_candidates)), if there is anything to tell.
+    fn send_list(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        connection: ConnectionId,
+        candidates: &[PeerSlot],
+    ) {
+        let peers = self.peer_list_for(now, peer, candidates);
         if peers.is_empty() {
             return;
         }
@@ -290,47 +302,127 @@ impl Manager {
         });
     }
 
-    /// Whom to tell `recipient` about: connected peers other than itself, not banned, with the
-    /// addresses it can plausibly reach (proven, given or reported by the peer itself, never
-    /// hearsay); a random sample of at most [`MAX_LIST_PEERS`], [`MAX_LIST_ADDRESSES`]
-    /// addresses each.
-    fn peer_list_for(&mut self, now: Instant, recipient: PeerId) -> PeerList {
+    /// The peers a list may name: the connected ones, by slot. One pass over every peer; a
+    /// round gathers them once for all its lists.
+    fn list_candidates(&self) -> Vec<PeerSlot> {
+        self.peers
+            .iter_slots()
+            .filter(|(_, _, record)| record.is_connected())
+            .map(|(slot, _, _)| slot)
+            .collect()
+    }
+
+    /// Whom to tell `recipient` about: connected peers (`candidates`, as gathered by
+    /// [`list_candidates`](Self::list_candidates) in this same step) other than itself, not
+    /// banned, with the addresses it can plausibly reach (proven, given or reported by the
+    /// peer itself, never hearsay); a random sample of at most [`MAX_LIST_PEERS`],
+    /// [`MAX_LIST_ADDRESSES`] addresses each.
+    ///
+    /// Candidates are drawn at random until the list is full, and only the drawn are examined:
+    /// a list costs about [`MAX_LIST_PEERS`] draws, not a pass over every peer with their
+    /// addresses copied (a round to 10,000 peers was 10,000 such passes).
+    fn peer_list_for(
+        &mut self,
+        now: Instant,
+        recipient: PeerId,
+        candidates: &[PeerSlot],
+    ) -> PeerList {
         let recipient_ip = self
             .peers
             .get(&recipient)
             .and_then(|r| r.open().next())
             .and_then(|c| ip_of(&c.remote_addr));
-        let mut candidates: PeerList = self
-            .peers
-            .iter()
-            .filter(|(peer, record)| **peer != recipient && record.is_connected())
-            .filter(|(peer, _)| self.bans.peer(peer, now).is_none())
-            .filter_map(|(peer, record)| {
-                let addresses: Vec<Multiaddr> = record
-                    .addresses
-                    .ranked()
-                    .filter(|(a, rank)| *rank > Rank::Hearsay && reachable_from(recipient_ip, a))
-                    .map(|(a, _)| a.clone())
-                    .take(MAX_LIST_ADDRESSES)
-                    .collect();
-                (!addresses.is_empty()).then_some((*peer, addresses))
-            })
-            .collect();
-        // A random sample, so that every connected peer is named sooner or later.
-        let sample = candidates.len().min(MAX_LIST_PEERS);
-        for i in 0..sample {
-            let j = self.rng.gen_range(i..candidates.len());
-            candidates.swap(i, j);
+        let mut list = PeerList::new();
+        let mut draws = Draws::new(candidates.len());
+        while list.len() < MAX_LIST_PEERS {
+            let Some(index) = draws.next(&mut self.rng) else {
+                break;
+            };
+            let Some((peer, record)) = self.peers.at(candidates[index]) else {
+                continue;
+            };
+            if *peer == recipient || !record.is_connected() || self.bans.peer(peer, now).is_some() {
+                continue;
+            }
+            let addresses: Vec<Multiaddr> = record
+                .addresses
+                .ranked()
+                .filter(|(a, rank)| *rank > Rank::Hearsay && reachable_from(recipient_ip, a))
+                .map(|(a, _)| a.clone())
+                .take(MAX_LIST_ADDRESSES)
+                .collect();
+            if !addresses.is_empty() {
+                list.push((*peer, addresses));
+            }
         }
-        candidates.truncate(sample);
         // The wire cuts what does not fit its frame budget (`encode_peers`).
-        candidates
+        list
+    }
+}
+
+/// Indices `0..len` in random order, drawn one at a time: a Fisher-Yates shuffle that
+/// remembers only the positions it moved, so that `n` draws cost O(n) whatever `len` is.
+/// (`rand`'s sampling wants the number of draws up front; a list does not know how many of
+/// its draws it will reject.)
+struct Draws {
+    next: usize,
+    len: usize,
+    moved: std::collections::HashMap<usize, usize>,
+}
+
+impl Draws {
+    fn new(len: usize) -> Self {
+        Self {
+            next: 0,
+            len,
+            moved: std::collections::HashMap::new(),
+        }
+    }
+
+    fn next(&mut self, rng: &mut impl Rng) -> Option<usize> {
+        if self.next >= self.len {
+            return None;
+        }
+        let i = self.next;
+        let j = rng.gen_range(i..self.len);
+        let at = |k: usize, moved: &std::collections::HashMap<usize, usize>| {
+            moved.get(&k).copied().unwrap_or(k)
+        };
+        let drawn = at(j, &self.moved);
+        // Position j now holds what was at i; i is never looked at again.
+        let displaced = at(i, &self.moved);
+        self.moved.insert(j, displaced);
+        self.next += 1;
+        Some(drawn)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn draws_give_every_index_once_in_an_order_that_varies() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let mut draws = Draws::new(10);
+            let order: Vec<usize> = std::iter::from_fn(|| draws.next(&mut rng)).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+            orders.insert(order);
+        }
+        assert!(orders.len() > 15, "{} distinct orders of 20", orders.len());
+        // Each index comes first about as often as any other.
+        let mut first = [0usize; 4];
+        for _ in 0..4_000 {
+            first[Draws::new(4).next(&mut rng).unwrap()] += 1;
+        }
+        assert!(first.iter().all(|n| (800..1200).contains(n)), "{first:?}");
+        assert_eq!(Draws::new(0).next(&mut rng), None);
+    }
 
     fn addr(s: &str) -> Multiaddr {
         s.parse().unwrap()

@@ -205,6 +205,26 @@ impl PeerTable {
             .map(|e| (&e.peer, &e.record))
     }
 
+    /// Every peer with its record and its slot, in slot order.
+    pub(crate) fn iter_slots(&self) -> impl Iterator<Item = (PeerSlot, &PeerId, &PeerRecord)> + '_ {
+        self.chunks.iter().enumerate().flat_map(|(chunk, entries)| {
+            let start = chunk_start(chunk);
+            entries
+                .iter()
+                .enumerate()
+                .filter_map(move |(offset, entry)| {
+                    let entry = entry.as_ref()?;
+                    let slot = PeerSlot(u32::try_from(start + offset).ok()?);
+                    Some((slot, &entry.peer, &entry.record))
+                })
+        })
+    }
+
+    /// The peer and record in `slot`, if it holds one.
+    pub(crate) fn at(&self, slot: PeerSlot) -> Option<(&PeerId, &PeerRecord)> {
+        entry_at(&self.chunks, slot).map(|e| (&e.peer, &e.record))
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = &PeerId> + '_ {
         self.iter().map(|(peer, _)| peer)
     }
@@ -258,5 +278,10 @@ mod tests {
             assert!(table.contains_key(peer));
         }
         assert!(table.keys().any(|p| *p == newcomer));
+        for (slot, peer, record) in table.iter_slots() {
+            assert_eq!(table.peer_at(slot), Some(peer));
+            assert!(std::ptr::eq(table.at(slot).unwrap().1, record));
+        }
+        assert_eq!(table.iter_slots().count(), 300);
     }
 }

@@ -128,6 +128,17 @@ fn shutdown_does_not_unwant_peers_in_the_store() {
 }
 
 #[test]
+fn a_ban_after_shutdown_is_enforced_but_not_journaled() {
+    let (mut a, _) = tracking(Config::default());
+    a.manager.shutdown(a.now);
+    let _ = a.manager.take_changes();
+    let late = PeerId::random();
+    a.manager.ban_peer(a.now, late, None);
+    assert!(a.manager.is_peer_banned(&late, a.now));
+    assert!(a.manager.take_changes().is_empty());
+}
+
+#[test]
 fn restore_enforces_bans_in_force_and_redials_wanted_peers() {
     let (mut a, b) = pair(Config::default());
     let c = PeerId::random();
