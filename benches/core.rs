@@ -235,39 +235,54 @@ fn exchanging_manager(peers: usize, now: Instant) -> Manager {
 }
 
 /// One peer-list round: a peer connects one interval after the others, and one interval later
-/// every connected peer is sent a list naming up to 64 others.
+/// every connected peer is sent a list naming up to 64 others. `exchange_round` is the whole
+/// round (its steps driven one after the other), `exchange_round_step` the first step alone:
+/// the longest the round holds the swarm's task at once.
 fn exchange_round(c: &mut Criterion) {
     let now = Instant::now();
     let interval = Duration::from_secs(10);
     let addr: Multiaddr = "/ip4/198.51.100.1/tcp/4001".parse().expect("address");
-    let mut group = c.benchmark_group("exchange_round");
-    group.sample_size(10);
-    for peers in [1_000, 4_000] {
-        group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, &peers| {
-            b.iter_batched(
-                || {
-                    let mut manager = exchanging_manager(peers, now);
-                    let late = PeerId::random();
-                    let cid = ConnectionId::new_unchecked(peers);
-                    establish_inbound(&mut manager, now + interval, cid, late, &addr);
-                    while manager.poll_action().is_some() {}
-                    manager
-                },
-                |mut manager| {
-                    manager.handle_timeout(now + 2 * interval);
-                    let mut lists = 0;
-                    while let Some(action) = manager.poll_action() {
-                        lists += 1;
-                        black_box(action);
-                    }
-                    assert!(lists >= peers, "a list to every peer, {lists} actions");
-                    manager
-                },
-                BatchSize::LargeInput,
-            )
-        });
+    let setup = |peers: usize| {
+        let mut manager = exchanging_manager(peers, now);
+        let late = PeerId::random();
+        let cid = ConnectionId::new_unchecked(peers);
+        establish_inbound(&mut manager, now + interval, cid, late, &addr);
+        while manager.poll_action().is_some() {}
+        manager
+    };
+    let drain = |manager: &mut Manager| {
+        let mut actions = 0;
+        while let Some(action) = manager.poll_action() {
+            actions += 1;
+            black_box(action);
+        }
+        actions
+    };
+    for (name, whole) in [("exchange_round", true), ("exchange_round_step", false)] {
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        for peers in [1_000, 4_000] {
+            group.bench_with_input(BenchmarkId::from_parameter(peers), &peers, |b, &peers| {
+                b.iter_batched(
+                    || setup(peers),
+                    |mut manager| {
+                        let mut at = now + 2 * interval;
+                        manager.handle_timeout(at);
+                        let mut lists = drain(&mut manager);
+                        while whole && manager.poll_timeout().is_some_and(|d| d < at + interval) {
+                            at = manager.poll_timeout().expect("a step is due");
+                            manager.handle_timeout(at);
+                            lists += drain(&mut manager);
+                        }
+                        assert!(!whole || lists >= peers, "a list to every peer: {lists}");
+                        manager
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 /// One inbound connection from a new peer with peer exchange on, with N peers connected: it

@@ -15,6 +15,14 @@ pub const MAX_LIST_PEERS: usize = 64;
 /// Most addresses per peer named in a list sent.
 pub const MAX_LIST_ADDRESSES: usize = 4;
 
+/// Lists a round sends in one step; the rest follow [`ROUND_STEP_PAUSE`] later. A list costs
+/// about 20 µs to make, so a step of a round to 10,000 peers holds the swarm's task for a few
+/// milliseconds, not the quarter of a second the whole round takes.
+pub(crate) const LISTS_PER_STEP: usize = 256;
+
+/// The pause between two steps of a round.
+const ROUND_STEP_PAUSE: Duration = Duration::from_millis(10);
+
 /// Peer-exchange settings (off unless [`Config::with_peer_exchange`] is given).
 ///
 /// What a peer tells about third parties is hearsay: it is vetted, budgeted, and never outranks
@@ -225,37 +233,75 @@ impl Manager {
 
     /// A round: every connected peer whose last list predates the latest change gets a new
     /// one, unless it had one less than an interval ago; then another round follows one
-    /// interval later.
+    /// interval later. The lists go out [`LISTS_PER_STEP`] at a time, [`ROUND_STEP_PAUSE`]
+    /// apart, so that a round to thousands of peers does not hold the swarm's task at once.
     pub(super) fn on_exchange_due(&mut self, now: Instant) {
-        self.last_exchange = Some(now);
         let Some(exchange) = self.config.peer_exchange else {
             return;
         };
+        if self.exchange.round.is_empty() {
+            self.start_round(now, exchange.interval);
+        }
+        // Gathered once for the step: gathering visits every peer.
+        let candidates = self.list_candidates();
+        let mut sent = 0;
+        while sent < LISTS_PER_STEP {
+            let Some(peer) = self.exchange.round.pop_front() else {
+                break;
+            };
+            // Its connection now: the one kept may have changed since the round began.
+            let Some(connection) = self
+                .peers
+                .get(&peer)
+                .and_then(|r| r.open().min_by_key(|c| c.established_at))
+                .map(|c| c.id)
+            else {
+                continue;
+            };
+            self.send_list(now, peer, connection, &candidates);
+            sent += 1;
+        }
+        if self.terminated {
+            self.exchange.round.clear();
+            return;
+        }
+        if !self.exchange.round.is_empty() {
+            self.timers
+                .set(Timer::Exchange, later(now, ROUND_STEP_PAUSE));
+        } else if self.exchange.round_deferred {
+            self.timers
+                .set(Timer::Exchange, later(now, exchange.interval));
+        } else if self.exchange.changed_at > self.last_exchange {
+            // News that came while the round went out (the step's timer was set, so it
+            // scheduled nothing): the next round, an interval after this one began.
+            let next = self
+                .last_exchange
+                .map_or(now, |last| later(last, exchange.interval))
+                .max(now);
+            self.timers.set(Timer::Exchange, next);
+        }
+    }
+
+    /// Picks the recipients of a new round (see [`on_exchange_due`](Self::on_exchange_due)).
+    fn start_round(&mut self, now: Instant, interval: Duration) {
+        self.last_exchange = Some(now);
         let changed = self.exchange.changed_at;
         let mut deferred = false;
-        // Gathered once for the whole round: gathering visits every peer, and a round may
-        // send a list to every one of them.
-        let candidates = self.list_candidates();
-        let recipients: Vec<(PeerId, ConnectionId)> = self
+        let recipients: VecDeque<PeerId> = self
             .peers
             .iter()
+            .filter(|(_, record)| record.is_connected())
             .filter(|(_, record)| record.list_sent_at().is_none_or(|at| Some(at) < changed))
             .filter_map(|(peer, record)| {
-                let kept = record.open().min_by_key(|c| c.established_at)?;
                 let due = record
                     .list_sent_at()
-                    .is_none_or(|at| now.saturating_duration_since(at) >= exchange.interval);
+                    .is_none_or(|at| now.saturating_duration_since(at) >= interval);
                 deferred |= !due;
-                due.then_some((*peer, kept.id))
+                due.then_some(*peer)
             })
             .collect();
-        for (peer, connection) in recipients {
-            self.send_list(now, peer, connection, &candidates);
-        }
-        if deferred && !self.terminated {
-            let at = later(now, exchange.interval);
-            self.timers.set(Timer::Exchange, at);
-        }
+        self.exchange.round = recipients;
+        self.exchange.round_deferred = deferred;
     }
 
     /// `peer` was refused for a limit and hears why on `connection` (see `refusals.rs`): with

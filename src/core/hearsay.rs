@@ -52,6 +52,12 @@ pub(crate) struct ExchangeState {
     recent: VecDeque<(Instant, Multiaddr, Option<IpNet>)>,
     /// Peers hearsay leaves alone, until when (`None`: until the application asks for them).
     quiet: Map<PeerId, Option<Instant>>,
+    /// The recipients of the round under way that are still owed a list (see
+    /// `on_exchange_due`: a round goes out in steps).
+    pub(super) round: VecDeque<PeerId>,
+    /// Whether the round under way left out peers whose last list was too recent: another
+    /// round follows one interval after it.
+    pub(super) round_deferred: bool,
 }
 
 impl ExchangeState {

@@ -6,6 +6,7 @@ use libp2p_core::multiaddr::{multihash::Multihash, Protocol};
 use quick_protobuf::MessageWrite;
 
 use super::*;
+use crate::core::exchange::LISTS_PER_STEP;
 use crate::exchange::protocol::{decode_peers_frame, encode_peers, PeerList, MAX_PEERS_FRAME};
 use crate::PeerExchange;
 use std::collections::HashSet;
@@ -729,4 +730,67 @@ fn a_hearsay_peer_that_trims_us_is_let_go_and_its_slot_goes_to_another() {
     );
     assert_eq!(dialed_now, vec![fresh], "the slot goes to the fresh peer");
     assert!(!redialed_hub, "the peer that trimmed us is left alone");
+}
+
+#[test]
+fn a_round_to_many_peers_goes_out_in_steps_of_bounded_size() {
+    let interval = Duration::from_secs(10);
+    // No watermarks: the default high one (192) would trim the hub while the test runs.
+    let config = exchanging()
+        .with_peer_exchange(Some(exchange().with_interval(interval)))
+        .without_watermarks();
+    let mut hub = node(config);
+    let peers: Vec<PeerId> = (0..600).map(|_| PeerId::random()).collect();
+    for (i, peer) in peers.iter().enumerate() {
+        inbound(&mut hub, i + 1, *peer, &addr(10_000 + i as u16));
+        hub.manager.add_address(*peer, addr(20_000 + i as u16));
+    }
+    let _ = hub.actions();
+    // News one interval later; the round after it owes every peer a list.
+    hub.advance(interval);
+    let _ = hub.actions();
+    inbound(&mut hub, 1000, PeerId::random(), &addr(9));
+    let _ = hub.actions();
+    hub.advance(interval);
+    let mut steps = Vec::new();
+    let mut received: Map<PeerId, usize> = Map::default();
+    let newcomer = PeerId::random();
+    loop {
+        // The newcomer's own list, sent when it connects, is not the round's.
+        let step: Vec<_> = lists(&hub.actions())
+            .into_iter()
+            .filter(|(to, _)| *to != newcomer)
+            .collect();
+        if step.is_empty() || steps.len() > 10 {
+            break;
+        }
+        steps.push(step.len());
+        for (to, _) in step {
+            *received.entry(to).or_default() += 1;
+        }
+        if steps.len() == 1 {
+            // News between two steps: whoever was told before it is owed another list.
+            hub.advance(Duration::from_millis(5));
+            inbound(&mut hub, 1001, newcomer, &addr(10));
+        }
+        hub.advance(Duration::from_millis(10));
+    }
+    println!("a round to 601 peers: lists per step {steps:?}");
+    assert!(
+        steps.iter().all(|n| *n <= LISTS_PER_STEP),
+        "at most {LISTS_PER_STEP} lists in one step: {steps:?}"
+    );
+    // All but the newcomer (told at once when it connected) and the first peer (told in the
+    // round one interval in, when the others had just had theirs).
+    assert_eq!(steps.iter().sum::<usize>(), 599, "{steps:?}");
+    assert!(received.values().all(|n| *n == 1), "one list each");
+    hub.advance(interval);
+    let next: usize = std::iter::from_fn(|| {
+        let step = lists(&hub.actions()).len();
+        hub.advance(Duration::from_millis(10));
+        (step > 0).then_some(step)
+    })
+    .sum();
+    println!("the news that came during the round: {next} lists an interval later");
+    assert!(next >= LISTS_PER_STEP, "{next} lists in the next round");
 }
