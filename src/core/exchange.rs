@@ -40,7 +40,8 @@ const ROUND_STEP_PAUSE: Duration = Duration::from_millis(10);
 /// - one list per connection per interval: a node sends no more, and drops lists that arrive
 ///   from one peer less than half an interval apart. A list holds at most 64 peers (a random
 ///   sample of the connected ones), 4 addresses each, within 16 KiB; a receiver keeps what
-///   parses and fits of a larger one and does not hold it against the sender.
+///   parses and fits of a larger one and does not hold it against the sender. A round of
+///   lists to many peers goes out 256 lists at a time, 10 ms apart.
 /// - received addresses are vetted against the sender: loopback only from a sender on the same
 ///   host, private and link-local ranges only from a sender on a private network, never DNS
 ///   names (their IP is unknown until dialed, so bans and the bounds below cannot apply),
